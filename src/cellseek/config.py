@@ -1,0 +1,175 @@
+"""Every default of cellseek, stated once, in frozen dataclasses.
+
+The CLI, the napari widgets and the library all read their defaults from here. Use
+:func:`dataclasses.replace` to change a field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Environment variable naming a local folder of model weights (air-gapped labs).
+WEIGHTS_DIR_ENV = "CELLSEEK_WEIGHTS_DIR"
+#: Environment variable naming the cache folder (SAM image embeddings, ...).
+CACHE_DIR_ENV = "CELLSEEK_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """Folder for caches: ``$CELLSEEK_CACHE_DIR`` or ``~/.cache/cellseek``."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "cellseek"
+
+
+def default_weights_dir() -> Path | None:
+    """Local weights folder from ``$CELLSEEK_WEIGHTS_DIR``, or None."""
+    env = os.environ.get(WEIGHTS_DIR_ENV)
+    return Path(env) if env else None
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How cells are segmented.
+
+    Parameters
+    ----------
+    method : {"auto", "sam", "classical"}
+        ``"auto"`` uses SAM when its weights are present, else the classical segmenter.
+    sam_model : str
+        SAM variant (``vit_b``, ``vit_l``, ``vit_h``).
+    min_area, max_area : int
+        Objects outside this pixel-area range are dropped (``max_area`` 0 = no limit).
+    exclude_border : bool
+        Drop objects touching the image border.
+    stain : {"auto", "stained", "label-free"}
+        For the classical segmenter: stained smears use a stain channel that separates nuclei.
+    """
+
+    method: str = "auto"
+    sam_model: str = "vit_b"
+    min_area: int = 150
+    max_area: int = 0
+    exclude_border: bool = False
+    stain: str = "auto"
+    sam_points_per_side: int = 32
+    sam_tile_size: int = 1024
+    sam_tile_overlap: int = 128
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    """How a crop is cut around each cell.
+
+    Parameters
+    ----------
+    margin : float
+        Context margin around the bounding box, as a fraction of its longer side.
+    mask_mode : {"context", "mask"}
+        Keep the surrounding pixels, or set everything outside the cell mask to the background.
+    size : int
+        Side of the square crop handed to embedders before their own resize.
+    target_pixel_size_um : float or None
+        Resample crops to this pixel size when the image's pixel size is known.
+    """
+
+    margin: float = 0.25
+    mask_mode: str = "context"
+    size: int = 128
+    target_pixel_size_um: float | None = None
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Which models embed the crops, and how.
+
+    Parameters
+    ----------
+    preset : str
+        A preset name from :data:`cellseek.zoo.registry.PRESETS`; ignored when ``models`` is set.
+    models : tuple of str
+        Explicit model names.
+    batch_size : int
+        Crops per forward pass.
+    device : str
+        ``"auto"`` (GPU when available), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    weights_dir : str or None
+        Local weights folder; defaults to ``$CELLSEEK_WEIGHTS_DIR``.
+    """
+
+    preset: str = "offline"
+    models: tuple[str, ...] = ()
+    batch_size: int = 32
+    device: str = "auto"
+    weights_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class WeightingConfig:
+    """Entropy-guided model weights (see ``docs/method.md``).
+
+    Parameters
+    ----------
+    mode : {"uniform", "global_entropy", "per_query_entropy"}
+    k : int
+        Neighbours per reference cell when measuring label entropy.
+    tau : float
+        Temperature of ``softmax(-H_m / tau)``.
+    """
+
+    mode: str = "global_entropy"
+    k: int = 10
+    tau: float = 0.1
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """The FAISS index.
+
+    Parameters
+    ----------
+    exact_max : int
+        Up to this many reference cells the search is exact (flat inner product).
+    hnsw_m : int
+        HNSW graph degree beyond ``exact_max``.
+    hnsw_ef_search, hnsw_ef_construction : int
+        HNSW search / construction breadth.
+    """
+
+    exact_max: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    hnsw_ef_construction: int = 200
+
+
+@dataclass(frozen=True)
+class SuggestConfig:
+    """Adaptive kNN vote.
+
+    Parameters
+    ----------
+    k_min, k_max : int
+        Bounds on the adaptive k.
+    threshold : float
+        Suggestions with a confidence below this abstain ("uncertain").
+    temperature : float
+        Vote weight of a neighbour is ``exp((s - s_top) / temperature)`` where s is its
+        similarity and s_top the best one; large values give a plain majority vote.
+    """
+
+    k_min: int = 1
+    k_max: int = 15
+    threshold: float = 0.6
+    temperature: float = 0.05
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings of a cellseek session."""
+
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    suggest: SuggestConfig = field(default_factory=SuggestConfig)

@@ -1,0 +1,411 @@
+"""Weights-free cell segmentation: stain-aware thresholds and marker-controlled watersheds.
+
+This is the offline default of cellseek, used whenever the SAM weights are absent. Two pipelines:
+
+``"stained"`` (Romanowsky-stained blood smears, H&E-like RGB)
+    1. Nucleus channel ``B - max(R, G)`` (:func:`cellseek.segment.stain.nucleus_channel`),
+       smoothed, thresholded at ``max(Otsu, 0.06)``; specks smaller than a platelet are dropped.
+    2. Lobes of one nucleus (segmented neutrophils) are grouped by a dilation of
+       ``lobe_gap`` pixels: nucleus pixels within that distance of each other form one cell.
+    3. Each nucleus group grows into its cytoplasm with a watershed on the colour gradient whose
+       competing markers are the bright background and the pink red blood cells; the growth is
+       bounded by a distance proportional to the nucleus size, and holes are filled.
+    4. ``target="wbc"`` keeps only these nucleated cells. ``target="cells"`` adds every other
+       foreground object (red blood cells, platelets), split by a distance-transform watershed.
+
+``"label-free"`` (brightfield, phase contrast, QPI/holotomography RI, fluorescence)
+    Foreground = pixels whose smoothed absolute deviation from the background level (the histogram
+    mode) or local standard deviation exceeds an Otsu threshold; closed, holes filled, then split by
+    a distance-transform watershed with peaks at least ``~sqrt(min_area)`` apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import gaussian, sobel, threshold_otsu
+from skimage.measure import regionprops
+from skimage.morphology import disk
+from skimage.segmentation import watershed
+
+from cellseek.errors import CellseekError
+from cellseek.segment.filters import fill_label_holes, filter_labels
+from cellseek.segment.stain import (
+    background_colour,
+    is_stained,
+    nucleus_channel,
+    pinkness_channel,
+    to_float_rgb,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["STAINS", "TARGETS", "central_cell_mask", "resolve_stain", "segment"]
+
+#: Accepted values of ``stain``.
+STAINS = ("auto", "stained", "label-free")
+#: Accepted values of ``target``.
+TARGETS = ("auto", "cells", "wbc")
+
+#: Lowest nucleus-channel threshold (B - max(R, G), on [0, 1] intensities).
+_NUC_MIN_THRESHOLD = 0.06
+
+
+# --------------------------------------------------------------------------------------------
+# input handling
+
+
+def _prepare(plane) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Return (array float32, valid mask, is_rgb); warn on NaN, raise on all-NaN."""
+    arr = np.asarray(plane)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        is_rgb = True
+    elif arr.ndim == 2:
+        is_rgb = False
+    else:
+        raise CellseekError(
+            f"cannot segment an image of shape {arr.shape}: a plane must be 2-D grey (Y, X) or "
+            "RGB (Y, X, 3); pick one plane (time point, z slice, channel) first"
+        )
+    if arr.size == 0:
+        raise CellseekError("cannot segment an empty image")
+    if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating):
+        finite = np.isfinite(arr) if not is_rgb else np.isfinite(arr).all(axis=-1)
+        if not finite.any():
+            raise CellseekError(
+                "cannot segment this image: every pixel is NaN or infinite (no measured values)"
+            )
+        if not finite.all():
+            warnings.warn(
+                f"{int((~finite).sum())} NaN/infinite pixels are treated as background",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    if is_rgb:
+        rgb, valid = to_float_rgb(arr)
+        return rgb, valid, True
+    grey = arr.astype(np.float32)
+    valid = np.isfinite(grey)
+    if not valid.all():
+        grey = np.where(valid, grey, np.median(grey[valid])).astype(np.float32)
+    return grey, valid, False
+
+
+def resolve_stain(plane, stain: str = "auto") -> str:
+    """Decide which pipeline a plane gets.
+
+    Parameters
+    ----------
+    plane : ndarray
+        ``(Y, X)`` grey or ``(Y, X, 3)`` RGB.
+    stain : {"auto", "stained", "label-free"}, optional
+        ``"auto"``: RGB planes with stain-like colour (:func:`cellseek.segment.stain.is_stained`)
+        are ``"stained"``, everything else ``"label-free"``. Default ``"auto"``.
+
+    Returns
+    -------
+    str
+        ``"stained"`` or ``"label-free"``.
+    """
+    if stain not in STAINS:
+        raise CellseekError(f"unknown stain {stain!r}; choose one of {', '.join(STAINS)}")
+    arr = np.asarray(plane)
+    rgb_like = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+    if stain == "stained":
+        return "stained"
+    if stain == "label-free" or not rgb_like:
+        return "label-free"
+    rgb, _ = to_float_rgb(arr)
+    return "stained" if is_stained(rgb) else "label-free"
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _otsu(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.min() == values.max():
+        return float(values.max()) if values.size else 0.0
+    step = max(1, values.size // 200_000)
+    return float(threshold_otsu(values[::step]))
+
+
+def _distance_watershed(mask: np.ndarray, min_distance: int) -> np.ndarray:
+    """Split a binary mask into objects with a watershed on its distance transform."""
+    from skimage.feature import peak_local_max
+
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return lab.astype(np.int32)
+    dist = ndi.distance_transform_edt(mask)
+    dist = gaussian(dist, sigma=1.0, preserve_range=True)
+    peaks = peak_local_max(
+        dist,
+        min_distance=max(1, int(min_distance)),
+        threshold_abs=max(1.0, 0.3 * min_distance),
+        labels=lab,
+        exclude_border=False,
+    )
+    markers = np.zeros(mask.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
+    # components without a peak keep one marker of their own
+    has = np.zeros(n + 1, bool)
+    has[lab[tuple(peaks.T)]] = True
+    missing = np.flatnonzero(~has[1:]) + 1
+    if missing.size:
+        extra = np.isin(lab, missing)
+        markers[extra] = lab[extra] + len(peaks)
+    return watershed(-dist, markers, mask=mask).astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# stained pipeline
+
+
+def _nucleus_groups(
+    nuc: np.ndarray, valid: np.ndarray, *, min_nucleus_area: int, lobe_gap: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nucleus mask and nucleus-group labels (lobes of one cell share a label)."""
+    thr = max(_otsu(nuc[valid]), _NUC_MIN_THRESHOLD)
+    mask = (nuc > thr) & valid
+    mask = ndi.binary_opening(mask, structure=disk(1))
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask, lab.astype(np.int32)
+    areas = np.bincount(lab.ravel())
+    # specks well below a platelet can never be (part of) a nucleus
+    speck = areas < max(8, min_nucleus_area // 20)
+    speck[0] = False
+    mask &= ~speck[lab]
+    grouped, _ = ndi.label(ndi.binary_dilation(mask, structure=disk(lobe_gap)))
+    groups = np.where(mask, grouped, 0)
+    # drop groups whose chromatin area is platelet-sized
+    garea = np.bincount(groups.ravel())
+    small = garea < min_nucleus_area
+    small[0] = False
+    groups[small[groups]] = 0
+    groups = filter_labels(groups)
+    mask &= groups > 0
+    return mask, groups
+
+
+def _grow_cells(
+    rgb: np.ndarray, valid: np.ndarray, groups: np.ndarray, *, growth: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grow nucleus groups into their cytoplasm; return (cell labels, foreground mask)."""
+    smooth = gaussian(rgb, sigma=1.5, channel_axis=-1, preserve_range=True)
+    grey = smooth.mean(axis=-1)
+    bg = background_colour(smooth)
+    bg_grey = float(bg.mean())
+    fg_thr = _otsu(grey[valid])
+    fg_thr = min(fg_thr, bg_grey - 0.03)
+    foreground = (grey < fg_thr) & valid
+    foreground = ndi.binary_fill_holes(foreground)
+    pink = pinkness_channel(smooth) - float(bg[0] - bg[2])
+    pink_thr = max(0.5 * _otsu(pink[foreground]) if foreground.any() else 0.05, 0.03)
+    n = int(groups.max())
+    if n == 0:
+        return groups, foreground
+    elevation = sum(sobel(smooth[..., c]) for c in range(3))
+    markers = groups.copy()
+    background = ndi.binary_erosion(~foreground, structure=disk(2))
+    rbc = ndi.binary_erosion(foreground & (pink > pink_thr), structure=disk(2))
+    # never let a competing marker sit inside a nucleus group's close surroundings
+    near = ndi.binary_dilation(groups > 0, structure=disk(3))
+    markers[background & ~near] = n + 1
+    markers[rbc & ~near & (markers == 0)] = n + 2
+    ws = watershed(elevation, markers, mask=valid)
+    cells = np.where(ws <= n, ws, 0).astype(np.int32)
+    # bound the growth: at most `growth` x the nucleus group's equivalent radius away
+    out = np.zeros_like(cells)
+    for p in regionprops(groups):
+        r_eq = np.sqrt(p.area / np.pi)
+        r0, c0, r1, c1 = p.bbox
+        pad = int(np.ceil(growth * r_eq)) + 2
+        sl = (slice(max(r0 - pad, 0), r1 + pad), slice(max(c0 - pad, 0), c1 + pad))
+        core = groups[sl] == p.label
+        dist = ndi.distance_transform_edt(~core)
+        region = (cells[sl] == p.label) & (dist <= growth * r_eq)
+        region = ndi.binary_opening(region, structure=disk(2)) | core
+        region = ndi.binary_fill_holes(region)
+        # keep the part connected to the nucleus
+        lab, _ = ndi.label(region)
+        keep = np.unique(lab[core])
+        region = np.isin(lab, keep[keep > 0])
+        sub = out[sl]
+        sub[region & (sub == 0)] = p.label
+    return fill_label_holes(out), foreground
+
+
+def _segment_stained(
+    rgb: np.ndarray, valid: np.ndarray, *, target: str, min_area: int
+) -> np.ndarray:
+    # scale-aware parameters, from min_area (pixels of the smallest cell of interest)
+    nuc = gaussian(nucleus_channel(rgb), sigma=1.0, preserve_range=True)
+    min_nucleus_area = max(int(min_area), 30)
+    lobe_gap = 6
+    mask, groups = _nucleus_groups(
+        nuc, valid, min_nucleus_area=min_nucleus_area, lobe_gap=lobe_gap
+    )
+    cells, foreground = _grow_cells(rgb, valid, groups, growth=0.8)
+    if target == "wbc":
+        return cells
+    # all other cells: foreground minus the nucleated cells, split by distance watershed
+    rest = foreground & (cells == 0)
+    rest = ndi.binary_opening(rest, structure=disk(2))
+    d = int(max(3, 0.5 * np.sqrt(max(min_area, 1))))
+    others = _distance_watershed(rest, min_distance=d)
+    others[others > 0] += int(cells.max())
+    return np.where(cells > 0, cells, others).astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# label-free pipeline
+
+
+def _segment_label_free(grey: np.ndarray, valid: np.ndarray, *, min_area: int) -> np.ndarray:
+    g = grey.astype(np.float32)
+    lo, hi = np.percentile(g[valid], [0.5, 99.5])
+    g = np.clip((g - lo) / max(hi - lo, 1e-12), 0, 1)
+    g[~valid] = 0
+    sigma = max(1.0, 0.05 * np.sqrt(max(min_area, 1)))
+    gs = gaussian(g, sigma=sigma, preserve_range=True)
+    # background level: the mode of the smoothed histogram
+    hist, edges = np.histogram(gs[valid], bins=256, range=(0, 1))
+    hist = ndi.gaussian_filter1d(hist.astype(float), 2)
+    bg = 0.5 * (edges[np.argmax(hist)] + edges[np.argmax(hist) + 1])
+    dev = np.abs(gs - bg)
+    # local texture (phase contrast, brightfield): local standard deviation
+    w = 2 * sigma + 1
+    mean = gaussian(g, sigma=w, preserve_range=True)
+    sq = gaussian(g * g, sigma=w, preserve_range=True)
+    std = np.sqrt(np.clip(sq - mean * mean, 0, None))
+    feats = []
+    for f in (dev, std):
+        f = np.where(valid, f, 0)
+        t = _otsu(f[valid])
+        feats.append(f / max(t, 1e-6))
+    score = np.maximum(feats[0], feats[1])
+    mask = (score > 1.0) & valid
+    mask = ndi.binary_closing(mask, structure=disk(max(1, int(sigma))))
+    mask = ndi.binary_fill_holes(mask)
+    mask = ndi.binary_opening(mask, structure=disk(max(1, int(sigma))))
+    d = int(max(3, 0.5 * np.sqrt(max(min_area, 1))))
+    return _distance_watershed(mask, min_distance=d)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def segment(
+    plane,
+    *,
+    stain: str = "auto",
+    min_area: int = 150,
+    max_area: int = 0,
+    exclude_border: bool = False,
+    target: str = "auto",
+) -> np.ndarray:
+    """Segment the cells of one plane without any model weights.
+
+    Parameters
+    ----------
+    plane : ndarray
+        ``(Y, X)`` grey (any dtype, float included; NaN pixels are background, with a warning) or
+        ``(Y, X, 3)`` RGB. Not modified.
+    stain : {"auto", "stained", "label-free"}, optional
+        Which pipeline (see the module docstring); ``"auto"`` picks ``"stained"`` for RGB planes
+        with stain-like colour, else ``"label-free"``. Default ``"auto"``.
+    min_area : int, optional
+        Smallest object kept, in pixels; also sets the scale of the smoothing and of the watershed
+        seeds. Default 150.
+    max_area : int, optional
+        Largest object kept, in pixels; 0 = no limit. Default 0.
+    exclude_border : bool, optional
+        Drop objects touching the image border. Default False.
+    target : {"auto", "cells", "wbc"}, optional
+        ``"wbc"``: only nucleated cells (white blood cells) of stained planes, not the red blood
+        cells. ``"cells"``: every cell. ``"auto"``: ``"wbc"`` for stained planes (haematology
+        users annotate white blood cells), ``"cells"`` for label-free planes. Label-free planes
+        always segment every cell. Default ``"auto"``.
+
+    Returns
+    -------
+    ndarray
+        int32 ``(Y, X)`` instance labels, 0 = background, objects numbered 1..n.
+
+    Raises
+    ------
+    CellseekError
+        On a plane that is not 2-D grey or RGB, or whose pixels are all NaN, or on an unknown
+        ``stain`` or ``target``.
+    """
+    if target not in TARGETS:
+        raise CellseekError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if stain not in STAINS:
+        raise CellseekError(f"unknown stain {stain!r}; choose one of {', '.join(STAINS)}")
+    data, valid, is_rgb = _prepare(plane)
+    if is_rgb:
+        mode = "stained" if stain == "stained" else "label-free"
+        if stain == "auto":
+            mode = "stained" if is_stained(data) else "label-free"
+    else:
+        if stain == "stained":
+            logger.warning("stain='stained' needs an RGB plane; using the label-free pipeline")
+        mode = "label-free"
+    if mode == "stained":
+        tgt = "wbc" if target == "auto" else target
+        labels = _segment_stained(data, valid, target=tgt, min_area=min_area)
+    else:
+        grey = data.mean(axis=-1) if is_rgb else data
+        labels = _segment_label_free(grey, valid, min_area=min_area)
+    labels[~valid] = 0
+    logger.debug("classical.segment: %s pipeline, %d objects before filtering", mode, labels.max())
+    return filter_labels(
+        labels, min_area=min_area, max_area=max_area, exclude_border=exclude_border
+    )
+
+
+def central_cell_mask(image, *, stain: str = "auto") -> np.ndarray:
+    """Mask of the cell nearest the centre of a single-cell crop.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(Y, X)`` grey or ``(Y, X, 3)`` RGB crop with the cell of interest near its centre.
+    stain : {"auto", "stained", "label-free"}, optional
+        As in :func:`segment`; stained crops segment the nucleated cell (cell body including the
+        cytoplasm). Default ``"auto"``.
+
+    Returns
+    -------
+    ndarray
+        bool ``(Y, X)``. When nothing is found, a centred disc of radius ``min(Y, X) / 4``.
+    """
+    arr = np.asarray(image)
+    shape = arr.shape[:2]
+    min_area = max(30, int(0.002 * shape[0] * shape[1]))
+    try:
+        labels = segment(arr, stain=stain, min_area=min_area, target="auto")
+    except CellseekError:
+        labels = np.zeros(shape, np.int32)
+    if labels.max() > 0:
+        cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+        at_centre = labels[int(round(cy)), int(round(cx))]
+        if at_centre > 0:
+            return labels == at_centre
+        best, best_d = 0, np.inf
+        for p in regionprops(labels):
+            coords = p.coords
+            d = np.min((coords[:, 0] - cy) ** 2 + (coords[:, 1] - cx) ** 2)
+            if d < best_d:
+                best, best_d = p.label, d
+        return labels == best
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    r = min(shape) / 4
+    return (yy - (shape[0] - 1) / 2) ** 2 + (xx - (shape[1] - 1) / 2) ** 2 <= r * r

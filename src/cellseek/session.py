@@ -1,0 +1,389 @@
+"""The scripting API: one annotation session over one reference store.
+
+The CLI and the napari widget both drive a :class:`Session`; it holds no GUI state. Long steps
+(:meth:`Session.add_image`, :meth:`Session.suggest`) are generators yielding
+:class:`~cellseek.types.Progress` (see :func:`cellseek.types.run_work`).
+
+Example
+-------
+>>> from cellseek import Session
+>>> from cellseek.types import run_work
+>>> s = Session.create("ref.cellseek")                      # doctest: +SKIP
+>>> image_id = run_work(s.add_image("smear.png"))           # doctest: +SKIP
+>>> s.label([1, 2], ["neutrophil", "lymphocyte"])           # doctest: +SKIP
+>>> suggestions = run_work(s.suggest())                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from cellseek.config import Config, CropConfig, EmbedConfig, SegmentConfig
+from cellseek.crops import cells_from_labels, extract_crops
+from cellseek.errors import CellseekError
+from cellseek.index import CellIndex
+from cellseek.store import ReferenceStore
+from cellseek.suggest import adaptive_k, review_queue, suggest_from_neighbours
+from cellseek.types import ImageData, Progress, Suggestion, Work
+from cellseek.weighting import entropy_weights, fuse, uniform_weights
+
+logger = logging.getLogger(__name__)
+
+PlaneKey = tuple[int, int]
+
+
+def _config_from_meta(raw: str | None, fallback: Config) -> Config:
+    """Rebuild the crop/embed settings a store was made with (they must not drift)."""
+    if not raw:
+        return fallback
+    data = json.loads(raw)
+    from dataclasses import replace
+
+    crop = CropConfig(**data.get("crop", {})) if "crop" in data else fallback.crop
+    embed = data.get("embed")
+    embed_cfg = (
+        replace(fallback.embed, **{k: tuple(v) if k == "models" else v for k, v in embed.items()})
+        if embed
+        else fallback.embed
+    )
+    return replace(fallback, crop=crop, embed=embed_cfg)
+
+
+class Session:
+    """An annotation session over one reference store.
+
+    Parameters
+    ----------
+    store : ReferenceStore
+        The open store (the session owns it and closes it in :meth:`close`).
+    config : Config, optional
+        Settings; the crop and embedding settings stored in the store win over these so that
+        every cell of a store is embedded the same way.
+    """
+
+    def __init__(self, store: ReferenceStore, config: Config | None = None) -> None:
+        self.store = store
+        self.config = _config_from_meta(store.meta("config"), config or Config())
+        self.models: tuple[str, ...] = tuple(store.models)
+        self._embedders: dict = {}
+        self._index: CellIndex | None = None
+        self._weights: dict[str, float] | None = store.model_weights()
+        self._weights_n_labelled = -1
+        self._labels_cache: dict[int, str] | None = None
+        self.plane_labels: dict[int, dict[PlaneKey, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(
+        cls, path, config: Config | None = None, *, overwrite: bool = False
+    ) -> Session:
+        """Create a new store for the configured model set and open a session on it."""
+        from cellseek.zoo import get_spec, resolve_models
+
+        config = config or Config()
+        models = resolve_models(config.embed.preset, config.embed.models)
+        dims = {m: get_spec(m).dim for m in models}
+        store = ReferenceStore.create(path, dims, overwrite=overwrite)
+        embed = asdict(config.embed) | {"models": list(models)}
+        store.set_meta("config", json.dumps({"crop": asdict(config.crop), "embed": embed}))
+        return cls(store, config)
+
+    @classmethod
+    def open(cls, path, config: Config | None = None, *, readonly: bool = False) -> Session:
+        """Open an existing store."""
+        return cls(ReferenceStore.open(path, readonly=readonly), config)
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ models
+    def embedders(self) -> dict:
+        """The session's embedders, built once (weights are loaded here)."""
+        from cellseek.zoo import load_embedder
+
+        for name in self.models:
+            if name not in self._embedders:
+                self._embedders[name] = load_embedder(
+                    name, weights_dir=self.config.embed.weights_dir, device=self.config.embed.device
+                )
+        return self._embedders
+
+    # ------------------------------------------------------------------ images
+    def segment(
+        self, image: ImageData, config: SegmentConfig | None = None, **plane_kw
+    ) -> Work[dict[PlaneKey, np.ndarray]]:
+        """Segment every plane of an image (see :func:`cellseek.io.iter_planes` for options)."""
+        from cellseek.io import iter_planes
+        from cellseek.segment import segment_plane
+
+        config = config or self.config.segment
+        planes = list(iter_planes(image, **plane_kw))
+        out: dict[PlaneKey, np.ndarray] = {}
+        for i, (t, z, plane) in enumerate(planes):
+            yield Progress(i, len(planes), "segment", f"plane t={t} z={z}")
+            out[(t, z)] = yield from segment_plane(np.asarray(plane), config)
+        yield Progress(len(planes), len(planes), "segment", "done")
+        return out
+
+    def add_image(
+        self,
+        image: ImageData | str | Path,
+        *,
+        labels: Mapping[PlaneKey, np.ndarray] | None = None,
+        source: str | None = None,
+        **plane_kw,
+    ) -> Work[int]:
+        """Segment (unless ``labels`` are given), crop and embed an image; store its cells.
+
+        Parameters
+        ----------
+        image : ImageData or path
+            The image, or a file/folder to read with :func:`cellseek.io.read_image`.
+        labels : mapping, optional
+            ``(t, z) -> label image`` to use instead of segmenting.
+        source : str, optional
+            Device / dataset / batch the image comes from (default: the reader's device).
+        **plane_kw
+            Passed to :func:`cellseek.io.iter_planes` (``z_mode``, ``channel`` ...).
+
+        Returns
+        -------
+        int
+            The image id in the store.
+        """
+        from cellseek.io import content_hash, iter_planes, read_image
+
+        if not isinstance(image, ImageData):
+            image = read_image(image)
+        if labels is None:
+            labels = yield from self.segment(image, **plane_kw)
+        image_id = self.store.add_image(
+            image.path,
+            content_hash(image),
+            device=image.device,
+            source=source or image.device,
+            pixel_size_um=image.pixel_size_um,
+            shape=image.shape,
+        )
+        planes = [(t, z, p) for t, z, p in iter_planes(image, **plane_kw) if (t, z) in labels]
+        known = {(c["t"], c["z"]) for c in self.store.cells(image_id)}
+        for i, (t, z, plane) in enumerate(planes):
+            self.plane_labels.setdefault(image_id, {})[(t, z)] = np.asarray(labels[(t, z)])
+            if (t, z) in known:
+                continue  # the same image was added before: keep its cells and labels
+            yield Progress(i, len(planes), "embed", f"plane t={t} z={z}")
+            yield from self.add_cells(image_id, np.asarray(plane), labels[(t, z)], t=t, z=z,
+                                      pixel_size_um=image.pixel_size_um)
+        yield Progress(len(planes), len(planes), "embed", "done")
+        return image_id
+
+    def add_cells(
+        self,
+        image_id: int,
+        plane: np.ndarray,
+        labels: np.ndarray,
+        *,
+        t: int = 0,
+        z: int = 0,
+        pixel_size_um: float | None = None,
+    ) -> Work[np.ndarray]:
+        """Crop and embed the cells of one plane and store them; returns their cell ids."""
+        from cellseek.zoo.embed import embed_all
+
+        cells = cells_from_labels(labels, t=t, z=z)
+        if not cells:
+            return np.zeros(0, np.int64)
+        crops, masks = extract_crops(plane, labels, cells, self.config.crop,
+                                     pixel_size_um=pixel_size_um)
+        embeddings = yield from embed_all(
+            self.embedders(), crops, masks, batch_size=self.config.embed.batch_size
+        )
+        thumbs = [_thumbnail(c) for c in crops]
+        return self.store.add_cells(image_id, cells, embeddings, thumbnails=thumbs)
+
+    # ------------------------------------------------------------------ labels
+    def _id_to_label(self) -> dict[int, str]:
+        if self._labels_cache is None:
+            ids, labs = self.store.labelled()
+            self._labels_cache = dict(zip(ids.tolist(), labs))
+        return self._labels_cache
+
+    def label(self, cell_ids: Sequence[int], labels: Sequence[str], *, source="user") -> None:
+        """Confirm labels (one undoable batch); labelled cells join the reference index."""
+        cell_ids = [int(c) for c in cell_ids]
+        if len(cell_ids) != len(labels):
+            raise ValueError(f"{len(cell_ids)} cells but {len(labels)} labels")
+        if not cell_ids:
+            return
+        self.store.set_labels(cell_ids, list(labels), source=source)
+        self._after_label_change(cell_ids)
+
+    def accept(self, cell_ids: Sequence[int]) -> int:
+        """Confirm the stored suggestion of each cell that has one; returns how many."""
+        pairs = [(c, self.store.cell(int(c))["suggestion"]) for c in cell_ids]
+        pairs = [(c, s) for c, s in pairs if s]
+        self.label([c for c, _ in pairs], [s for _, s in pairs], source="accepted")
+        return len(pairs)
+
+    def undo(self):
+        """Undo the last batch of label changes; returns what was restored (or None)."""
+        restored = self.store.undo()
+        if restored:
+            self._after_label_change([c for c, _ in restored])
+        return restored
+
+    def _after_label_change(self, cell_ids: Iterable[int]) -> None:
+        self._labels_cache = None
+        labelled = self._id_to_label()
+        if self._index is None:
+            return
+        present = set(self._index.ids().tolist())
+        new = [c for c in cell_ids if c in labelled and c not in present]
+        gone = [c for c in cell_ids if c not in labelled and c in present]
+        if gone:
+            self._index.remove(np.array(gone, np.int64))
+        if new:
+            self._index.add(self.fused_vectors(new), np.array(new, np.int64))
+
+    # ------------------------------------------------------------------ weights, index
+    def model_weights(self, *, refresh: bool = False) -> dict[str, float]:
+        """Current model weights; recomputed when asked or when the labelled set grew by 20 %."""
+        n = self.store.n_cells(labelled=True)
+        stale = self._weights is None or (
+            self._weights_n_labelled >= 0 and n > 1.2 * max(self._weights_n_labelled, 1)
+        )
+        if refresh or stale:
+            self._weights = self._compute_weights()
+            self._weights_n_labelled = n
+            self.store.set_model_weights(self._weights)
+            self._index = None
+        return dict(self._weights)
+
+    def _compute_weights(self) -> dict[str, float]:
+        cfg = self.config.weighting
+        ids, labs = self.store.labelled()
+        if cfg.mode == "uniform" or len(self.models) == 1 or len(set(labs)) < 2:
+            return uniform_weights(self.models)
+        embs = {m: self.store.embeddings(m, ids) for m in self.models}
+        return entropy_weights(embs, labs, k=cfg.k, tau=cfg.tau)
+
+    def fused_vectors(self, cell_ids: Sequence[int]) -> np.ndarray:
+        """Fused vectors of cells under the current model weights."""
+        weights = self.model_weights()
+        embs = {m: self.store.embeddings(m, list(cell_ids)) for m in self.models}
+        return fuse(embs, weights, self.models)
+
+    def index(self) -> CellIndex:
+        """The reference index (built from the store on first use)."""
+        self.model_weights()
+        if self._index is None:
+            ids = np.fromiter(self._id_to_label(), np.int64)
+            dim = sum(self.store.models[m] for m in self.models)
+            self._index = CellIndex(dim, self.config.index)
+            if len(ids):
+                self._index.rebuild(self.fused_vectors(ids), ids)
+        return self._index
+
+    def rebuild_index(self) -> CellIndex:
+        """Drop the cached index and rebuild it from the store."""
+        self._index = None
+        return self.index()
+
+    # ------------------------------------------------------------------ suggestions
+    def suggest_cells(self, cell_ids: Sequence[int], *, k: int | None = None) -> list[Suggestion]:
+        """Suggestions (with neighbours) for the given cells; nothing is stored."""
+        index = self.index()
+        labelled = self._id_to_label()
+        k = k or adaptive_k(self.store.classes(), self.config.suggest)
+        if not len(cell_ids) or k == 0:
+            return [Suggestion(label=None, confidence=0.0, entropy=0.0) for _ in cell_ids]
+        queries = self.fused_vectors(cell_ids)
+        # A labelled query finds itself first: ask for one more and drop self-matches.
+        sims, ids = index.search(queries, k + 1)
+        own = ids == np.asarray(cell_ids, np.int64)[:, None]
+        sims = np.where(own, -np.inf, sims)
+        ids = np.where(own, -1, ids)
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        sims = np.take_along_axis(sims, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
+        return suggest_from_neighbours(sims, ids, labelled, self.config.suggest)
+
+    def suggest(self, cell_ids: Sequence[int] | None = None, *, batch: int = 4096) -> Work[dict]:
+        """Suggest labels for cells (default: every unlabelled cell) and store the suggestions.
+
+        Returns
+        -------
+        dict
+            Cell id -> :class:`~cellseek.types.Suggestion`.
+        """
+        if cell_ids is None:
+            cell_ids = [c["id"] for c in self.store.cells(labelled=False)]
+        cell_ids = [int(c) for c in cell_ids]
+        out: dict[int, Suggestion] = {}
+        for start in range(0, len(cell_ids), batch):
+            yield Progress(start, len(cell_ids), "suggest")
+            chunk = cell_ids[start : start + batch]
+            sugg = self.suggest_cells(chunk)
+            self.store.set_suggestions(
+                chunk, [s.label for s in sugg], [s.confidence for s in sugg]
+            )
+            out.update(zip(chunk, sugg))
+        yield Progress(len(cell_ids), len(cell_ids), "suggest", "done")
+        return out
+
+    def review_order(self, suggestions: Mapping[int, Suggestion]) -> list[int]:
+        """Cell ids ordered for review: uncertain first, then by rising confidence."""
+        ids = list(suggestions)
+        return [ids[i] for i in review_queue([suggestions[c] for c in ids])]
+
+    # ------------------------------------------------------------------ export
+    def export(self, folder, *, label_images: bool = True) -> dict[str, Path]:
+        """Write the store copy, the cells table and the label images into a folder."""
+        from cellseek.io import write_labels
+
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise CellseekError(f"{folder}: cannot create the export folder ({err})") from err
+        out = {"store": folder / Path(self.store.path).name, "cells": folder / "cells.csv"}
+        self.store.backup(out["store"])
+        self.store.export_cells_csv(out["cells"])
+        if label_images:
+            for image_id, planes in self.plane_labels.items():
+                for (t, z), lab in planes.items():
+                    path = folder / f"labels_image{image_id}_t{t}_z{z}.tif"
+                    write_labels(path, lab)
+                    out[path.stem] = path
+        return out
+
+
+def _thumbnail(crop: np.ndarray, size: int = 64) -> bytes:
+    """A small PNG of a crop for the neighbour gallery."""
+    import io
+
+    from PIL import Image
+
+    img = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8))
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def default_embed_config() -> EmbedConfig:
+    """The embedding settings used when nothing else is said (the offline preset)."""
+    return EmbedConfig()
