@@ -77,29 +77,37 @@ def cache_crops(name: str, mask: str, cache: Path) -> tuple[np.ndarray, np.ndarr
     return crops, masks, labels
 
 
-def features(name, mask, norm, cache, feat_kw=None) -> tuple[np.ndarray, np.ndarray]:
-    """Classical features (cached) and labels of one dataset."""
+def raw_features(name, mask, norm, cache, smooth=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (unstandardised) classical features (cached) and labels of one dataset."""
     from cellseek.normalise import normalise_crops
-    from cellseek.zoo.classical import ClassicalEmbedder
+    from cellseek.zoo.classical import FEATURE_DIM, ClassicalEmbedder
 
-    tag = json.dumps(feat_kw or {}, sort_keys=True).replace(" ", "")
-    out = cache / f"feat_{name}_{mask}_{norm}_{abs(hash(tag)) % 10**8}.npy"
+    out = cache / f"raw_{name}_{mask}_{norm}_s{smooth:g}_d{FEATURE_DIM}.npy"
     crops, masks, labels = cache_crops(name, mask, cache)
     if out.exists():
         return np.load(out), labels
-    emb = ClassicalEmbedder(**(feat_kw or {}))
+    emb = ClassicalEmbedder(smooth=smooth)
     t0 = time.perf_counter()
     parts = []
-    for s in range(0, len(crops), 256):
-        c = crops[s : s + 256].astype(np.float32) / 255.0
-        m = masks[s : s + 256]
+    for s in range(0, len(crops), 128):
+        c = crops[s : s + 128].astype(np.float32) / 255.0
+        m = masks[s : s + 128]
         c = normalise_crops(c, m, norm)
-        parts.append(emb.embed(c, m))
+        parts.append(emb.raw(c, m))
     f = np.concatenate(parts)
     dt = time.perf_counter() - t0
     logger.info("%s: %d crops embedded in %.1fs (%.0f crops/s)", name, len(f), dt, len(f) / dt)
     np.save(out, f)
     return f, labels
+
+
+def features(name, mask, norm, cache, feat_kw=None) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised, group-weighted classical embeddings and labels of one dataset."""
+    from cellseek.zoo.classical import ClassicalEmbedder
+
+    kw = dict(feat_kw or {})
+    raw, labels = raw_features(name, mask, norm, cache, kw.get("smooth", 0.0))
+    return ClassicalEmbedder(**kw).from_raw(raw), labels
 
 
 def l2n(x: np.ndarray) -> np.ndarray:
@@ -172,7 +180,7 @@ def run_eval(mask, norm, align_mode, cache, k=10, feat_kw=None, qmask=None) -> d
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["crops", "eval", "grid"])
+    ap.add_argument("what", choices=["crops", "calibrate", "eval", "grid"])
     ap.add_argument("--mask", default="simple", help="simple | segment | auto | gt(zheng only)")
     ap.add_argument("--qmask", default=None, help="mask method for query sets (default --mask)")
     ap.add_argument("--norm", default="none")
@@ -186,6 +194,12 @@ def main(argv=None) -> int:
     if args.what == "crops":
         for name in DATASETS:
             cache_crops(name, args.mask, args.cache)
+        return 0
+    if args.what == "calibrate":
+        from cellseek.zoo.classical import calibrate
+
+        raw, _ = raw_features("pbc", args.mask, "none", args.cache)
+        calibrate(raw)
         return 0
     if args.what == "eval":
         res = run_eval(

@@ -164,14 +164,15 @@ def extract_crops(
         return crops, masks
     image = normalise_plane(plane)
     background = np.median(image[labels == 0], axis=0) if (labels == 0).any() else np.zeros(3)
-    scale = 1.0
+    physical_side = None
     if pixel_size_um and config.target_pixel_size_um:
         # Window side in plane pixels so that ``size`` crop pixels cover the same physical area.
-        scale = float(pixel_size_um) / float(config.target_pixel_size_um)
+        physical_side = max(
+            int(round(size * float(config.target_pixel_size_um) / float(pixel_size_um))), 4
+        )
     for i, cell in enumerate(cells):
         cr, cc, side = _square_window(cell.bbox, config.margin)
-        if scale != 1.0:
-            side = max(int(round(size / scale)), 4)
+        side = physical_side or side
         window = _cut(image, cr, cc, side, background.astype(np.float32))
         mask = _cut(labels, cr, cc, side, 0) == cell.label
         if config.mask_mode == "mask":

@@ -193,29 +193,59 @@ def _nucleus_groups(
     return mask, groups
 
 
+def _cell_radius(foreground: np.ndarray, exclude: np.ndarray) -> float:
+    """Typical radius of the non-nucleated cells (red blood cells).
+
+    The median over connected components of the largest inscribed-disc radius; touching cells in a
+    clump still give about one cell's radius.
+    """
+    fg = ndi.binary_opening(foreground & ~exclude, structure=disk(2))
+    lab, n = ndi.label(fg)
+    if n < 3:
+        return 0.0
+    dist = ndi.distance_transform_edt(fg)
+    idx = np.arange(1, n + 1)
+    peak = ndi.maximum(dist, lab, idx)
+    area = ndi.sum_labels(np.ones_like(dist), lab, idx)
+    ok = peak >= 3
+    if ok.sum() < 3:
+        return 0.0
+    # area-weighted median: fragments of pale cells do not drag the estimate down
+    order = np.argsort(peak[ok])
+    cum = np.cumsum(area[ok][order])
+    return float(peak[ok][order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
 def _grow_cells(
-    rgb: np.ndarray, valid: np.ndarray, groups: np.ndarray, *, growth: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Grow nucleus groups into their cytoplasm; return (cell labels, foreground mask)."""
+    rgb: np.ndarray, valid: np.ndarray, groups: np.ndarray, nuc_mask: np.ndarray, *, growth: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Grow nucleus groups into their cytoplasm.
+
+    Returns (cell labels, foreground mask, typical radius of the other cells).
+    """
     smooth = gaussian(rgb, sigma=1.5, channel_axis=-1, preserve_range=True)
     grey = smooth.mean(axis=-1)
     bg = background_colour(smooth)
-    bg_grey = float(bg.mean())
-    fg_thr = _otsu(grey[valid])
-    fg_thr = min(fg_thr, bg_grey - 0.03)
+    # purple-ness relative to the background: chromatin >> cytoplasm > background > pink RBCs
+    purple = smooth[..., 2] - 0.5 * (smooth[..., 0] + smooth[..., 1])
+    purple = gaussian(purple - float(bg[2] - 0.5 * (bg[0] + bg[1])), sigma=1.5)
+    fg_thr = min(_otsu(grey[valid]), float(bg.mean()) - 0.03)
     foreground = (grey < fg_thr) & valid
-    foreground = ndi.binary_fill_holes(foreground)
-    pink = pinkness_channel(smooth) - float(bg[0] - bg[2])
-    pink_thr = max(0.5 * _otsu(pink[foreground]) if foreground.any() else 0.05, 0.03)
+    nuc_level = float(np.median(purple[nuc_mask])) if nuc_mask.any() else 0.25
+    cyt_thr = max(0.15 * nuc_level, 0.03)
+    cyt_like = (purple > cyt_thr) | nuc_mask
+    cyt_like = ndi.binary_fill_holes(ndi.binary_closing(cyt_like, structure=disk(2)))
+    foreground = ndi.binary_fill_holes(foreground | (cyt_like & valid))
     n = int(groups.max())
     if n == 0:
-        return groups, foreground
-    elevation = sum(sobel(smooth[..., c]) for c in range(3))
+        return groups, foreground, _cell_radius(foreground, groups > 0)
+    # flood from the nuclei through purple (cytoplasm) first; the nucleus edge is no barrier
+    elevation = -np.minimum(purple, 2 * cyt_thr)
     markers = groups.copy()
-    background = ndi.binary_erosion(~foreground, structure=disk(2))
-    rbc = ndi.binary_erosion(foreground & (pink > pink_thr), structure=disk(2))
-    # never let a competing marker sit inside a nucleus group's close surroundings
     near = ndi.binary_dilation(groups > 0, structure=disk(3))
+    background = ndi.binary_erosion(~foreground, structure=disk(2))
+    rbc = foreground & ~ndi.binary_dilation(cyt_like, structure=disk(2))
+    rbc = ndi.binary_erosion(rbc & (purple < 0.5 * cyt_thr), structure=disk(3))
     markers[background & ~near] = n + 1
     markers[rbc & ~near & (markers == 0)] = n + 2
     ws = watershed(elevation, markers, mask=valid)
@@ -232,32 +262,35 @@ def _grow_cells(
         region = (cells[sl] == p.label) & (dist <= growth * r_eq)
         region = ndi.binary_opening(region, structure=disk(2)) | core
         region = ndi.binary_fill_holes(region)
-        # keep the part connected to the nucleus
         lab, _ = ndi.label(region)
         keep = np.unique(lab[core])
         region = np.isin(lab, keep[keep > 0])
         sub = out[sl]
         sub[region & (sub == 0)] = p.label
-    return fill_label_holes(out), foreground
+    out = fill_label_holes(out)
+    return out, foreground, _cell_radius(foreground, ndi.binary_dilation(out > 0, iterations=2))
 
 
 def _segment_stained(
     rgb: np.ndarray, valid: np.ndarray, *, target: str, min_area: int
 ) -> np.ndarray:
-    # scale-aware parameters, from min_area (pixels of the smallest cell of interest)
     nuc = gaussian(nucleus_channel(rgb), sigma=1.0, preserve_range=True)
     min_nucleus_area = max(int(min_area), 30)
-    lobe_gap = 6
-    mask, groups = _nucleus_groups(
-        nuc, valid, min_nucleus_area=min_nucleus_area, lobe_gap=lobe_gap
-    )
-    cells, foreground = _grow_cells(rgb, valid, groups, growth=0.8)
+    mask, groups = _nucleus_groups(nuc, valid, min_nucleus_area=min_nucleus_area, lobe_gap=6)
+    cells, foreground, radius = _grow_cells(rgb, valid, groups, mask, growth=0.8)
+    if radius > 0 and cells.max() > 0:
+        # a nucleated cell's chromatin covers at least ~15 % of a red blood cell's area; smaller
+        # purple objects are platelets
+        chrom = np.bincount(groups.ravel(), minlength=int(groups.max()) + 1)
+        small = chrom < 0.15 * np.pi * radius**2
+        small[0] = False
+        cells[small[cells]] = 0
     if target == "wbc":
         return cells
     # all other cells: foreground minus the nucleated cells, split by distance watershed
     rest = foreground & (cells == 0)
     rest = ndi.binary_opening(rest, structure=disk(2))
-    d = int(max(3, 0.5 * np.sqrt(max(min_area, 1))))
+    d = int(max(3, 0.7 * radius, 0.5 * np.sqrt(max(min_area, 1))))
     others = _distance_watershed(rest, min_distance=d)
     others[others > 0] += int(cells.max())
     return np.where(cells > 0, cells, others).astype(np.int32)

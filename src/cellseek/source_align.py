@@ -1,0 +1,167 @@
+"""Per-source alignment of embeddings (device / dataset shift correction).
+
+Cells imaged on another microscope land in another region of the embedding space: colour, blur
+and magnification shift every feature a little. Aligning the statistics of each *source* removes
+the shift that is shared by all cells of that source, whatever their class:
+
+- ``"center"``: subtract each source's mean;
+- ``"center_scale"``: subtract the mean and divide by the per-feature standard deviation;
+- ``"coral"``: centre, whiten with the source covariance and re-colour with the pooled
+  covariance of all sources (CORAL, Sun et al. 2016), with shrinkage.
+
+Query statistics come from the unlabelled query cells themselves (transductive): legitimate,
+since a user has the whole query image set before asking for suggestions. Statistics are
+unsupervised (labels are never used), so class-balance differences between sources still leak
+into the mean; the effect is measured in ``docs/classical.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("none", "center", "center_scale", "coral")
+
+
+def center_scale_per_source(emb, sources, *, scale: bool = True, eps: float = 1e-6) -> np.ndarray:
+    """Standardise every feature within each source (mean 0, and std 1 when ``scale``).
+
+    Parameters
+    ----------
+    emb : ndarray
+        ``(N, D)`` embeddings.
+    sources : sequence
+        ``N`` source names.
+    scale : bool
+        Also divide by the per-source, per-feature standard deviation.
+    eps : float
+        Floor of the standard deviation.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(N, D)``.
+    """
+    return SourceAligner("center_scale" if scale else "center", eps=eps).fit_transform(emb, sources)
+
+
+def _sqrtm(cov: np.ndarray, inverse: bool = False) -> np.ndarray:
+    vals, vecs = np.linalg.eigh(cov)
+    vals = np.maximum(vals, 1e-8)
+    p = -0.5 if inverse else 0.5
+    return (vecs * vals**p) @ vecs.T
+
+
+@dataclass
+class SourceAligner:
+    """Fit per-source statistics and transform embeddings source by source.
+
+    Parameters
+    ----------
+    method : {"none", "center", "center_scale", "coral"}
+    shrinkage : float
+        CORAL covariance shrinkage towards its diagonal, in [0, 1] (small sources need more).
+    eps : float
+        Floor of standard deviations.
+    min_cells : int
+        Sources with fewer cells are only centred (their scale / covariance is not trusted).
+
+    Attributes
+    ----------
+    stats_ : dict
+        source -> dict of fitted statistics.
+    """
+
+    method: str = "center_scale"
+    shrinkage: float = 0.5
+    eps: float = 1e-6
+    min_cells: int = 10
+    stats_: dict = field(default_factory=dict)
+    _target: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown alignment {self.method!r}; choose from {METHODS}")
+
+    def _cov(self, x: np.ndarray) -> np.ndarray:
+        c = np.cov(x, rowvar=False) if x.shape[0] > 1 else np.eye(x.shape[1])
+        c = np.atleast_2d(c)
+        return (1 - self.shrinkage) * c + self.shrinkage * np.diag(np.diag(c)) + self.eps * np.eye(
+            c.shape[0]
+        )
+
+    def fit(self, emb, sources) -> SourceAligner:
+        """Fit the statistics of every source found in ``sources``.
+
+        Parameters
+        ----------
+        emb : ndarray
+            ``(N, D)``.
+        sources : sequence
+            ``N`` source names.
+
+        Returns
+        -------
+        SourceAligner
+            ``self``.
+        """
+        x = np.asarray(emb, np.float64)
+        src = np.asarray(sources).astype(str)
+        if src.shape[0] != x.shape[0]:
+            raise ValueError(f"{x.shape[0]} embeddings but {src.shape[0]} sources")
+        self.stats_ = {}
+        covs = []
+        for s in np.unique(src):
+            xs = x[src == s]
+            st = {"n": xs.shape[0], "mean": xs.mean(axis=0)}
+            if xs.shape[0] >= self.min_cells:
+                st["std"] = np.maximum(xs.std(axis=0), self.eps)
+                if self.method == "coral":
+                    cov = self._cov(xs - st["mean"])
+                    st["whiten"] = _sqrtm(cov, inverse=True)
+                    covs.append((xs.shape[0], cov))
+            self.stats_[s] = st
+        if self.method == "coral" and covs:
+            tot = sum(n for n, _ in covs)
+            pooled = sum(n * c for n, c in covs) / tot
+            self._target = _sqrtm(pooled)
+        logger.debug("fitted %s alignment on %d sources", self.method, len(self.stats_))
+        return self
+
+    def transform(self, emb, sources) -> np.ndarray:
+        """Align embeddings with the statistics of their source.
+
+        Sources not seen by :meth:`fit` are fitted on the fly from the given rows (transductive).
+
+        Returns
+        -------
+        ndarray
+            float32 ``(N, D)``.
+        """
+        x = np.asarray(emb, np.float64)
+        src = np.asarray(sources).astype(str)
+        if self.method == "none":
+            return x.astype(np.float32)
+        out = np.empty_like(x)
+        for s in np.unique(src):
+            rows = src == s
+            st = self.stats_.get(s)
+            if st is None:
+                tmp = SourceAligner(self.method, self.shrinkage, self.eps, self.min_cells)
+                tmp.fit(x[rows], src[rows])
+                st = tmp.stats_[s]
+            xs = x[rows] - st["mean"]
+            if self.method == "center_scale" and "std" in st:
+                xs = xs / st["std"]
+            elif self.method == "coral" and "whiten" in st and self._target is not None:
+                xs = xs @ st["whiten"] @ self._target
+            out[rows] = xs
+        return out.astype(np.float32)
+
+    def fit_transform(self, emb, sources) -> np.ndarray:
+        """:meth:`fit` then :meth:`transform` on the same rows."""
+        return self.fit(emb, sources).transform(emb, sources)

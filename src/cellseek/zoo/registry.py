@@ -1,0 +1,357 @@
+"""The model zoo registry: name -> light :class:`ZooSpec`, presets, name resolution.
+
+Nothing here imports a deep-learning library. A spec only names the factory
+(``"module:callable"``) that builds the model; :func:`cellseek.zoo.load_embedder` imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from cellseek.errors import CellseekError
+from cellseek.zoo.base import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class ZooSpec(ModelSpec):
+    """A :class:`ModelSpec` with what the zoo needs to find and build the weights.
+
+    Parameters
+    ----------
+    arch : str
+        Architecture in the backend: timm model name (no tag), open_clip model name,
+        transformers model type, SAM registry key.
+    hub_repo : str
+        Hugging Face hub repository holding the weights (empty when none).
+    hub_files : tuple of str
+        Candidate weight files in ``hub_repo``, preferred first.
+    hub_extra : tuple of str
+        Other files needed next to the weights (e.g. ``config.json``).
+    url : str
+        Direct download URL of a single checkpoint file (manual alternative; the torch hub
+        checkpoints folder is searched for its file name).
+    pooling : str
+        What the embedding vector is, for the docs and ``cellseek models list``.
+    """
+
+    arch: str = ""
+    hub_repo: str = ""
+    hub_files: tuple[str, ...] = ()
+    hub_extra: tuple[str, ...] = ()
+    url: str = ""
+    pooling: str = ""
+
+
+_TIMM_FILES = ("model.safetensors", "pytorch_model.bin")
+_HF_FILES = ("model.safetensors", "pytorch_model.bin")
+_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _timm(name, weights_id, dim, *, input_size=224, licence, url="", description, pooling):
+    return ZooSpec(
+        name=name,
+        backend="timm",
+        factory="cellseek.zoo.timm_backend:build",
+        weights_id=weights_id,
+        dim=dim,
+        input_size=input_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        licence=licence,
+        source=f"https://huggingface.co/timm/{weights_id}",
+        description=description,
+        arch=weights_id.split(".")[0],
+        hub_repo=f"timm/{weights_id}",
+        hub_files=_TIMM_FILES,
+        url=url,
+        pooling=pooling,
+    )
+
+
+def _dinobloom(name, size, dim, zenodo_file):
+    repo = f"1aurent/vit_{size}_patch14_224.dinobloom"
+    return ZooSpec(
+        name=name,
+        backend="dinobloom",
+        factory="cellseek.zoo.dinobloom:build",
+        weights_id=repo,
+        dim=dim,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        licence="Apache-2.0",
+        source=f"https://huggingface.co/{repo} (or https://zenodo.org/records/10908163 "
+        f"{zenodo_file})",
+        description=f"DinoBloom-{size[0].upper()}: DINOv2 ViT-{size[0].upper()}/14 fine-tuned on "
+        "380k blood cells (Koch et al. 2024)",
+        arch=f"vit_{size}_patch14_dinov2",
+        hub_repo=repo,
+        hub_files=_TIMM_FILES,
+        url=f"https://zenodo.org/records/10908163/files/{zenodo_file}?download=1",
+        pooling="CLS token after the final norm",
+    )
+
+
+def _sam(variant, filename, dim=256):
+    return ZooSpec(
+        name=f"sam_{variant}",
+        backend="sam",
+        factory="cellseek.zoo.sam_backend:build",
+        weights_id=filename,
+        dim=dim,
+        input_size=1024,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        licence="Apache-2.0",
+        source=f"https://dl.fbaipublicfiles.com/segment_anything/{filename}",
+        description=f"Segment Anything {variant.replace('_', '-').upper()} image encoder, "
+        "features pooled inside each cell's mask",
+        arch=variant,
+        url=f"https://dl.fbaipublicfiles.com/segment_anything/{filename}",
+        pooling="image-encoder features averaged inside the cell mask",
+    )
+
+
+_STATIC: tuple[ZooSpec, ...] = (
+    _timm(
+        "dinov2_vits14",
+        "vit_small_patch14_dinov2.lvd142m",
+        384,
+        licence="Apache-2.0",
+        url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+        description="DINOv2 ViT-S/14 (self-supervised, LVD-142M)",
+        pooling="CLS token after the final norm",
+    ),
+    _timm(
+        "dinov2_vitb14",
+        "vit_base_patch14_dinov2.lvd142m",
+        768,
+        licence="Apache-2.0",
+        url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
+        description="DINOv2 ViT-B/14 (self-supervised, LVD-142M)",
+        pooling="CLS token after the final norm",
+    ),
+    _timm(
+        "convnext_tiny",
+        "convnext_tiny.fb_in22k",
+        768,
+        licence="Apache-2.0",
+        url="https://dl.fbaipublicfiles.com/convnext/convnext_tiny_22k_224.pth",
+        description="ConvNeXt-T, ImageNet-22k",
+        pooling="global average pool + head LayerNorm",
+    ),
+    _timm(
+        "convnext_base",
+        "convnext_base.fb_in22k",
+        1024,
+        licence="Apache-2.0",
+        url="https://dl.fbaipublicfiles.com/convnext/convnext_base_22k_224.pth",
+        description="ConvNeXt-B, ImageNet-22k",
+        pooling="global average pool + head LayerNorm",
+    ),
+    _timm(
+        "swin_tiny",
+        "swin_tiny_patch4_window7_224.ms_in22k",
+        768,
+        licence="MIT",
+        url="https://github.com/SwinTransformer/storage/releases/download/v1.0.8/"
+        "swin_tiny_patch4_window7_224_22k.pth",
+        description="Swin-T (patch 4, window 7), ImageNet-22k",
+        pooling="global average pool after the final norm",
+    ),
+    _timm(
+        "swin_base",
+        "swin_base_patch4_window7_224.ms_in22k",
+        1024,
+        licence="MIT",
+        url="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"
+        "swin_base_patch4_window7_224_22k.pth",
+        description="Swin-B (patch 4, window 7), ImageNet-22k",
+        pooling="global average pool after the final norm",
+    ),
+    ZooSpec(
+        name="clip_vitb32",
+        backend="open_clip",
+        factory="cellseek.zoo.open_clip_backend:build",
+        weights_id="ViT-B-32/laion2b_s34b_b79k",
+        dim=512,
+        input_size=224,
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        licence="MIT",
+        source="https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        description="OpenCLIP ViT-B/32 image tower (LAION-2B)",
+        arch="ViT-B-32",
+        hub_repo="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        hub_files=_CLIP_FILES,
+        pooling="projected image embedding (CLS token x visual projection)",
+    ),
+    ZooSpec(
+        name="vit_mae_base",
+        backend="transformers",
+        factory="cellseek.zoo.transformers_backend:build",
+        weights_id="facebook/vit-mae-base",
+        dim=768,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        licence="Apache-2.0 (HF card; original MAE code CC-BY-NC-4.0)",
+        source="https://huggingface.co/facebook/vit-mae-base",
+        description="ViT-MAE base encoder (masked autoencoder, ImageNet-1k), no masking",
+        arch="vit_mae",
+        hub_repo="facebook/vit-mae-base",
+        hub_files=_HF_FILES,
+        hub_extra=("config.json",),
+        pooling="mean of the patch tokens of the last hidden state (mask_ratio=0)",
+    ),
+    _dinobloom("dinobloom_s", "small", 384, "DinoBloom-S.pth"),
+    _dinobloom("dinobloom_b", "base", 768, "DinoBloom-B.pth"),
+    _sam("vit_b", "sam_vit_b_01ec64.pth"),
+    _sam("vit_l", "sam_vit_l_0b3195.pth"),
+    _sam("vit_h", "sam_vit_h_4b8939.pth"),
+)
+
+
+def _classical_spec() -> ZooSpec:
+    """Build the classical spec; its dimension comes from ``cellseek.zoo.classical``."""
+    try:
+        from cellseek.zoo.classical import FEATURE_DIM
+    except ImportError as exc:  # the module is written elsewhere; keep the registry usable
+        logger.debug("cellseek.zoo.classical not importable (%s); dim unknown", exc)
+        FEATURE_DIM = 0  # noqa: N806
+    return ZooSpec(
+        name="classical",
+        backend="classical",
+        factory="cellseek.zoo.classical:build",
+        dim=int(FEATURE_DIM),
+        input_size=64,
+        licence="BSD-3-Clause",
+        source="built in (no weights)",
+        description="hand-crafted shape, intensity and texture features (no weights)",
+        pooling="feature vector",
+    )
+
+
+_LAZY: dict[str, Callable[[], ZooSpec]] = {"classical": _classical_spec}
+
+
+class _Registry(Mapping):
+    """Read-only mapping name -> spec; lazy entries are built on first access."""
+
+    def __init__(self, static: Iterable[ZooSpec], lazy: dict[str, Callable[[], ZooSpec]]):
+        self._specs: dict[str, ModelSpec] = {s.name: s for s in static}
+        self._lazy = dict(lazy)
+        self._order = [*self._specs, *self._lazy]
+
+    def __getitem__(self, name: str) -> ModelSpec:
+        if name in self._specs:
+            return self._specs[name]
+        if name in self._lazy:
+            spec = self._lazy[name]()
+            if spec.dim:  # cache only a complete spec
+                self._specs[name] = spec
+            return spec
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs or name in self._lazy
+
+    def __repr__(self) -> str:
+        return f"MODELS({', '.join(self._order)})"
+
+
+#: Every registered model, name -> spec.
+MODELS: Mapping[str, ModelSpec] = _Registry(_STATIC, _LAZY)
+
+#: Named model sets.
+PRESETS: dict[str, tuple[str, ...]] = {
+    # the six model families of Kalweit et al. 2025 (EWC-FAISS)
+    "paper": (
+        "sam_vit_b",
+        "dinov2_vitb14",
+        "convnext_base",
+        "swin_base",
+        "clip_vitb32",
+        "vit_mae_base",
+    ),
+    "fast": ("dinov2_vits14", "convnext_tiny"),
+    "hematology": ("dinobloom_b", "dinov2_vitb14", "classical"),
+    "offline": ("classical",),
+}
+
+
+def list_models() -> tuple[str, ...]:
+    """Names of every registered model, in registry order."""
+    return tuple(MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of one model.
+
+    Raises
+    ------
+    CellseekError
+        When ``name`` is not registered; the message lists the known names.
+    """
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise CellseekError(
+            f"unknown model {name!r}; known models: {', '.join(MODELS)}"
+        ) from None
+
+
+def resolve_models(preset: str | None = None, models: Iterable[str] = ()) -> tuple[str, ...]:
+    """Turn a preset and/or explicit model names into a validated tuple of names.
+
+    Explicit ``models`` win over ``preset``; duplicates are dropped, order is kept.
+
+    Parameters
+    ----------
+    preset : str, optional
+        Key of :data:`PRESETS`.
+    models : iterable of str
+        Model names; when non-empty the preset is ignored.
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    CellseekError
+        Unknown preset or model name, or nothing selected.
+    """
+    if isinstance(models, str):
+        models = (models,)
+    names = tuple(models)
+    if not names:
+        if preset is None:
+            raise CellseekError(
+                f"no models selected; name a preset ({', '.join(PRESETS)}) or models"
+            )
+        if preset not in PRESETS:
+            raise CellseekError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+        names = PRESETS[preset]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise CellseekError(
+            f"unknown model{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"known models: {', '.join(MODELS)}"
+        )
+    return tuple(dict.fromkeys(names))

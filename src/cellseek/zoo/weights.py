@@ -1,0 +1,340 @@
+"""Find a model's weights on this machine; never download.
+
+Resolution order (first hit wins):
+
+1. an explicit ``checkpoint`` (a file, or a folder holding one);
+2. the local weights folder: the ``weights_dir`` argument, else ``$CELLSEEK_WEIGHTS_DIR``.
+   Layout: ``<dir>/<model name>/`` holding one ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin``
+   file (plus ``config.json`` for transformers models), e.g. a copied Hugging Face snapshot
+   folder; a single-file checkpoint may also lie flat as ``<dir>/<file name>`` (e.g.
+   ``sam_vit_b_01ec64.pth``);
+3. the backend's standard cache: the Hugging Face hub cache (used by timm >= 0.9, open_clip,
+   transformers and the DinoBloom conversions), then the torch hub ``checkpoints`` folder (legacy
+   timm URLs, SAM).
+
+Only :mod:`cellseek.models_cli` downloads (``cellseek models pull``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellseek.config import WEIGHTS_DIR_ENV, default_weights_dir
+from cellseek.errors import CellseekError, MissingWeightsError
+from cellseek.zoo.base import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes recognised as weight files, preferred first.
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+class IncompatibleWeightsError(CellseekError):
+    """A weights file was found but does not fit the model's architecture."""
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where a model's weights were found.
+
+    Parameters
+    ----------
+    path : Path
+        The weights file.
+    origin : str
+        ``"checkpoint"``, ``"weights_dir"``, ``"hf_cache"`` or ``"torch_hub"``.
+    config : Path or None
+        A ``config.json`` next to the weights, when there is one.
+    """
+
+    path: Path
+    origin: str
+    config: Path | None = None
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"{self.path} ({self.origin})"
+
+
+def _hub_files(spec: ModelSpec) -> tuple[str, ...]:
+    return tuple(getattr(spec, "hub_files", ()) or ())
+
+
+def _url_file(spec: ModelSpec) -> str:
+    url = getattr(spec, "url", "") or ""
+    return url.split("?")[0].rsplit("/", 1)[-1] if url else ""
+
+
+def _preferred_names(spec: ModelSpec) -> tuple[str, ...]:
+    names = list(_hub_files(spec))
+    if _url_file(spec):
+        names.append(_url_file(spec))
+    if spec.weights_id and Path(spec.weights_id).suffix in WEIGHT_SUFFIXES:
+        names.append(Path(spec.weights_id).name)
+    return tuple(dict.fromkeys(names))
+
+
+def _weight_file_in(folder: Path, spec: ModelSpec) -> Path | None:
+    """The weights file inside ``folder`` (a model folder or an HF snapshot), or None."""
+    if not folder.is_dir():
+        return None
+    for name in _preferred_names(spec):
+        if (folder / name).is_file():
+            return folder / name
+    candidates = sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES),
+        key=lambda p: (WEIGHT_SUFFIXES.index(p.suffix), p.name),
+    )
+    if len(candidates) > 1:
+        logger.warning(
+            "%s: several weight files in %s; using %s", spec.name, folder, candidates[0].name
+        )
+    if candidates:
+        return candidates[0]
+    # a copied Hugging Face cache entry: <folder>/snapshots/<revision>/
+    snapshots = folder / "snapshots"
+    if snapshots.is_dir():
+        for snap in sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
+            found = _weight_file_in(snap, spec)
+            if found is not None:
+                return found
+    return None
+
+
+def _with_config(path: Path, origin: str) -> ResolvedWeights:
+    config = path.parent / "config.json"
+    return ResolvedWeights(path=path, origin=origin, config=config if config.is_file() else None)
+
+
+def local_weights_dir(weights_dir: str | os.PathLike | None = None) -> Path | None:
+    """The local weights folder in use: ``weights_dir``, else ``$CELLSEEK_WEIGHTS_DIR``."""
+    if weights_dir is not None:
+        return Path(weights_dir).expanduser()
+    return default_weights_dir()
+
+
+def find_in_weights_dir(spec: ModelSpec, weights_dir: str | os.PathLike | None = None):
+    """Look for ``spec``'s weights in the local weights folder; None when absent."""
+    root = local_weights_dir(weights_dir)
+    if root is None or not root.is_dir():
+        return None
+    found = _weight_file_in(root / spec.name, spec)
+    if found is not None:
+        return _with_config(found, "weights_dir")
+    # a single-file checkpoint lying flat under its own, specific file name
+    flat = [_url_file(spec)]
+    if Path(spec.weights_id).suffix in WEIGHT_SUFFIXES:
+        flat.append(Path(spec.weights_id).name)
+    for name in flat:
+        if name and (root / name).is_file():
+            return ResolvedWeights(path=root / name, origin="weights_dir")
+    return None
+
+
+def torch_hub_dir() -> Path:
+    """torch hub's folder, computed like ``torch.hub.get_dir()`` without importing torch."""
+    env = os.environ.get("TORCH_HOME")
+    if env:
+        base = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "torch"
+    return base.expanduser() / "hub"
+
+
+def _find_in_hf_cache(repo: str, filenames: tuple[str, ...], extra: tuple[str, ...]):
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - declared dependency
+        return None
+    for filename in filenames:
+        hit = try_to_load_from_cache(repo, filename)
+        if isinstance(hit, str) and Path(hit).is_file():
+            path = Path(hit)
+            if all((path.parent / e).is_file() for e in extra):
+                return _with_config(path, "hf_cache")
+            logger.debug("%s: %s cached but %s missing", repo, filename, extra)
+    return None
+
+
+def find_in_cache(spec: ModelSpec) -> ResolvedWeights | None:
+    """Look for ``spec``'s weights in the backend's standard caches (no network)."""
+    repo = getattr(spec, "hub_repo", "")
+    if repo:
+        found = _find_in_hf_cache(repo, _hub_files(spec), tuple(getattr(spec, "hub_extra", ())))
+        if found is not None:
+            return found
+    url_file = _url_file(spec)
+    if url_file:
+        path = torch_hub_dir() / "checkpoints" / url_file
+        if path.is_file():
+            return ResolvedWeights(path=path, origin="torch_hub")
+    return None
+
+
+def pull_hint(spec: ModelSpec) -> str:
+    """How to get ``spec``'s weights: the pull command and the manual alternative."""
+    folder = f"$CELLSEEK_WEIGHTS_DIR/{spec.name}/"
+    repo = getattr(spec, "hub_repo", "")
+    url = getattr(spec, "url", "")
+    if repo:
+        files = " or ".join(_hub_files(spec)) or "the weights file"
+        extra = getattr(spec, "hub_extra", ())
+        if extra:
+            files += " plus " + ", ".join(extra)
+        manual = f"download {files} from https://huggingface.co/{repo}"
+        if url:
+            manual += f" (or the original checkpoint {url})"
+    elif url:
+        manual = f"download {url}"
+    else:
+        manual = f"see {spec.source or 'the model documentation'}"
+    return (
+        f"Run `cellseek models pull {spec.name}` on a machine with internet access, or "
+        f"{manual} and put it in {folder} (set {WEIGHTS_DIR_ENV} or pass weights_dir)."
+    )
+
+
+def resolve_weights(
+    spec: ModelSpec,
+    *,
+    weights_dir: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+) -> ResolvedWeights:
+    """Find the weights of ``spec`` following the documented order; never download.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    weights_dir : path, optional
+        Local weights folder (default ``$CELLSEEK_WEIGHTS_DIR``).
+    checkpoint : path, optional
+        Explicit weights file or folder; must exist.
+
+    Returns
+    -------
+    ResolvedWeights
+
+    Raises
+    ------
+    MissingWeightsError
+        Nothing found, or ``checkpoint`` names a missing file.
+    """
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            found = _weight_file_in(path, spec)
+            if found is None:
+                raise MissingWeightsError(
+                    spec.name, f"The folder {path} holds no weights file "
+                    f"({', '.join(WEIGHT_SUFFIXES)}). {pull_hint(spec)}"
+                )
+            return _with_config(found, "checkpoint")
+        if not path.is_file():
+            raise MissingWeightsError(
+                spec.name, f"The checkpoint {path} does not exist. {pull_hint(spec)}"
+            )
+        return _with_config(path, "checkpoint")
+    found = find_in_weights_dir(spec, weights_dir) or find_in_cache(spec)
+    if found is None:
+        raise MissingWeightsError(spec.name, pull_hint(spec))
+    logger.debug("%s: weights from %s", spec.name, found.describe())
+    return found
+
+
+def weights_available(
+    name: str | ModelSpec, weights_dir: str | os.PathLike | None = None
+) -> tuple[bool, str]:
+    """Whether a model's weights are on this machine, cheaply (no model build).
+
+    Returns
+    -------
+    (bool, str)
+        True and where they are, or False and why not. Models without weights report
+        ``(True, "no weights needed")``.
+    """
+    if isinstance(name, ModelSpec):
+        spec = name
+    else:
+        from cellseek.zoo.registry import get_spec
+
+        spec = get_spec(name)
+    if not spec.needs_weights:
+        return True, "no weights needed"
+    try:
+        found = resolve_weights(spec, weights_dir=weights_dir)
+    except MissingWeightsError as exc:
+        return False, exc.hint
+    return True, found.describe()
+
+
+def load_state_dict(path: str | os.PathLike, model_name: str = "") -> dict:
+    """Read a weights file into a dict of tensors on the CPU.
+
+    ``.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(weights_only=True)`` (no arbitrary pickles are executed).
+    """
+    path = Path(path)
+    label = f"{model_name}: " if model_name else ""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        import torch
+
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated or foreign file
+        raise IncompatibleWeightsError(
+            f"{label}could not read the weights file {path}: {exc}. Delete it and get it again "
+            f"(`cellseek models pull {model_name or '<name>'}`)."
+        ) from exc
+
+
+def unwrap_state_dict(obj: dict, keys=("state_dict", "model", "module")) -> dict:
+    """Unwrap a training checkpoint container and strip a DDP ``module.`` prefix."""
+    for key in keys:
+        inner = obj.get(key) if isinstance(obj, dict) else None
+        if isinstance(inner, dict) and inner and all(isinstance(k, str) for k in inner):
+            obj = inner
+            break
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def load_checked(model, state_dict: dict, *, model_name: str, path, ignore_prefixes=()) -> None:
+    """Load ``state_dict`` into ``model``; fail clearly when parameters are missing.
+
+    Unexpected keys under ``ignore_prefixes`` (classifier heads, decoders) are dropped quietly;
+    other unexpected keys are logged. Missing keys or wrong shapes raise
+    :class:`IncompatibleWeightsError` listing them.
+    """
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as exc:  # shape mismatch
+        raise IncompatibleWeightsError(
+            f"{model_name}: the weights in {path} do not fit the architecture: "
+            f"{str(exc).splitlines()[0]} {_first_lines(str(exc))}"
+        ) from exc
+    unexpected = [
+        k for k in result.unexpected_keys if not any(k.startswith(p) for p in ignore_prefixes)
+    ]
+    if unexpected:
+        logger.warning(
+            "%s: %d unused entries in %s (e.g. %s)",
+            model_name, len(unexpected), path, ", ".join(unexpected[:5]),
+        )
+    if result.missing_keys:
+        raise IncompatibleWeightsError(
+            f"{model_name}: the weights in {path} lack {len(result.missing_keys)} parameters of "
+            f"the architecture (e.g. {', '.join(result.missing_keys[:8])}); is it the right file?"
+        )
+
+
+def _first_lines(text: str, n: int = 4) -> str:
+    lines = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+    return " ".join(lines[:n])

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from cellseek.config import Config
+from cellseek.errors import IncompatibleStoreError
+from cellseek.session import Session
+from cellseek.store import ReferenceStore
+from cellseek.types import ImageData, Progress, run_work
+
+from .conftest import synthetic_field
+
+
+def _image(seed):
+    rgb, labels, classes = synthetic_field(seed)
+    return ImageData(rgb, "YXS", path=f"synthetic{seed}.png", device="test"), labels, classes
+
+
+def _session_with_reference(tmp_path):
+    session = Session.create(tmp_path / "ref.cellseek", Config())
+    img, labels, classes = _image(0)
+    progress = []
+    image_id = run_work(session.add_image(img, labels={(0, 0): labels}), progress.append)
+    assert progress and all(isinstance(p, Progress) for p in progress)
+    cells = session.store.cells(image_id)
+    session.label([c["id"] for c in cells], [classes[c["label_value"]] for c in cells])
+    return session
+
+
+def test_label_suggest_accept_undo_export_reopen(tmp_path):
+    session = _session_with_reference(tmp_path)
+    assert session.models == ("classical",)
+    assert session.store.classes() == {"red": 4, "blue": 4}
+    img, labels, classes = _image(1)
+    image_id = run_work(session.add_image(img, labels={(0, 0): labels}))
+    query = session.store.cells(image_id)
+    suggestions = run_work(session.suggest())
+    assert set(suggestions) == {c["id"] for c in query}
+    correct = [suggestions[c["id"]].best_label == classes[c["label_value"]] for c in query]
+    assert np.mean(correct) == 1.0  # red discs vs blue ellipses are easy
+    for c in query:  # suggestions are stored, not confirmed
+        stored = session.store.cell(c["id"])
+        assert stored["label"] is None and stored["suggestion"] == suggestions[c["id"]].label
+    # Neighbours of a query cell are labelled reference cells, most similar first.
+    s = session.suggest_cells([query[0]["id"]])[0]
+    sims = [n.similarity for n in s.neighbours]
+    assert sims == sorted(sims, reverse=True) and len(sims) == 3
+    # Accept, then undo.
+    n = session.accept([query[0]["id"]])
+    assert n == (1 if suggestions[query[0]["id"]].label else 0)
+    if n:
+        assert session.store.cell(query[0]["id"])["label_source"] == "accepted"
+        assert query[0]["id"] in set(session.index().ids().tolist())
+        session.undo()
+        assert session.store.cell(query[0]["id"])["label"] is None
+        assert query[0]["id"] not in set(session.index().ids().tolist())
+    # A correction joins the index and changes the neighbourhood of the others.
+    session.label([query[1]["id"]], ["blue"])
+    assert session.store.cell(query[1]["id"])["label"] == "blue"
+    paths = session.export(tmp_path / "export")
+    assert paths["cells"].read_text().count("\n") == 17
+    assert any(k.startswith("labels_image") for k in paths)
+    session.close()
+    with Session.open(paths["store"]) as again:
+        assert again.store.classes()["blue"] == 5
+
+
+def test_adding_the_same_image_twice_keeps_cells_and_labels(tmp_path):
+    session = _session_with_reference(tmp_path)
+    img, labels, _ = _image(0)
+    n = session.store.n_cells()
+    run_work(session.add_image(img, labels={(0, 0): labels}))
+    assert session.store.n_cells() == n and session.store.n_cells(labelled=True) == n
+
+
+def test_weights_are_uniform_for_one_model_and_stored(tmp_path):
+    session = _session_with_reference(tmp_path)
+    assert session.model_weights(refresh=True) == {"classical": 1.0}
+    assert session.store.model_weights() == {"classical": 1.0}
+
+
+def test_opening_with_another_model_set_is_refused(tmp_path):
+    _session_with_reference(tmp_path).close()
+    with pytest.raises(IncompatibleStoreError):
+        ReferenceStore.open(tmp_path / "ref.cellseek", models={"dinov2_vits14": 384})
+
+
+def test_suggest_without_reference_abstains(tmp_path):
+    session = Session.create(tmp_path / "empty.cellseek")
+    img, labels, _ = _image(2)
+    run_work(session.add_image(img, labels={(0, 0): labels}))
+    out = run_work(session.suggest())
+    assert out and all(s.uncertain for s in out.values())
