@@ -7,7 +7,7 @@ import pytest
 
 from cellseek.cli import build_parser, main
 
-from .conftest import shared_data
+from _shared import shared_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_segment_writes_labels(tmp_path, capsys):
 
     from cellseek.io import read_labels
 
-    from .conftest import synthetic_field
+    from _shared import synthetic_field
 
     rgb, _, _ = synthetic_field()
     path = tmp_path / "field.png"

@@ -7,7 +7,7 @@ from cellseek.session import Session
 from cellseek.store import ReferenceStore
 from cellseek.types import ImageData, Progress, run_work
 
-from .conftest import synthetic_field
+from _shared import synthetic_field
 
 
 def _image(seed):

@@ -19,8 +19,15 @@ MODELS = {"alpha": 8, "beta": 4}
 
 def make_cells(n: int, *, start: int = 1, t: int = 0, z: int = 0) -> list[Cell]:
     return [
-        Cell(label=start + i, t=t, z=z, bbox=(i, i + 1, i + 10, i + 12),
-             centroid=(i + 5.5, i + 6.25), area=50 + i, touches_border=i % 2 == 1)
+        Cell(
+            label=start + i,
+            t=t,
+            z=z,
+            bbox=(i, i + 1, i + 10, i + 12),
+            centroid=(i + 5.5, i + 6.25),
+            area=50 + i,
+            touches_border=i % 2 == 1,
+        )
         for i in range(n)
     ]
 
@@ -41,8 +48,9 @@ def store(tmp_path):
 def filled(store):
     """A store with one image and 10 unlabelled cells; returns (store, image_id, cell ids)."""
     image_id = store.add_image("plate/a.tif", "hash-a", device="lionheart", shape=(512, 512))
-    ids = store.add_cells(image_id, make_cells(10), make_embeddings(10),
-                          thumbnails=[b"png%d" % i for i in range(10)])
+    ids = store.add_cells(
+        image_id, make_cells(10), make_embeddings(10), thumbnails=[b"png%d" % i for i in range(10)]
+    )
     return store, image_id, ids
 
 
@@ -101,7 +109,8 @@ def test_open_roundtrip_and_model_check(filled):
 def test_open_newer_schema(store):
     store._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
     store.close()
-    with pytest.raises(IncompatibleStoreError, match=r"newer cellseek \(schema 7 > 2\); upgrade"):
+    newer = rf"newer cellseek \(schema {SCHEMA_VERSION + 5} > {SCHEMA_VERSION}\); upgrade"
+    with pytest.raises(IncompatibleStoreError, match=newer):
         ReferenceStore.open(store.path)
 
 
@@ -120,6 +129,32 @@ def test_open_not_a_store(tmp_path):
         ReferenceStore.open(other)
     with pytest.raises(StoreError, match="does not exist"):
         ReferenceStore.open(tmp_path / "missing.cellseek")
+    with pytest.raises(StoreError, match="folder"):
+        ReferenceStore.open(tmp_path)
+
+
+def test_store_usable_from_threads(filled):
+    import threading
+
+    store, _, ids = filled
+    errors = []
+
+    def work(cid: int) -> None:
+        try:
+            for k in range(20):
+                store.set_label(cid, f"c{k}")
+                store.cells()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(int(i),)) for i in ids[:4]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.classes() == {"c19": 4}
+    assert len(store.audit_log()) == 80
 
 
 def test_closed_store_raises(store):
@@ -143,8 +178,9 @@ def test_readonly_store_refuses_writes(filled):
 
 
 def test_add_image_idempotent_and_queries(store):
-    a = store.add_image("a.tif", "h-a", device="nanolive", source="lab 3", pixel_size_um=0.2,
-                        shape=(3, 64, 64))
+    a = store.add_image(
+        "a.tif", "h-a", device="nanolive", source="lab 3", pixel_size_um=0.2, shape=(3, 64, 64)
+    )
     b = store.add_image("b.tif", "h-b")
     assert store.add_image("copy-of-a.tif", "h-a") == a
     assert len(store.images()) == 2
@@ -273,7 +309,8 @@ def test_set_label_and_audit(filled):
     store.set_label(cid, "lymphocyte")  # no change: no audit row, no undo step
     log = store.audit_log(cid)
     assert [(r["old_label"], r["new_label"], r["source"]) for r in log] == [
-        (None, "neutrophil", "accepted"), ("neutrophil", "lymphocyte", "user"),
+        (None, "neutrophil", "accepted"),
+        ("neutrophil", "lymphocyte", "user"),
     ]
     assert log[0]["note"] == "from suggestion" and log[0]["action"] == "label"
     assert log[0]["batch_id"] != log[1]["batch_id"]
@@ -339,7 +376,9 @@ def test_undo_leaves_suggestions(filled):
     assert store.undo() == [(int(ids[0]), None)]
     cells = store.cells()[:3]
     assert [(c["suggestion"], c["confidence"]) for c in cells] == [
-        ("z", 0.5), (None, pytest.approx(0.2)), ("y", None)
+        ("z", 0.5),
+        (None, pytest.approx(0.2)),
+        ("y", None),
     ]
     assert store.undo() is None  # suggestions are not undo steps
     assert store.audit_log() and all(r["action"] != "suggest" for r in store.audit_log())
@@ -442,16 +481,21 @@ def _second_store(tmp_path, models=MODELS):
 
 def test_merge_from_dedups_and_imports(filled, tmp_path):
     store, image_id, ids = filled
-    store.set_label(int(ids[0]), "mine")   # conflict: other says "theirs"
-    store.set_label(int(ids[1]), "same")   # same label in both
+    store.set_label(int(ids[0]), "mine")  # conflict: other says "theirs"
+    store.set_label(int(ids[1]), "same")  # same label in both
     other, ids_shared, ids_new, emb_new = _second_store(tmp_path)
     other.set_labels(ids_shared[:3], ["theirs", "same", "new-here"])
     other.set_labels(ids_new[:2], ["b1", "b2"])
     other.close()
     counts = store.merge_from(other.path)
     assert counts == {
-        "images_added": 1, "images_matched": 1, "cells_added": 4, "cells_matched": 5,
-        "labels_added": 3, "labels_unchanged": 1, "label_conflicts": 1,
+        "images_added": 1,
+        "images_matched": 1,
+        "cells_added": 4,
+        "cells_matched": 5,
+        "labels_added": 3,
+        "labels_unchanged": 1,
+        "label_conflicts": 1,
     }
     assert len(store.images()) == 2 and store.n_cells() == 14
     assert store.cell(int(ids[0]))["label"] == "mine"
@@ -515,8 +559,19 @@ def test_export_cells_csv(filled, tmp_path):
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == [
-        "cell_id", "image", "image_hash", "t", "z", "label_value", "centroid_row",
-        "centroid_col", "area", "label", "label_source", "suggestion", "confidence",
+        "cell_id",
+        "image",
+        "image_hash",
+        "t",
+        "z",
+        "label_value",
+        "centroid_row",
+        "centroid_col",
+        "area",
+        "label",
+        "label_source",
+        "suggestion",
+        "confidence",
     ]
     assert rows[0]["cell_id"] == str(ids[0]) and rows[0]["image"] == "plate/a.tif"
     assert rows[0]["image_hash"] == "hash-a" and rows[0]["label"] == "x"
@@ -576,7 +631,8 @@ def _write_v1_store(path):
         conn.execute(
             "INSERT INTO cells (image_id, label_value, bbox_row_min, bbox_col_min, bbox_row_max, "
             "bbox_col_max, centroid_row, centroid_col, area, label, label_source) "
-            "VALUES (1, ?, 0, 0, 4, 4, 2, 2, 16, ?, ?)", (value, label, label and "user"),
+            "VALUES (1, ?, 0, 0, 4, 4, 2, 2, 16, ?, ?)",
+            (value, label, label and "user"),
         )
         conn.execute("INSERT INTO embeddings VALUES (?, 'alpha', ?)", (value, vec))
     conn.executemany(
@@ -597,7 +653,8 @@ def test_migrate_v1(tmp_path):
         np.testing.assert_array_equal(s.embeddings("alpha"), [[0.5, -1.0]] * 3)
         log = s.audit_log(3)
         assert [(r["old_label"], r["new_label"], r["time"]) for r in log] == [
-            (None, "z", "t2"), ("z", "y", "t3")
+            (None, "z", "t2"),
+            ("z", "y", "t3"),
         ]
         assert s.image(1)["shape"] == () and s.image(1)["source"] == ""
         assert s.model_weights() is None
@@ -637,3 +694,23 @@ def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     assert "weight" not in [r[1] for r in conn.execute("PRAGMA table_info(models)")]
     conn.close()
+
+
+def test_plane_labels_round_trip_and_merge(tmp_path):
+    from cellseek.store import ReferenceStore
+
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:10, 5:10] = 3
+    labels[20:30, 30:45] = 70000  # needs more than 16 bits
+    with ReferenceStore.create(tmp_path / "a.cellseek", {"m": 2}) as store:
+        image_id = store.add_image("a.tif", "h" * 64)
+        store.set_plane_labels(image_id, 0, 1, labels)
+        got = store.plane_labels(image_id)
+        assert list(got) == [(0, 1)]
+        np.testing.assert_array_equal(got[(0, 1)], labels)
+        with pytest.raises(ValueError):
+            store.set_plane_labels(image_id, 0, 0, labels.astype(float))
+    with ReferenceStore.create(tmp_path / "b.cellseek", {"m": 2}) as other:
+        other.merge_from(tmp_path / "a.cellseek")
+        merged = other.plane_labels(other.image_by_hash("h" * 64)["id"])
+        np.testing.assert_array_equal(merged[(0, 1)], labels)

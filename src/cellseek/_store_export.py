@@ -24,8 +24,19 @@ logger = logging.getLogger(__name__)
 
 #: Columns of :func:`export_cells_csv`, in order.
 CSV_COLUMNS = (
-    "cell_id", "image", "image_hash", "t", "z", "label_value", "centroid_row", "centroid_col",
-    "area", "label", "label_source", "suggestion", "confidence",
+    "cell_id",
+    "image",
+    "image_hash",
+    "t",
+    "z",
+    "label_value",
+    "centroid_row",
+    "centroid_col",
+    "area",
+    "label",
+    "label_source",
+    "suggestion",
+    "confidence",
 )
 
 _CELL_COPY_COLUMNS = (
@@ -57,20 +68,30 @@ def merge(target: ReferenceStore, other, *, labels_only: bool = False) -> dict:
                     f"{other.path}: cannot merge into {target.path}: the model sets are "
                     f"incompatible: this store has {fmt}, the other store has {ofmt}"
                 )
-        with other._read("reading the store to merge") as src, target._write(
-            f"merging {other.path}"
-        ) as dst:
+        with (
+            other._read("reading the store to merge") as src,
+            target._write(f"merging {other.path}") as dst,
+        ):
             return _merge(target, src, dst, other.path, labels_only)
     finally:
         if owned:
             other.close()
 
 
-def _merge(target, src: sqlite3.Connection, dst: sqlite3.Connection, other_path,
-           labels_only: bool) -> dict:
+def _merge(
+    target, src: sqlite3.Connection, dst: sqlite3.Connection, other_path, labels_only: bool
+) -> dict:
     counts = dict.fromkeys(
-        ("images_added", "images_matched", "cells_added", "cells_matched", "labels_added",
-         "labels_unchanged", "label_conflicts"), 0,
+        (
+            "images_added",
+            "images_matched",
+            "cells_added",
+            "cells_matched",
+            "labels_added",
+            "labels_unchanged",
+            "label_conflicts",
+        ),
+        0,
     )
     note = f"merged from {other_path}"
     image_map: dict[int, int] = {}
@@ -85,10 +106,16 @@ def _merge(target, src: sqlite3.Connection, dst: sqlite3.Connection, other_path,
         elif not labels_only:
             cur = dst.execute(
                 "INSERT INTO images (path, content_hash, device, source, pixel_size_um, shape, "
-                "added_at) VALUES (?, ?, ?, ?, ?, ?, ?)", tuple(img[1:]),
+                "added_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                tuple(img[1:]),
             )
             image_map[img[0]] = cur.lastrowid
             counts["images_added"] += 1
+            dst.executemany(
+                "INSERT INTO planes (image_id, t, z, labels) VALUES (?, ?, ?, ?)",
+                [(cur.lastrowid, *p) for p in src.execute(
+                    "SELECT t, z, labels FROM planes WHERE image_id = ?", (img[0],))],
+            )
     models = list(target.models)
     label_changes: list[tuple[int, str, str]] = []
     for cell in src.execute(
@@ -101,7 +128,8 @@ def _merge(target, src: sqlite3.Connection, dst: sqlite3.Connection, other_path,
         values = tuple(cell[2:-1])
         row = dst.execute(
             "SELECT id, label FROM cells WHERE image_id = ? AND t = ? AND z = ? AND "
-            "label_value = ?", (image_id, values[1], values[2], values[0]),
+            "label_value = ?",
+            (image_id, values[1], values[2], values[0]),
         ).fetchone()
         if row is not None:
             counts["cells_matched"] += 1
@@ -114,20 +142,29 @@ def _merge(target, src: sqlite3.Connection, dst: sqlite3.Connection, other_path,
                 counts["labels_unchanged"] += 1
             else:
                 counts["label_conflicts"] += 1
-                logger.info("merge %s: cell %d is %r here and %r there; kept %r",
-                            other_path, cell_id, here, label, here)
+                logger.info(
+                    "merge %s: cell %d is %r here and %r there; kept %r",
+                    other_path,
+                    cell_id,
+                    here,
+                    label,
+                    here,
+                )
             continue
         if labels_only:
             continue
         cur = dst.execute(
             f"INSERT INTO cells (image_id, {_CELL_COPY_COLUMNS}) VALUES "
-            f"(?, {', '.join('?' * len(values))})", (image_id, *values),
+            f"(?, {', '.join('?' * len(values))})",
+            (image_id, *values),
         )
         cell_id = cur.lastrowid
         counts["cells_added"] += 1
-        vectors = dict(src.execute(
-            "SELECT model, vector FROM embeddings WHERE cell_id = ?", (other_id,)
-        ).fetchall())
+        vectors = dict(
+            src.execute(
+                "SELECT model, vector FROM embeddings WHERE cell_id = ?", (other_id,)
+            ).fetchall()
+        )
         missing = [m for m in models if m not in vectors]
         if missing:
             raise StoreError(

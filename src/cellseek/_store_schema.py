@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from cellseek.errors import StoreError
 logger = logging.getLogger(__name__)
 
 #: Version of the schema this cellseek writes. Bump it and add a migration for every change.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``PRAGMA application_id`` of a cellseek store ("CSEK").
 APPLICATION_ID = 0x4353454B
 #: Value of the ``format`` meta key, a second way to recognise a store.
@@ -29,6 +30,14 @@ BUSY_TIMEOUT_S = 10.0
 # Batch actions that ``undo`` may revert.
 UNDOABLE_ACTIONS = ("label", "clear", "rename", "merge_classes")
 
+PLANES_SQL = """CREATE TABLE planes (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    t        INTEGER NOT NULL,
+    z        INTEGER NOT NULL,
+    labels   BLOB NOT NULL,             -- zlib-compressed .npy of the plane's label image
+    PRIMARY KEY (image_id, t, z)
+);
+"""
 SCHEMA_SQL = """
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -104,7 +113,12 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_cell ON audit(cell_id);
 CREATE INDEX audit_batch ON audit(batch_id);
-"""
+""" + PLANES_SQL
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Version 2 -> 3: the label image of every segmented plane (table ``planes``)."""
+    conn.execute(PLANES_SQL)
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
@@ -152,7 +166,10 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 #: ``MIGRATIONS[n]`` turns a version-``n`` store into a version ``n + 1`` store, in place,
 #: inside the caller's transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 def is_cellseek_store(conn: sqlite3.Connection) -> bool:
@@ -222,3 +239,79 @@ def translate_error(exc: BaseException, path: Path | str, doing: str) -> StoreEr
     err = StoreError(f"{path}: {doing} failed: {hint}")
     err.__cause__ = exc
     return err
+
+
+def remove_quietly(*paths: Path) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # pragma: no cover - best effort cleanup
+            logger.warning("could not remove %s: %s", p, exc)
+
+
+def sidecars(path: Path) -> tuple[Path, Path]:
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    uri = f"{path.as_uri()}?mode={'ro' if readonly else 'rw'}"
+    conn = sqlite3.connect(
+        uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+    )
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """Upgrade a store from ``version`` to the current schema, after a backup copy."""
+    backup_path = path.with_name(f"{path.name}.schema{version}.bak")
+    try:
+        dest = sqlite3.connect(backup_path)
+        try:
+            conn.backup(dest)
+        finally:
+            dest.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise translate_error(exc, path, f"backing up to {backup_path} before the upgrade") from exc
+    logger.info(
+        "%s: upgrading schema %d -> %d (backup: %s)", path, version, SCHEMA_VERSION, backup_path
+    )
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for v in range(version, SCHEMA_VERSION):
+            if v not in MIGRATIONS:
+                raise StoreError(f"{path}: no upgrade known from schema {v}; this file is damaged")
+            MIGRATIONS[v](conn)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, (sqlite3.Error, OSError)):
+            raise translate_error(exc, path, f"upgrading schema {version}") from exc
+        raise
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

@@ -58,7 +58,7 @@ def write_overview(session, image_paths: dict[int, Path], out: Path) -> Path:
     for ax, (image_id, path) in zip(axes.ravel(), image_paths.items()):
         _, _, plane = next(iter_planes(read_image(path)))
         rgb = np.asarray(plane)
-        labels = session.plane_labels[image_id][(0, 0)]
+        labels = session.plane_labels(image_id)[(0, 0)]
         ax.imshow(rgb)
         for cell in session.store.cells(image_id):
             label = cell["label"] or cell["suggestion"]

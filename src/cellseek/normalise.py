@@ -14,15 +14,21 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: Reinhard target: mean and std of CIE L*a*b* over the stained pixels of a typical
-#: May-Grünwald-Giemsa smear (median over the pbc_subset reference images).
-REINHARD_TARGET = {"mean": (78.0, 9.0, -3.0), "std": (14.0, 8.0, 9.0)}
+#: Reinhard target: mean and std of CIE L*a*b* over the *cell* pixels of a typical
+#: May-Grünwald-Giemsa blood smear (medians over every 8th pbc_subset crop, CellaVision DM96).
+REINHARD_TARGET = {"mean": (43.8, 31.1, -27.1), "std": (15.9, 12.2, 17.6)}
 
-#: Macenko reference stain vectors (columns: "nucleus" stain, "eosin-like" stain, in optical
-#: density RGB) and their 99th-percentile concentrations. Default: the canonical H&E reference
-#: of Macenko et al. 2009 as used by most implementations.
-MACENKO_STAINS = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]], np.float32)
-MACENKO_MAX_CONC = np.array([1.9705, 1.0308], np.float32)
+#: Macenko reference stain vectors for May-Grünwald-Giemsa blood smears (columns: the
+#: nucleus-like azure / methylene-blue stain, the eosin-like stain, as unit optical-density RGB
+#: vectors) and their 99th-percentile concentrations: medians over every 8th pbc_subset crop.
+MACENKO_STAINS_MGG = np.array([[0.7254, 0.4304], [0.6364, 0.8962], [0.2623, 0.1073]], np.float32)
+MACENKO_MAX_CONC_MGG = np.array([1.1033, 2.6154], np.float32)
+#: The canonical H&E reference of Macenko et al. 2009 (histology), for tissue sections.
+MACENKO_STAINS_HE = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]], np.float32)
+MACENKO_MAX_CONC_HE = np.array([1.9705, 1.0308], np.float32)
+#: Defaults used by :func:`macenko`.
+MACENKO_STAINS = MACENKO_STAINS_MGG
+MACENKO_MAX_CONC = MACENKO_MAX_CONC_MGG
 
 METHODS = ("none", "grey_world", "white_balance", "reinhard", "macenko", "intensity")
 

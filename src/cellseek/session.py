@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellseek.config import Config, CropConfig, EmbedConfig, SegmentConfig
+from cellseek.config import Config, CropConfig, SegmentConfig
 from cellseek.crops import cells_from_labels, extract_crops
 from cellseek.errors import CellseekError
 from cellseek.index import CellIndex
@@ -76,7 +76,7 @@ class Session:
         self._weights: dict[str, float] | None = store.model_weights()
         self._weights_n_labelled = -1
         self._labels_cache: dict[int, str] | None = None
-        self.plane_labels: dict[int, dict[PlaneKey, np.ndarray]] = {}
+        self._plane_labels: dict[int, dict[PlaneKey, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -108,6 +108,12 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def plane_labels(self, image_id: int) -> dict[PlaneKey, np.ndarray]:
+        """``(t, z) -> label image`` of an image (from the store, cached)."""
+        if image_id not in self._plane_labels:
+            self._plane_labels[image_id] = self.store.plane_labels(image_id)
+        return self._plane_labels[image_id]
 
     # ------------------------------------------------------------------ models
     def embedders(self) -> dict:
@@ -181,7 +187,6 @@ class Session:
         planes = [(t, z, p) for t, z, p in iter_planes(image, **plane_kw) if (t, z) in labels]
         known = {(c["t"], c["z"]) for c in self.store.cells(image_id)}
         for i, (t, z, plane) in enumerate(planes):
-            self.plane_labels.setdefault(image_id, {})[(t, z)] = np.asarray(labels[(t, z)])
             if (t, z) in known:
                 continue  # the same image was added before: keep its cells and labels
             yield Progress(i, len(planes), "embed", f"plane t={t} z={z}")
@@ -200,9 +205,18 @@ class Session:
         z: int = 0,
         pixel_size_um: float | None = None,
     ) -> Work[np.ndarray]:
-        """Crop and embed the cells of one plane and store them; returns their cell ids."""
+        """Crop and embed the cells of one plane and store them with its label image.
+
+        Returns
+        -------
+        ndarray
+            The new cell ids.
+        """
         from cellseek.zoo.embed import embed_all
 
+        labels = np.asarray(labels)
+        self.store.set_plane_labels(image_id, t, z, labels)
+        self.plane_labels(image_id)[(t, z)] = labels
         cells = cells_from_labels(labels, t=t, z=z)
         if not cells:
             return np.zeros(0, np.int64)
@@ -297,6 +311,15 @@ class Session:
                 self._index.rebuild(self.fused_vectors(ids), ids)
         return self._index
 
+    def refresh(self) -> None:
+        """Forget cached labels and the index after the store was changed directly.
+
+        Call it after :meth:`ReferenceStore.rename_class`, :meth:`~ReferenceStore.merge_classes`
+        or :meth:`~ReferenceStore.merge_from` on ``self.store``.
+        """
+        self._labels_cache = None
+        self._index = None
+
     def rebuild_index(self) -> CellIndex:
         """Drop the cached index and rebuild it from the store."""
         self._index = None
@@ -363,8 +386,8 @@ class Session:
         self.store.backup(out["store"])
         self.store.export_cells_csv(out["cells"])
         if label_images:
-            for image_id, planes in self.plane_labels.items():
-                for (t, z), lab in planes.items():
+            for image_id in (image["id"] for image in self.store.images()):
+                for (t, z), lab in self.plane_labels(image_id).items():
                     path = folder / f"labels_image{image_id}_t{t}_z{z}.tif"
                     write_labels(path, lab)
                     out[path.stem] = path
@@ -383,7 +406,3 @@ def _thumbnail(crop: np.ndarray, size: int = 64) -> bytes:
     img.save(buf, format="PNG")
     return buf.getvalue()
 
-
-def default_embed_config() -> EmbedConfig:
-    """The embedding settings used when nothing else is said (the offline preset)."""
-    return EmbedConfig()

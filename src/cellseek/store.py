@@ -32,12 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from cellseek import _store_export
+from cellseek import _store_schema as schema
 from cellseek._store_schema import (
     APPLICATION_ID,
-    BUSY_TIMEOUT_S,
     FORMAT_NAME,
     LABEL_SOURCES,
-    MIGRATIONS,
     SCHEMA_SQL,
     SCHEMA_VERSION,
     UNDOABLE_ACTIONS,
@@ -99,7 +98,12 @@ def _cell_dict(row: sqlite3.Row) -> dict:
         "label_value": row["label_value"],
         "t": row["t"],
         "z": row["z"],
-        "bbox": (row["bbox_row_min"], row["bbox_col_min"], row["bbox_row_max"], row["bbox_col_max"]),
+        "bbox": (
+            row["bbox_row_min"],
+            row["bbox_col_min"],
+            row["bbox_row_max"],
+            row["bbox_col_max"],
+        ),
         "centroid": (row["centroid_row"], row["centroid_col"]),
         "area": row["area"],
         "touches_border": bool(row["touches_border"]),
@@ -125,26 +129,12 @@ def _image_dict(row: sqlite3.Row, n_cells: int) -> dict:
     }
 
 
-def _remove_quietly(*paths: Path) -> None:
-    for p in paths:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:  # pragma: no cover - best effort cleanup
-            logger.warning("could not remove %s: %s", p, exc)
-
-
-def _sidecars(path: Path) -> tuple[Path, Path]:
-    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
-
-
 class ReferenceStore:
     """A labelled reference set of cells in one SQLite file.
 
     Make one with :meth:`create` or :meth:`open`, not with the constructor. A store is safe to use
     from several threads (calls are serialised) and by several processes (SQLite locks; a writer
-    waits up to ``BUSY_TIMEOUT_S`` seconds for another).
+    waits up to ``schema.BUSY_TIMEOUT_S`` seconds for another).
 
     Attributes
     ----------
@@ -171,9 +161,7 @@ class ReferenceStore:
     # ------------------------------------------------------------------ opening and closing
 
     @classmethod
-    def create(
-        cls, path, models: dict[str, int], *, overwrite: bool = False
-    ) -> ReferenceStore:
+    def create(cls, path, models: dict[str, int], *, overwrite: bool = False) -> ReferenceStore:
         """Create a new, empty store.
 
         The file is built under a temporary name next to ``path`` and renamed into place, so a
@@ -208,6 +196,8 @@ class ReferenceStore:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "xb"):  # an OSError here names the real cause (read-only, full)
+                pass
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
                 # The file is private until renamed into place and fsynced as a whole below,
@@ -221,8 +211,11 @@ class ReferenceStore:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 from cellseek import __version__
 
-                meta = {"format": FORMAT_NAME, "created_by": f"cellseek {__version__}",
-                        "created_at": _now()}
+                meta = {
+                    "format": FORMAT_NAME,
+                    "created_by": f"cellseek {__version__}",
+                    "created_at": _now(),
+                }
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [(k, json.dumps(v)) for k, v in meta.items()],
@@ -234,13 +227,13 @@ class ReferenceStore:
                 conn.execute("PRAGMA journal_mode=WAL")
             finally:
                 conn.close()
-            _fsync_file(tmp)
+            schema.fsync_file(tmp)
             if path.exists():
-                _remove_quietly(*_sidecars(path))
+                schema.remove_quietly(*schema.sidecars(path))
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            schema.fsync_dir(path.parent)
         except (sqlite3.Error, OSError) as exc:
-            _remove_quietly(tmp, *_sidecars(tmp))
+            schema.remove_quietly(tmp, *schema.sidecars(tmp))
             raise translate_error(exc, path, "creating the store") from exc
         logger.info("created reference store %s with models %s", path, _format_models(models))
         return cls.open(path)
@@ -273,11 +266,13 @@ class ReferenceStore:
             was opened read-only.
         """
         path = Path(path).expanduser().absolute()
+        if path.is_dir():
+            raise StoreError(f"{path}: this is a folder; give the path of a reference store file")
         if not path.is_file():
             raise StoreError(f"{path}: no such reference store (the file does not exist)")
         conn = None
         try:
-            conn = _connect(path, readonly)
+            conn = schema.connect(path, readonly)
             if not is_cellseek_store(conn):
                 raise StoreError(f"{path}: this file is not a cellseek reference store")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -297,7 +292,7 @@ class ReferenceStore:
                         f"{path}: the store has schema {version} and needs an upgrade to schema "
                         f"{SCHEMA_VERSION}; open it once without readonly (a backup is made first)"
                     )
-                _migrate(conn, path, version)
+                schema.migrate(conn, path, version)
             store = cls(path, conn, readonly=readonly)
         except sqlite3.DatabaseError as exc:
             if conn is not None:
@@ -428,8 +423,17 @@ class ReferenceStore:
             conn.execute(
                 "INSERT INTO audit (batch_id, cell_id, action, old_label, new_label, old_source, "
                 "new_source, note, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (batch_id, cell_id, action, old_label, new_label, old_source, new_source, note,
-                 now),
+                (
+                    batch_id,
+                    cell_id,
+                    action,
+                    old_label,
+                    new_label,
+                    old_source,
+                    new_source,
+                    note,
+                    now,
+                ),
             )
         return batch_id
 
@@ -479,9 +483,15 @@ class ReferenceStore:
             cur = conn.execute(
                 "INSERT INTO images (path, content_hash, device, source, pixel_size_um, shape, "
                 "added_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (str(path), content_hash, device, source,
-                 None if pixel_size_um is None else float(pixel_size_um),
-                 json.dumps([int(s) for s in shape]), _now()),
+                (
+                    str(path),
+                    content_hash,
+                    device,
+                    source,
+                    None if pixel_size_um is None else float(pixel_size_um),
+                    json.dumps([int(s) for s in shape]),
+                    _now(),
+                ),
             )
             return cur.lastrowid
 
@@ -503,6 +513,39 @@ class ReferenceStore:
             counts = dict(conn.execute("SELECT image_id, COUNT(*) FROM cells GROUP BY image_id"))
             rows = conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images ORDER BY id").fetchall()
         return [_image_dict(r, counts.get(r["id"], 0)) for r in rows]
+
+    def set_plane_labels(self, image_id: int, t: int, z: int, labels: np.ndarray) -> None:
+        """Save (or replace) the instance label image of one plane of an image.
+
+        Parameters
+        ----------
+        image_id : int
+            The image.
+        t, z : int
+            The plane.
+        labels : ndarray
+            Integer ``(Y, X)`` label image; its values are the cells' ``label_value``.
+        """
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be a 2-D integer array, got {labels.dtype} "
+                             f"{labels.shape}")
+        blob = _encode_labels(labels)
+        with self._write("saving a label image") as conn:
+            if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+                raise StoreError(f"{self.path}: there is no image with id {image_id}")
+            conn.execute(
+                "INSERT OR REPLACE INTO planes (image_id, t, z, labels) VALUES (?, ?, ?, ?)",
+                (int(image_id), int(t), int(z), blob),
+            )
+
+    def plane_labels(self, image_id: int) -> dict[tuple[int, int], np.ndarray]:
+        """Every saved label image of an image: ``(t, z) -> labels``."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT t, z, labels FROM planes WHERE image_id = ? ORDER BY t, z", (image_id,)
+            ).fetchall()
+        return {(r[0], r[1]): _decode_labels(r[2]) for r in rows}
 
     def image_by_hash(self, content_hash: str) -> dict | None:
         """The image with this content hash, or None."""
@@ -557,7 +600,10 @@ class ReferenceStore:
             return np.zeros(0, dtype=np.int64)
         ids = np.empty(n, dtype=np.int64)
         with self._write(f"saving {n} cells") as conn:
-            if conn.execute("SELECT 1 FROM images WHERE id = ?", (int(image_id),)).fetchone() is None:
+            if (
+                conn.execute("SELECT 1 FROM images WHERE id = ?", (int(image_id),)).fetchone()
+                is None
+            ):
                 raise StoreError(f"{self.path}: there is no image with id {image_id}")
             for i, cell in enumerate(cells):
                 try:
@@ -565,9 +611,16 @@ class ReferenceStore:
                         "INSERT INTO cells (image_id, label_value, t, z, bbox_row_min, "
                         "bbox_col_min, bbox_row_max, bbox_col_max, centroid_row, centroid_col, "
                         "area, touches_border) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (int(image_id), int(cell.label), int(cell.t), int(cell.z),
-                         *(int(b) for b in cell.bbox), *(float(c) for c in cell.centroid),
-                         int(cell.area), int(bool(cell.touches_border))),
+                        (
+                            int(image_id),
+                            int(cell.label),
+                            int(cell.t),
+                            int(cell.z),
+                            *(int(b) for b in cell.bbox),
+                            *(float(c) for c in cell.centroid),
+                            int(cell.area),
+                            int(bool(cell.touches_border)),
+                        ),
                     )
                 except sqlite3.IntegrityError as exc:
                     raise StoreError(
@@ -697,19 +750,25 @@ class ReferenceStore:
         dim = self.models[model]
         with self._read("reading embeddings") as conn:
             if cell_ids is None:
-                blobs = [r[0] for r in conn.execute(
-                    "SELECT vector FROM embeddings WHERE model = ? ORDER BY cell_id", (model,)
-                )]
+                blobs = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT vector FROM embeddings WHERE model = ? ORDER BY cell_id", (model,)
+                    )
+                ]
             else:
                 wanted = [int(i) for i in np.asarray(cell_ids, dtype=np.int64).ravel()]
                 found: dict[int, bytes] = {}
                 unique = sorted(set(wanted))
                 for chunk in _chunks(unique):
                     marks = ",".join("?" * len(chunk))
-                    found.update(conn.execute(
-                        f"SELECT cell_id, vector FROM embeddings WHERE model = ? AND cell_id IN "
-                        f"({marks})", (model, *chunk),
-                    ).fetchall())
+                    found.update(
+                        conn.execute(
+                            "SELECT cell_id, vector FROM embeddings "
+                            f"WHERE model = ? AND cell_id IN ({marks})",
+                            (model, *chunk),
+                        ).fetchall()
+                    )
                 absent = [i for i in unique if i not in found]
                 if absent:
                     raise StoreError(
@@ -758,9 +817,7 @@ class ReferenceStore:
                     (batch_id, cid, row[0], row[1], now),
                 )
             for chunk in _chunks(ids):
-                conn.execute(
-                    f"DELETE FROM cells WHERE id IN ({','.join('?' * len(chunk))})", chunk
-                )
+                conn.execute(f"DELETE FROM cells WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
     # ------------------------------------------------------------------ labels
 
@@ -779,8 +836,11 @@ class ReferenceStore:
             Free text kept in the audit log.
         """
         self._set(
-            [int(cell_id)], [label], source=source, note=note, doing=f"saving the label of cell "
-            f"{cell_id}"
+            [int(cell_id)],
+            [label],
+            source=source,
+            note=note,
+            doing=f"saving the label of cell {cell_id}",
         )
 
     def set_labels(
@@ -831,7 +891,8 @@ class ReferenceStore:
             marks = ",".join("?" * len(UNDOABLE_ACTIONS))
             row = conn.execute(
                 f"SELECT id, action FROM batches WHERE undoable = 1 AND undone_by IS NULL AND "
-                f"action IN ({marks}) ORDER BY id DESC LIMIT 1", UNDOABLE_ACTIONS,
+                f"action IN ({marks}) ORDER BY id DESC LIMIT 1",
+                UNDOABLE_ACTIONS,
             ).fetchone()
             if row is None:
                 return None
@@ -843,7 +904,9 @@ class ReferenceStore:
             ):
                 first.setdefault(cid, (old_label, old_source))
             alive = {
-                r[0] for chunk in _chunks(list(first)) for r in conn.execute(
+                r[0]
+                for chunk in _chunks(list(first))
+                for r in conn.execute(
                     f"SELECT id FROM cells WHERE id IN ({','.join('?' * len(chunk))})", chunk
                 )
             }
@@ -851,8 +914,9 @@ class ReferenceStore:
             undo_batch = self._new_batch(
                 conn, "undo", undoable=False, note=f"undo of batch {target} ({row[1]})"
             )
-            self._change_labels(conn, "undo", changes, batch_id=undo_batch,
-                                note=f"undo of batch {target}")
+            self._change_labels(
+                conn, "undo", changes, batch_id=undo_batch, note=f"undo of batch {target}"
+            )
             conn.execute("UPDATE batches SET undone_by = ? WHERE id = ?", (undo_batch, target))
         return [(cid, lab) for cid, lab, _ in changes]
 
@@ -886,13 +950,19 @@ class ReferenceStore:
                 return None
             return float(c)
 
-        rows = [(lab, _conf(c), cid) for cid, lab, c in zip(ids, labels, confidences)]
+        rows = [
+            (None if lab is None else str(lab), _conf(c), cid)
+            for cid, lab, c in zip(ids, labels, confidences)
+        ]
         with self._write(f"saving {len(ids)} suggestions") as conn:
             missing = []
             for row in rows:
-                if conn.execute(
-                    "UPDATE cells SET suggestion = ?, confidence = ? WHERE id = ?", row
-                ).rowcount == 0:
+                if (
+                    conn.execute(
+                        "UPDATE cells SET suggestion = ?, confidence = ? WHERE id = ?", row
+                    ).rowcount
+                    == 0
+                ):
                     missing.append(row[2])
             if missing:
                 raise StoreError(
@@ -920,8 +990,12 @@ class ReferenceStore:
         if old == new:
             return
         with self._write(f"renaming class {old!r} to {new!r}") as conn:
-            names = {r[0] for r in conn.execute(
-                "SELECT DISTINCT label FROM cells WHERE label IN (?, ?)", (old, new))}
+            names = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT label FROM cells WHERE label IN (?, ?)", (old, new)
+                )
+            }
             if old not in names:
                 raise StoreError(f"{self.path}: there is no class {old!r} to rename")
             if new in names:
@@ -932,8 +1006,9 @@ class ReferenceStore:
             rows = conn.execute(
                 "SELECT id, label_source FROM cells WHERE label = ? ORDER BY id", (old,)
             ).fetchall()
-            self._change_labels(conn, "rename", [(r[0], new, r[1]) for r in rows],
-                                note=f"rename {old!r} -> {new!r}")
+            self._change_labels(
+                conn, "rename", [(r[0], new, r[1]) for r in rows], note=f"rename {old!r} -> {new!r}"
+            )
 
     def merge_classes(self, sources: Sequence[str], into: str) -> None:
         """Relabel every cell of the ``sources`` classes as ``into``; one undo step.
@@ -949,16 +1024,24 @@ class ReferenceStore:
             return
         with self._write(f"merging classes {sources} into {into!r}") as conn:
             marks = ",".join("?" * len(sources))
-            present = {r[0] for r in conn.execute(
-                f"SELECT DISTINCT label FROM cells WHERE label IN ({marks})", sources)}
+            present = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT DISTINCT label FROM cells WHERE label IN ({marks})", sources
+                )
+            }
             unknown = [s for s in sources if s not in present]
             if unknown:
                 raise StoreError(f"{self.path}: there is no class {unknown[0]!r} to merge")
             rows = conn.execute(
                 f"SELECT id, label_source FROM cells WHERE label IN ({marks}) ORDER BY id", sources
             ).fetchall()
-            self._change_labels(conn, "merge_classes", [(r[0], into, r[1]) for r in rows],
-                                note=f"merge {sources} -> {into!r}")
+            self._change_labels(
+                conn,
+                "merge_classes",
+                [(r[0], into, r[1]) for r in rows],
+                note=f"merge {sources} -> {into!r}",
+            )
 
     def audit_log(self, cell_id: int | None = None) -> list[dict]:
         """Every label change (of one cell, or of all), oldest first.
@@ -982,9 +1065,19 @@ class ReferenceStore:
         with self._read() as conn:
             rows = conn.execute(sql + " ORDER BY a.id", params).fetchall()
         return [
-            {"id": r[0], "batch_id": r[1], "time": r[2], "action": r[3], "cell_id": r[4],
-             "old_label": r[5], "new_label": r[6], "old_source": r[7], "source": r[8],
-             "note": r[9], "undone": r[10] is not None}
+            {
+                "id": r[0],
+                "batch_id": r[1],
+                "time": r[2],
+                "action": r[3],
+                "cell_id": r[4],
+                "old_label": r[5],
+                "new_label": r[6],
+                "old_source": r[7],
+                "source": r[8],
+                "note": r[9],
+                "undone": r[10] is not None,
+            }
             for r in rows
         ]
 
@@ -1037,8 +1130,9 @@ class ReferenceStore:
 
     # ------------------------------------------------------------------ merge and export
 
-    def merge_from(self, other: ReferenceStore | str | os.PathLike, *,
-                   labels_only: bool = False) -> dict:
+    def merge_from(
+        self, other: ReferenceStore | str | os.PathLike, *, labels_only: bool = False
+    ) -> dict:
         """Merge another store into this one, in one transaction.
 
         Images are matched by content hash, cells by (image hash, t, z, label value). New
@@ -1076,62 +1170,21 @@ class ReferenceStore:
         return _store_export.backup(self, path)
 
 
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    uri = f"{path.as_uri()}?mode={'ro' if readonly else 'rw'}"
-    conn = sqlite3.connect(
-        uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
-    )
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+def _encode_labels(labels: np.ndarray) -> bytes:
+    """zlib-compressed ``.npy`` bytes of a label image (the smallest fitting unsigned dtype)."""
+    import io
+    import zlib
+
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64
+    buf = io.BytesIO()
+    np.save(buf, labels.astype(dtype), allow_pickle=False)
+    return zlib.compress(buf.getvalue(), 6)
 
 
-def _migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
-    """Upgrade a store from ``version`` to the current schema, after a backup copy."""
-    backup_path = path.with_name(f"{path.name}.schema{version}.bak")
-    try:
-        dest = sqlite3.connect(backup_path)
-        try:
-            conn.backup(dest)
-        finally:
-            dest.close()
-    except (sqlite3.Error, OSError) as exc:
-        raise translate_error(exc, path, f"backing up to {backup_path} before the upgrade") from exc
-    logger.info("%s: upgrading schema %d -> %d (backup: %s)", path, version, SCHEMA_VERSION,
-                backup_path)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for v in range(version, SCHEMA_VERSION):
-            if v not in MIGRATIONS:
-                raise StoreError(f"{path}: no upgrade known from schema {v}; this file is damaged")
-            MIGRATIONS[v](conn)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if isinstance(exc, (sqlite3.Error, OSError)):
-            raise translate_error(exc, path, f"upgrading schema {version}") from exc
-        raise
+def _decode_labels(blob: bytes) -> np.ndarray:
+    """Inverse of :func:`_encode_labels` (as int32)."""
+    import io
+    import zlib
 
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+    return np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False).astype(np.int32)

@@ -29,7 +29,7 @@ def smear(seed=0, shape=(240, 320)) -> tuple[np.ndarray, list[np.ndarray], list[
     """A Giemsa-like RGB field: pink nucleus-free "RBC" discs and nucleated "WBC"s.
 
     Returns the uint8 image, the WBC cell masks and the RBC masks. One WBC has a bilobed nucleus
-    (two lobes 3 px apart) that must come out as one cell.
+    (two lobes 4 px apart) that must come out as one cell.
     """
     rng = np.random.default_rng(seed)
     img = np.empty((*shape, 3), np.float32)
@@ -41,9 +41,9 @@ def smear(seed=0, shape=(240, 320)) -> tuple[np.ndarray, list[np.ndarray], list[
         img[disc(shape, c, 6)] = (215, 175, 180)  # central pallor
         rbcs.append(m)
     # WBC 1: round nucleus; WBC 2: two lobes
-    for c, lobes in [((120, 140), [((120, 140), 11)]),
-                     ((120, 240), [((112, 240), 7), ((130, 240), 7)])]:
-        cell = disc(shape, c, 27)
+    for c, lobes in [((120, 140), [((120, 140), 15)]),
+                     ((120, 240), [((110, 240), 8), ((131, 240), 8)])]:
+        cell = disc(shape, c, 26)
         img[cell] = (195, 180, 212)
         for lc, lr in lobes:
             img[disc(shape, lc, lr)] = (125, 95, 200)

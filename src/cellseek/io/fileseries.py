@@ -159,9 +159,7 @@ def assemble(
         if found is None:
             continue
         if found.shape != shape:
-            _warn(
-                warnings, plane.path, f"image size {found.shape} differs from {shape}; left out"
-            )
+            _warn(warnings, plane.path, f"image size {found.shape} differs from {shape}; left out")
             continue
         usable.append(plane)
     dtype = np.result_type(*{probes[p.path].dtype for p in usable})
@@ -177,7 +175,11 @@ def assemble(
     for plane in usable:
         full = (t_keys.index(plane.t), z_keys.index(plane.z), channels.index(plane.channel))
         if full in where:
-            _warn(warnings, plane.path, f"duplicate plane (same indices as {where[full].name}); left out")
+            _warn(
+                warnings,
+                plane.path,
+                f"duplicate plane (same indices as {where[full].name}); left out",
+            )
             continue
         where[full] = plane.path
     grid = tuple(sizes[a] for a in axes_lead)

@@ -196,14 +196,17 @@ def read_xml_metadata(text: str, where: str, warnings: list[str], width_px: int)
     try:
         meta = xml_metadata(parse_xml(xml))
     except (ET.ParseError, ValueError) as exc:
-        _warn(warnings, where, f"BTIImageMetaData XML could not be parsed ({exc}); pixel size unknown")
+        _warn(
+            warnings, where, f"BTIImageMetaData XML could not be parsed ({exc}); pixel size unknown"
+        )
         return {}
     if "width_um" in meta:
         meta["pixel_size_um"] = meta["width_um"] / width_px
     else:
         _warn(
-            warnings, where, "BTIImageMetaData has no image width tag (ImageWidthMicrons); "
-            "pixel size unknown"
+            warnings,
+            where,
+            "BTIImageMetaData has no image width tag (ImageWidthMicrons); pixel size unknown",
         )
     return meta
 

@@ -45,7 +45,9 @@ def read_picture(path) -> ImageData:
             frames = getattr(im, "n_frames", 1)
             data, axes = _to_array(im)
     except UnidentifiedImageError as exc:
-        raise ImageReadError(path, "not a valid PNG/JPEG/BMP image (corrupt or another format)") from exc
+        raise ImageReadError(
+            path, "not a valid PNG/JPEG/BMP image (corrupt or another format)"
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(path, f"file is truncated or damaged: {exc}") from exc
     meta = {"pil_mode": mode}
@@ -74,4 +76,3 @@ def _to_array(im) -> tuple[np.ndarray, str]:
         im = im.convert("RGBA" if "A" in mode or "transparency" in im.info else "RGB")
     data = np.asarray(im)[..., :3]
     return np.ascontiguousarray(data), "YXS"
-

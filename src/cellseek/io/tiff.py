@@ -35,10 +35,14 @@ def open_tiff(path):
     try:
         tif = tifffile.TiffFile(str(path), _multifile=False)
     except tifffile.TiffFileError as exc:
-        raise ImageReadError(path, f"not a valid TIFF file (corrupt, truncated or another format): {exc}") from exc
+        raise ImageReadError(
+            path, f"not a valid TIFF file (corrupt, truncated or another format): {exc}"
+        ) from exc
     except (OSError, ValueError, EOFError, IndexError, KeyError, struct.error) as exc:
         raise ImageReadError(path, f"could not open the TIFF file: {exc}") from exc
     try:
+        if len(tif.pages) == 0:
+            raise ImageReadError(path, "not a valid TIFF file: it holds no image (corrupt header)")
         yield tif
     finally:
         tif.close()
@@ -260,7 +264,9 @@ def read_tiff(path, *, lazy="auto", unknown_as: str = "T") -> list[ImageData]:
         try:
             all_series = list(tif.series)
         except Exception as exc:  # noqa: BLE001 - tifffile raises many types on bad files
-            raise ImageReadError(path, f"not a valid TIFF file (corrupt or truncated): {exc}") from exc
+            raise ImageReadError(
+                path, f"not a valid TIFF file (corrupt or truncated): {exc}"
+            ) from exc
         if not all_series:
             raise ImageReadError(path, "the TIFF file holds no image")
         text = page_text(tif)
@@ -270,7 +276,9 @@ def read_tiff(path, *, lazy="auto", unknown_as: str = "T") -> list[ImageData]:
                 raise ImageReadError(path, f"image is empty (shape {shape})")
             keyframe = series.keyframe
             photometric = int(keyframe.photometric)
-            palette = photometric == int(tifffile.PHOTOMETRIC.PALETTE) and keyframe.colormap is not None
+            palette = (
+                photometric == int(tifffile.PHOTOMETRIC.PALETTE) and keyframe.colormap is not None
+            )
             rgb = photometric in (
                 int(tifffile.PHOTOMETRIC.RGB),
                 int(tifffile.PHOTOMETRIC.YCBCR),
@@ -300,7 +308,9 @@ def read_tiff(path, *, lazy="auto", unknown_as: str = "T") -> list[ImageData]:
                     logger.warning("%s: OME-XML could not be parsed: %s", path, exc)
             elif tif.is_imagej and tif.imagej_metadata is not None:
                 device = "imagej"
-                physical = imagej_image_metadata(tif.imagej_metadata, keyframe, series.axes, tuple(series.shape))
+                physical = imagej_image_metadata(
+                    tif.imagej_metadata, keyframe, series.axes, tuple(series.shape)
+                )
             else:
                 pixel = resolution_pixel_size_um(keyframe)
                 if pixel is not None:
@@ -308,9 +318,11 @@ def read_tiff(path, *, lazy="auto", unknown_as: str = "T") -> list[ImageData]:
             if device == "tiff" and plan.axes.endswith("S"):
                 device = "rgb"
             channel_names = _channel_names(physical.get("channel_names"), plan.axes, data.shape)
-            for key in ("pixel_size_y_um", "wavelengths_nm", "name"):
+            for key in ("pixel_size_y_um", "wavelengths_nm"):
                 if key in physical:
                     meta[key] = physical[key]
+            if "name" in physical:
+                meta["ome_name"] = physical["name"]
             images.append(
                 ImageData(
                     data=data,

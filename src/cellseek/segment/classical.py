@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import gaussian, sobel, threshold_otsu
+from skimage.filters import gaussian, threshold_otsu
 from skimage.measure import regionprops
 from skimage.morphology import disk
 from skimage.segmentation import watershed
@@ -37,7 +37,6 @@ from cellseek.segment.stain import (
     background_colour,
     is_stained,
     nucleus_channel,
-    pinkness_channel,
     to_float_rgb,
 )
 
@@ -52,6 +51,8 @@ TARGETS = ("auto", "cells", "wbc")
 
 #: Lowest nucleus-channel threshold (B - max(R, G), on [0, 1] intensities).
 _NUC_MIN_THRESHOLD = 0.06
+#: Label-free threshold, as a multiple of the Otsu threshold of the foreground score.
+_LF_THRESHOLD_SCALE = 0.7
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,6 +127,28 @@ def resolve_stain(plane, stain: str = "auto") -> str:
 # helpers
 
 
+def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Dilation by a Euclidean disc (via the distance transform: fast for any radius)."""
+    if not mask.any():
+        return mask.copy()
+    return ndi.distance_transform_edt(~mask) <= radius
+
+
+def _erode(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Erosion by a Euclidean disc; the outside of the image counts as a copy of the edge."""
+    if mask.all():
+        return mask.copy()
+    return ndi.distance_transform_edt(mask) > radius
+
+
+def _binary(op, mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary opening or closing by a Euclidean disc (``op``: ndi.binary_opening/closing)."""
+    r = max(1, int(radius))
+    if op is ndi.binary_closing:
+        return _erode(_dilate(mask, r), r)
+    return _dilate(_erode(mask, r), r)
+
+
 def _otsu(values: np.ndarray) -> float:
     values = values[np.isfinite(values)]
     if values.size == 0 or values.min() == values.max():
@@ -181,7 +204,7 @@ def _nucleus_groups(
     speck = areas < max(8, min_nucleus_area // 20)
     speck[0] = False
     mask &= ~speck[lab]
-    grouped, _ = ndi.label(ndi.binary_dilation(mask, structure=disk(lobe_gap)))
+    grouped, _ = ndi.label(_dilate(mask, lobe_gap))
     groups = np.where(mask, grouped, 0)
     # drop groups whose chromatin area is platelet-sized
     garea = np.bincount(groups.ravel())
@@ -199,7 +222,7 @@ def _cell_radius(foreground: np.ndarray, exclude: np.ndarray) -> float:
     The median over connected components of the largest inscribed-disc radius; touching cells in a
     clump still give about one cell's radius.
     """
-    fg = ndi.binary_opening(foreground & ~exclude, structure=disk(2))
+    fg = _binary(ndi.binary_opening, foreground & ~exclude, 2)
     lab, n = ndi.label(fg)
     if n < 3:
         return 0.0
@@ -234,7 +257,7 @@ def _grow_cells(
     nuc_level = float(np.median(purple[nuc_mask])) if nuc_mask.any() else 0.25
     cyt_thr = max(0.15 * nuc_level, 0.03)
     cyt_like = (purple > cyt_thr) | nuc_mask
-    cyt_like = ndi.binary_fill_holes(ndi.binary_closing(cyt_like, structure=disk(2)))
+    cyt_like = ndi.binary_fill_holes(_binary(ndi.binary_closing, cyt_like, 2))
     foreground = ndi.binary_fill_holes(foreground | (cyt_like & valid))
     n = int(groups.max())
     if n == 0:
@@ -242,10 +265,10 @@ def _grow_cells(
     # flood from the nuclei through purple (cytoplasm) first; the nucleus edge is no barrier
     elevation = -np.minimum(purple, 2 * cyt_thr)
     markers = groups.copy()
-    near = ndi.binary_dilation(groups > 0, structure=disk(3))
-    background = ndi.binary_erosion(~foreground, structure=disk(2))
-    rbc = foreground & ~ndi.binary_dilation(cyt_like, structure=disk(2))
-    rbc = ndi.binary_erosion(rbc & (purple < 0.5 * cyt_thr), structure=disk(3))
+    near = _dilate(groups > 0, 3)
+    background = _erode(~foreground, 2)
+    rbc = foreground & ~_dilate(cyt_like, 2)
+    rbc = _erode(rbc & (purple < 0.5 * cyt_thr), 3)
     markers[background & ~near] = n + 1
     markers[rbc & ~near & (markers == 0)] = n + 2
     ws = watershed(elevation, markers, mask=valid)
@@ -260,7 +283,7 @@ def _grow_cells(
         core = groups[sl] == p.label
         dist = ndi.distance_transform_edt(~core)
         region = (cells[sl] == p.label) & (dist <= growth * r_eq)
-        region = ndi.binary_opening(region, structure=disk(2)) | core
+        region = _binary(ndi.binary_opening, region, 2) | core
         region = ndi.binary_fill_holes(region)
         lab, _ = ndi.label(region)
         keep = np.unique(lab[core])
@@ -268,7 +291,7 @@ def _grow_cells(
         sub = out[sl]
         sub[region & (sub == 0)] = p.label
     out = fill_label_holes(out)
-    return out, foreground, _cell_radius(foreground, ndi.binary_dilation(out > 0, iterations=2))
+    return out, foreground, _cell_radius(foreground, _dilate(out > 0, 2))
 
 
 def _segment_stained(
@@ -289,7 +312,7 @@ def _segment_stained(
         return cells
     # all other cells: foreground minus the nucleated cells, split by distance watershed
     rest = foreground & (cells == 0)
-    rest = ndi.binary_opening(rest, structure=disk(2))
+    rest = _binary(ndi.binary_opening, rest, 2)
     d = int(max(3, 0.7 * radius, 0.5 * np.sqrt(max(min_area, 1))))
     others = _distance_watershed(rest, min_distance=d)
     others[others > 0] += int(cells.max())
@@ -303,6 +326,12 @@ def _segment_stained(
 def _segment_label_free(grey: np.ndarray, valid: np.ndarray, *, min_area: int) -> np.ndarray:
     g = grey.astype(np.float32)
     lo, hi = np.percentile(g[valid], [0.5, 99.5])
+    # noise level of the raw plane (MAD of neighbour differences), in the same units
+    noise = 1.4826 * float(np.median(np.abs(np.diff(g, axis=1)[valid[:, 1:] & valid[:, :-1]])))
+    noise /= np.sqrt(2)
+    if hi - lo <= max(6 * noise, 1e-6 * max(abs(hi), 1.0)):
+        logger.info("label-free: no contrast above the noise; no objects")
+        return np.zeros(g.shape, np.int32)
     g = np.clip((g - lo) / max(hi - lo, 1e-12), 0, 1)
     g[~valid] = 0
     sigma = max(1.0, 0.05 * np.sqrt(max(min_area, 1)))
@@ -317,16 +346,19 @@ def _segment_label_free(grey: np.ndarray, valid: np.ndarray, *, min_area: int) -
     mean = gaussian(g, sigma=w, preserve_range=True)
     sq = gaussian(g * g, sigma=w, preserve_range=True)
     std = np.sqrt(np.clip(sq - mean * mean, 0, None))
+    # a background at either end of the range (fluorescence, QPI, absorbance) is served by the
+    # intensity deviation alone; a mid-grey background (phase contrast, brightfield) needs texture
+    flat_ends = bg < 0.25 or bg > 0.75
     feats = []
-    for f in (dev, std):
+    for f in (dev,) if flat_ends else (dev, std):
         f = np.where(valid, f, 0)
         t = _otsu(f[valid])
-        feats.append(f / max(t, 1e-6))
-    score = np.maximum(feats[0], feats[1])
+        feats.append(f / max(_LF_THRESHOLD_SCALE * t, 1e-6))
+    score = np.max(feats, axis=0)
     mask = (score > 1.0) & valid
-    mask = ndi.binary_closing(mask, structure=disk(max(1, int(sigma))))
+    mask = _binary(ndi.binary_closing, mask, int(sigma))
     mask = ndi.binary_fill_holes(mask)
-    mask = ndi.binary_opening(mask, structure=disk(max(1, int(sigma))))
+    mask = _binary(ndi.binary_opening, mask, int(sigma))
     d = int(max(3, 0.5 * np.sqrt(max(min_area, 1))))
     return _distance_watershed(mask, min_distance=d)
 
@@ -404,6 +436,24 @@ def segment(
     )
 
 
+#: Short side (pixels) at which :func:`central_cell_mask` segments a crop.
+_CROP_WORK_SIZE = 192
+
+
+def _downsample(arr: np.ndarray, f: int) -> np.ndarray:
+    """Block-mean downsampling by an integer factor (strided when the plane holds NaN)."""
+    if f == 1:
+        return arr
+    h, w = (arr.shape[0] // f) * f, (arr.shape[1] // f) * f
+    a = arr[:h, :w]
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        return a[::f, ::f]
+    blocks = a.reshape(h // f, f, w // f, f, *a.shape[2:]).astype(np.float32).mean(axis=(1, 3))
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.round(blocks).astype(arr.dtype)
+    return blocks
+
+
 def central_cell_mask(image, *, stain: str = "auto") -> np.ndarray:
     """Mask of the cell nearest the centre of a single-cell crop.
 
@@ -422,23 +472,32 @@ def central_cell_mask(image, *, stain: str = "auto") -> np.ndarray:
     """
     arr = np.asarray(image)
     shape = arr.shape[:2]
-    min_area = max(30, int(0.002 * shape[0] * shape[1]))
+    if arr.ndim not in (2, 3) or min(shape) < 1:
+        raise CellseekError(f"cannot segment an image of shape {arr.shape}")
+    # single-cell crops are segmented at about 192 px on the short side (speed), then upsampled
+    f = max(1, int(round(min(shape) / _CROP_WORK_SIZE)))
+    small = _downsample(arr, f)
+    min_area = max(30, int(0.002 * small.shape[0] * small.shape[1]))
     try:
-        labels = segment(arr, stain=stain, min_area=min_area, target="auto")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            labels = segment(small, stain=stain, min_area=min_area, target="auto")
     except CellseekError:
-        labels = np.zeros(shape, np.int32)
+        labels = np.zeros(small.shape[:2], np.int32)
+    if f > 1:
+        labels = np.repeat(np.repeat(labels, f, axis=0), f, axis=1)
+        pad = ((0, max(shape[0] - labels.shape[0], 0)), (0, max(shape[1] - labels.shape[1], 0)))
+        labels = np.pad(labels, pad, mode="edge")[: shape[0], : shape[1]]
     if labels.max() > 0:
         cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
         at_centre = labels[int(round(cy)), int(round(cx))]
         if at_centre > 0:
             return labels == at_centre
-        best, best_d = 0, np.inf
-        for p in regionprops(labels):
-            coords = p.coords
-            d = np.min((coords[:, 0] - cy) ** 2 + (coords[:, 1] - cx) ** 2)
-            if d < best_d:
-                best, best_d = p.label, d
-        return labels == best
+        yy, xx = np.ogrid[: shape[0], : shape[1]]
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2 + np.zeros(shape)
+        ids = np.arange(1, int(labels.max()) + 1)
+        nearest = np.asarray(ndi.minimum(d2, labels, ids), float)
+        return labels == ids[int(np.nanargmin(nearest))]
     yy, xx = np.ogrid[: shape[0], : shape[1]]
     r = min(shape) / 4
     return (yy - (shape[0] - 1) / 2) ** 2 + (xx - (shape[1] - 1) / 2) ** 2 <= r * r

@@ -188,5 +188,6 @@ def calibrate(raw: np.ndarray, path: Path = SCALING_FILE) -> dict:
     scale = np.where(scale > 1e-6, scale, np.where(std > 1e-6, std, 1.0))
     table = {n: [round(float(c), 6), round(float(s), 6)]
              for n, c, s in zip(feature_names(), med, scale)}  # fmt: skip
-    path.write_text(json.dumps(table, indent=0) + "\n")
+    lines = [f"  {json.dumps(n)}: {json.dumps(v)}" for n, v in table.items()]
+    path.write_text("{\n" + ",\n".join(lines) + "\n}\n")
     return table

@@ -24,12 +24,18 @@ def _arch(spec: ModelSpec) -> str:
     return getattr(spec, "arch", "") or spec.weights_id.split("/")[0]
 
 
-def create_visual(spec: ModelSpec):
-    """Build the CLIP model at random initialisation; returns ``(full_model, visual)``."""
+def create_visual(spec: ModelSpec, **model_kwargs):
+    """Build the CLIP model at random initialisation; returns ``(full_model, visual)``.
+
+    ``model_kwargs`` override the open_clip model config (tests shrink the model this way).
+    """
     import open_clip
 
+    size = int(spec.input_size)
+    if "vision_cfg" in model_kwargs:
+        model_kwargs["vision_cfg"] = {**model_kwargs["vision_cfg"], "image_size": size}
     model = open_clip.create_model(
-        _arch(spec), pretrained=None, force_image_size=int(spec.input_size)
+        _arch(spec), pretrained=None, force_image_size=size, **model_kwargs
     )
     return model, model.visual
 
@@ -50,7 +56,7 @@ def load_visual(model, state_dict: dict, *, spec: ModelSpec, path) -> None:
 def build(spec: ModelSpec, *, weights_dir=None, device="auto", checkpoint=None, **options):
     """Factory: a :class:`TorchEmbedder` around the CLIP image tower."""
     resolved = resolve_weights(spec, weights_dir=weights_dir, checkpoint=checkpoint)
-    model, visual = create_visual(spec)
+    model, visual = create_visual(spec, **dict(options.get("model_kwargs") or {}))
     load_visual(model, load_state_dict(resolved.path, spec.name), spec=spec, path=resolved.path)
     del model  # drop the text tower
     logger.info("%s: loaded %s", spec.name, resolved.describe())

@@ -2,8 +2,10 @@
 
 The encoder is built from its config (``config.json`` next to the weights when present, else
 transformers' ``ViTMAEConfig()`` defaults, which are the base model) with ``mask_ratio=0``, and
-the weights file is loaded strictly. The hub checkpoint is ``ViTMAEForPreTraining``: its
-``vit.`` prefix is stripped and the ``decoder.`` keys are dropped.
+the weights are loaded through transformers (``from_pretrained(None, config=..., state_dict=...)``,
+so its key conversions apply); missing parameters are an error. The hub checkpoint is
+``ViTMAEForPreTraining``: its ``decoder.`` keys are dropped, its ``vit.`` prefix is handled by
+transformers.
 
 Embedding: the mean of the patch tokens of the last hidden state (after the final LayerNorm).
 MAE's CLS token gets no training signal of its own, so the mean is the more meaningful summary.
@@ -19,7 +21,12 @@ import logging
 from cellseek.errors import CellseekError
 from cellseek.zoo._torch_utils import TorchEmbedder
 from cellseek.zoo.base import ModelSpec
-from cellseek.zoo.weights import load_checked, load_state_dict, resolve_weights, unwrap_state_dict
+from cellseek.zoo.weights import (
+    IncompatibleWeightsError,
+    load_state_dict,
+    resolve_weights,
+    unwrap_state_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +52,42 @@ def make_config(spec: ModelSpec, config_path=None, config_overrides: dict | None
     return config
 
 
-def create_model(spec: ModelSpec, config):
-    """Build the encoder from ``config`` at random initialisation."""
+def create_model(spec: ModelSpec, config, state_dict: dict | None = None, *, path=""):
+    """Build the encoder from ``config``; with ``state_dict``, load it through transformers.
+
+    Loading goes through ``from_pretrained(None, config=..., state_dict=...)`` so that
+    transformers applies its own key conversions (the ``vit.`` prefix of the pre-training
+    checkpoint, and the renamed attention/MLP keys of transformers >= 5). Missing parameters
+    raise :class:`IncompatibleWeightsError`.
+    """
     _, model_cls = _classes(getattr(spec, "arch", ""))
-    return model_cls(config)
+    if state_dict is None:
+        return model_cls(config)
+    model, info = model_cls.from_pretrained(
+        None, config=config, state_dict=state_dict, output_loading_info=True
+    )
+    missing = list(info.get("missing_keys") or ())
+    mismatched = list(info.get("mismatched_keys") or ())
+    if missing or mismatched:
+        what = ", ".join(map(str, (missing + mismatched)[:8]))
+        raise IncompatibleWeightsError(
+            f"{spec.name}: the weights in {path} do not fit the architecture "
+            f"({len(missing)} missing, {len(mismatched)} of the wrong shape, e.g. {what}); "
+            "is it the right file?"
+        )
+    unexpected = list(info.get("unexpected_keys") or ())
+    if unexpected:
+        logger.warning(
+            "%s: %d unused entries in %s (e.g. %s)",
+            spec.name, len(unexpected), path, ", ".join(map(str, unexpected[:5])),
+        )
+    return model
 
 
 def _strip(state_dict: dict) -> dict:
+    """Drop the MAE decoder (only the encoder embeds)."""
     state_dict = unwrap_state_dict(state_dict)
-    out = {}
-    for key, value in state_dict.items():
-        if key.startswith("decoder."):
-            continue
-        out[key[len("vit."):] if key.startswith("vit.") else key] = value
-    return out
+    return {k: v for k, v in state_dict.items() if not k.startswith("decoder.")}
 
 
 class _MeanPatchTokens:
@@ -98,9 +127,8 @@ def build(
     """
     resolved = resolve_weights(spec, weights_dir=weights_dir, checkpoint=checkpoint)
     config = make_config(spec, resolved.config, config_overrides)
-    model = create_model(spec, config)
     state_dict = _strip(load_state_dict(resolved.path, spec.name))
-    load_checked(model, state_dict, model_name=spec.name, path=resolved.path)
+    model = create_model(spec, config, state_dict, path=resolved.path)
     logger.info("%s: loaded %s", spec.name, resolved.describe())
     return TorchEmbedder(
         spec,

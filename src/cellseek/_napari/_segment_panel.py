@@ -1,0 +1,159 @@
+"""Segment panel: image layer, method and parameters, plane or stack, click-to-segment."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cellseek.config import SegmentConfig
+
+from ._workers import guarded
+
+
+class SegmentPanel(QWidget):
+    """Choose the image, segment it, add single cells by clicking (SAM).
+
+    Parameters
+    ----------
+    controller : AnnotationController
+    """
+
+    def __init__(self, controller, parent=None) -> None:
+        super().__init__(parent)
+        from cellseek.segment import METHODS
+        from cellseek.segment.classical import STAINS, TARGETS
+
+        self.controller = controller
+        self._layers: list = []
+        names = {f.name for f in fields(SegmentConfig)}
+        self.image_combo = QComboBox()
+        self.image_combo.currentIndexChanged.connect(self._on_image_changed)
+        self.method = QComboBox()
+        self.method.addItems(list(METHODS))
+        self.stain = QComboBox()
+        self.stain.addItems(list(STAINS))
+        self.target = QComboBox()  # shown only when SegmentConfig has a ``target`` field
+        self.target.addItems(list(TARGETS))
+        self.target.setVisible("target" in names)
+        self.min_area = QSpinBox(maximum=10_000_000)
+        self.max_area = QSpinBox(maximum=100_000_000, specialValueText="no limit")
+        self.exclude_border = QCheckBox("drop cells touching the border")
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Method", self.method)
+        form.addRow("Stain", self.stain)
+        if "target" in names:
+            form.addRow("Target", self.target)
+        form.addRow("Min area (px)", self.min_area)
+        form.addRow("Max area (px)", self.max_area)
+        form.addRow("", self.exclude_border)
+        self.plane_button = QPushButton("Segment plane")
+        self.plane_button.setToolTip("Segment the plane on screen")
+        self.stack_button = QPushButton("Segment stack")
+        self.stack_button.setToolTip("Segment every time point and z slice")
+        self.defaults_button = QPushButton("Defaults")
+        self.plane_button.clicked.connect(lambda: self.run(whole_stack=False))
+        self.stack_button.clicked.connect(lambda: self.run(whole_stack=True))
+        self.defaults_button.clicked.connect(self.reset)
+        row = QHBoxLayout()
+        for b in (self.plane_button, self.stack_button, self.defaults_button):
+            row.addWidget(b)
+        self.click_mode = QPushButton("Click to add a cell (SAM)")
+        self.click_mode.setCheckable(True)
+        self.click_mode.setToolTip("Click an unsegmented cell to segment it with a SAM point prompt")
+        self.click_mode.toggled.connect(self._on_click_mode)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(row)
+        layout.addWidget(self.click_mode)
+        layout.addStretch(1)
+        self.reset()
+        events = controller.viewer.layers.events
+        for ev in (events.inserted, events.removed, events.reordered):
+            ev.connect(self.refresh_layers)
+        self.refresh_layers()
+
+    def close_panel(self) -> None:
+        """Stop listening to the viewer."""
+        events = self.controller.viewer.layers.events
+        for ev in (events.inserted, events.removed, events.reordered):
+            ev.disconnect(self.refresh_layers)
+
+    def reset(self) -> None:
+        """Put every parameter back to the :class:`SegmentConfig` default."""
+        d = SegmentConfig()
+        self.method.setCurrentText(d.method)
+        self.stain.setCurrentText(d.stain)
+        self.target.setCurrentText(getattr(d, "target", "auto"))
+        self.min_area.setValue(d.min_area)
+        self.max_area.setValue(d.max_area)
+        self.exclude_border.setChecked(d.exclude_border)
+
+    def config(self) -> SegmentConfig:
+        """The settings shown, as a :class:`SegmentConfig`."""
+        kw = dict(method=self.method.currentText(), stain=self.stain.currentText(),
+                  min_area=self.min_area.value(), max_area=self.max_area.value(),
+                  exclude_border=self.exclude_border.isChecked())
+        if "target" in {f.name for f in fields(SegmentConfig)}:
+            kw["target"] = self.target.currentText()
+        return replace(SegmentConfig(), **kw)
+
+    def refresh_layers(self, event=None) -> None:
+        """List the viewer's image layers (the plugin's own layers are left out)."""
+        from napari.layers import Image
+
+        chosen = self.image_layer()
+        self._layers = [ly for ly in self.controller.viewer.layers if isinstance(ly, Image)]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems([ly.name for ly in self._layers])
+        if chosen in self._layers:
+            self.image_combo.setCurrentIndex(self._layers.index(chosen))
+        self.image_combo.blockSignals(False)
+        self._on_image_changed()
+
+    def image_layer(self):
+        """The chosen image layer, or None."""
+        i = self.image_combo.currentIndex()
+        return self._layers[i] if 0 <= i < len(self._layers) else None
+
+    def select_layer(self, layer) -> None:
+        """Choose an image layer programmatically."""
+        self.image_combo.setCurrentIndex(self._layers.index(layer))
+
+    @guarded("Choosing the image")
+    def _on_image_changed(self, *args) -> None:
+        layer = self.image_layer()
+        if layer is not (self.controller.current.image_layer if self.controller.current else None):
+            self.controller.set_image_layer(layer)
+
+    @guarded("Segmentation")
+    def run(self, *, whole_stack: bool = False):
+        """Segment the current plane or the whole stack."""
+        return self.controller.segment(self.config(), whole_stack=whole_stack)
+
+    def _on_click_mode(self, on: bool) -> None:
+        if not on:
+            return
+        from cellseek.zoo import weights_available
+
+        model = self.config().sam_model
+        ok, hint = weights_available(f"sam_{model}")
+        if not ok:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"Click-to-segment needs the SAM {model} weights, which are not on this "
+                         f"machine. {hint}")
+            self.click_mode.setChecked(False)
+            self.click_mode.setEnabled(False)
+            self.click_mode.setToolTip("SAM weights missing: " + hint)

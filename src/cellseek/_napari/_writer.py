@@ -1,0 +1,74 @@
+"""Writer hook: a Labels layer -> label image (TIFF) plus a cells table (CSV)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def _cells_rows(data: np.ndarray, features) -> list[dict]:
+    """One row per cell of a (..., Y, X) label array, with the layer's class columns."""
+    from cellseek.crops import cells_from_labels
+
+    data = np.asarray(data)
+    lead = data.shape[:-2]
+    by_value: dict[int, dict] = {}
+    if features is not None and not hasattr(features, "iterrows"):
+        import pandas as pd
+
+        features = pd.DataFrame(features)
+    if features is not None and len(features) and "index" in features:
+        cols = [c for c in features.columns if c != "index"]
+        for _, row in features.iterrows():
+            by_value[int(row["index"])] = {c: row[c] for c in cols}
+    rows = []
+    for idx in np.ndindex(*lead) if lead else [()]:
+        t = idx[0] if len(idx) >= 1 else 0
+        z = idx[1] if len(idx) >= 2 else 0
+        for cell in cells_from_labels(data[idx], t=int(t), z=int(z)):
+            extra = by_value.get(cell.label, {})
+            rows.append({
+                "label_value": cell.label, "t": cell.t, "z": cell.z,
+                "centroid_row": round(cell.centroid[0], 2),
+                "centroid_col": round(cell.centroid[1], 2),
+                "area": cell.area, **{k: v for k, v in extra.items() if k != "label_value"},
+            })
+    return rows
+
+
+def write_labels(path: str, data, meta: dict) -> list[str]:
+    """Save a Labels layer as a label TIFF and a ``<name>_cells.csv`` table beside it.
+
+    Parameters
+    ----------
+    path : str
+        Target ``.tif``/``.tiff`` file.
+    data : array-like
+        The layer's label array.
+    meta : dict
+        The layer's state; its ``features`` (class, state, confidence per label value, as the
+        cellseek cells layer has them) become extra CSV columns.
+
+    Returns
+    -------
+    list of str
+        The files written.
+    """
+    from cellseek.io import write_labels as _write
+
+    target = Path(path)
+    if target.suffix.lower() not in (".tif", ".tiff"):
+        target = target.with_suffix(".tif")
+    written = _write(target, np.asarray(data))
+    rows = _cells_rows(np.asarray(data), meta.get("features"))
+    table = target.with_name(target.stem + "_cells.csv")
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    with open(table, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields or ["label_value"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return [str(written), str(table)]

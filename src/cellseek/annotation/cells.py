@@ -1,0 +1,123 @@
+"""Label values of a stack <-> cell ids of the store, and stack-unique label values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+PlaneKey = tuple[int, int]
+
+
+def unique_offset(labels: np.ndarray, taken_max: int) -> np.ndarray:
+    """Shift the non-zero values of a label image above ``taken_max`` (a new array).
+
+    The values keep their order and become ``taken_max + 1 ...``, so every cell of a stack has
+    its own value and one colour table can colour the whole stack.
+
+    Parameters
+    ----------
+    labels : ndarray
+        Integer instance labels, 0 = background. Not modified.
+    taken_max : int
+        Largest value already used elsewhere in the stack.
+
+    Returns
+    -------
+    ndarray
+        int32 labels, values consecutive from ``taken_max + 1``.
+    """
+    labels = np.asarray(labels)
+    values, inverse = np.unique(labels, return_inverse=True)
+    new = np.zeros(values.shape, np.int64)
+    fg = values > 0
+    new[fg] = np.arange(1, int(fg.sum()) + 1) + int(taken_max)
+    out = new[inverse.reshape(labels.shape)]
+    if out.max(initial=0) > np.iinfo(np.int32).max:
+        raise ValueError("too many cells in the stack for 32-bit labels")
+    return out.astype(np.int32)
+
+
+class CellTable:
+    """The cells of one image: label value <-> store cell id, with their stored state.
+
+    Parameters
+    ----------
+    cells : iterable of mapping
+        Store cell dicts (``id``, ``label_value``, ``t``, ``z``, ``label``, ``suggestion``,
+        ``confidence``, ``centroid`` ...), see :meth:`cellseek.store.ReferenceStore.cells`.
+    """
+
+    def __init__(self, cells: Iterable[Mapping] = ()) -> None:
+        self._by_id: dict[int, dict] = {}
+        self._by_value: dict[int, int] = {}
+        self.update(cells)
+
+    def update(self, cells: Iterable[Mapping]) -> None:
+        """Add or refresh cells (matched by id)."""
+        for cell in cells:
+            cell = dict(cell)
+            self._by_id[int(cell["id"])] = cell
+            self._by_value[int(cell["label_value"])] = int(cell["id"])
+
+    def set_state(self, cell_id: int, **fields) -> None:
+        """Change stored fields of one cell (``label``, ``suggestion``, ``confidence``)."""
+        self._by_id[int(cell_id)].update(fields)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, cell_id: object) -> bool:
+        return cell_id in self._by_id
+
+    def ids(self) -> list[int]:
+        """All cell ids, in store order."""
+        return sorted(self._by_id)
+
+    def cell(self, cell_id: int) -> dict:
+        """The stored dict of a cell."""
+        return self._by_id[int(cell_id)]
+
+    def cells(self) -> list[dict]:
+        """All cell dicts, in store order."""
+        return [self._by_id[i] for i in self.ids()]
+
+    def id_of(self, label_value: int) -> int | None:
+        """Cell id of a label value, or None (background, or not in the store)."""
+        return self._by_value.get(int(label_value))
+
+    def ids_in_planes(self, planes: Iterable[PlaneKey]) -> list[int]:
+        """Ids of the cells lying in the given ``(t, z)`` planes."""
+        wanted = set(planes)
+        return [i for i in self.ids() if (self._by_id[i]["t"], self._by_id[i]["z"]) in wanted]
+
+    def planes(self) -> set[PlaneKey]:
+        """The ``(t, z)`` planes holding at least one cell."""
+        return {(c["t"], c["z"]) for c in self._by_id.values()}
+
+    def features(self, states: Mapping[int, Mapping] | None = None) -> dict[str, list]:
+        """A features table (one row per cell) for a napari Labels layer.
+
+        The ``index`` column holds label values so napari shows a row on hover.
+        ``states`` may override ``label``/``suggestion``/``confidence`` per cell id.
+        """
+        cols: dict[str, list] = {
+            "index": [0], "cell_id": [-1], "class": [""], "state": ["background"],
+            "confidence": [np.nan],
+        }
+        for cell in self.cells():
+            state = dict(cell) | dict((states or {}).get(cell["id"], {}))
+            cols["index"].append(int(cell["label_value"]))
+            cols["cell_id"].append(int(cell["id"]))
+            if state.get("label"):
+                cols["class"].append(state["label"])
+                cols["state"].append("confirmed")
+            elif state.get("suggestion"):
+                cols["class"].append(state["suggestion"])
+                cols["state"].append("suggested")
+            else:
+                cols["class"].append("")
+                cols["state"].append("unlabelled")
+            conf = state.get("confidence")
+            cols["confidence"].append(float(conf) if conf is not None else np.nan)
+        return cols

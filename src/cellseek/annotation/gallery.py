@@ -1,0 +1,68 @@
+"""What the neighbour gallery shows for one cell, gathered from a session (no Qt)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cellseek.types import Suggestion
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One reference cell in the gallery."""
+
+    cell_id: int
+    label: str
+    similarity: float
+    image_id: int
+    image_name: str
+    t: int
+    z: int
+    centroid: tuple[float, float]
+    thumbnail: bytes | None
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """A query cell, its suggestion and its nearest labelled reference cells."""
+
+    cell: dict
+    suggestion: Suggestion
+    thumbnail: bytes | None
+    tiles: tuple[Tile, ...] = field(default_factory=tuple)
+
+
+def neighbour_gallery(session, cell_id: int, *, k: int | None = None) -> Gallery:
+    """Look up a cell's nearest labelled reference cells with everything the gallery shows.
+
+    Parameters
+    ----------
+    session : cellseek.session.Session
+        Its index is built on first use (import it in a worker beforehand for a fast first
+        click).
+    cell_id : int
+        Store id of the query cell.
+    k : int, optional
+        Number of neighbours (default: the session's adaptive k).
+
+    Returns
+    -------
+    Gallery
+    """
+    store = session.store
+    cell = store.cell(int(cell_id))
+    suggestion = session.suggest_cells([int(cell_id)], k=k)[0]
+    images: dict[int, str] = {}
+    tiles = []
+    for n in suggestion.neighbours:
+        ref = store.cell(n.cell_id)
+        iid = int(ref["image_id"])
+        if iid not in images:
+            images[iid] = Path(store.image(iid)["path"]).name
+        tiles.append(Tile(
+            cell_id=n.cell_id, label=n.label, similarity=n.similarity, image_id=iid,
+            image_name=images[iid], t=int(ref["t"]), z=int(ref["z"]),
+            centroid=tuple(ref["centroid"]), thumbnail=store.thumbnail(n.cell_id),
+        ))
+    return Gallery(cell, suggestion, store.thumbnail(int(cell_id)), tuple(tiles))

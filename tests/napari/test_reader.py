@@ -1,0 +1,92 @@
+"""The npe2 reader contribution: a pure function, and one real viewer."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellseek._napari._reader import get_reader
+
+
+def _lionheart_folder(folder):
+    xml = (
+        "<BTIImageMetaData><ImageAcquisition><ImageWidthMicrons>64</ImageWidthMicrons>"
+        "</ImageAcquisition></BTIImageMetaData>"
+    )
+    for channel in ("Bright Field", "GFP"):
+        for t in (1, 2, 10):
+            data = np.full((16, 32), t, np.uint16) + np.eye(16, 32, dtype=np.uint16)
+            tifffile.imwrite(
+                folder / f"A1_01_1_1_{channel}_{t:03d}.tif", data, description=xml, metadata=None
+            )
+    return folder
+
+
+def test_reader_is_pure_and_does_not_import_napari(tmp_path):
+    tifffile.imwrite(tmp_path / "a.tif", np.eye(8, dtype=np.uint8))
+    had_napari = "napari" in sys.modules
+    reader = get_reader(str(tmp_path / "a.tif"))
+    assert callable(reader)
+    ((data, kwargs, kind),) = reader(str(tmp_path / "a.tif"))
+    assert kind == "image" and data.shape == (8, 8) and kwargs["name"] == "a"
+    assert ("napari" in sys.modules) == had_napari
+
+
+def test_unsupported_paths_give_none(tmp_path):
+    (tmp_path / "x.czi").write_bytes(b"1")
+    assert get_reader(str(tmp_path / "x.czi")) is None
+    assert get_reader([str(tmp_path / "x.czi")]) is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert get_reader(str(empty)) is None
+
+
+def test_list_of_paths(tmp_path):
+    from PIL import Image
+
+    tifffile.imwrite(tmp_path / "a.tif", np.eye(8, dtype=np.uint8))
+
+    Image.fromarray(np.zeros((6, 6, 3), np.uint8) + 3).save(tmp_path / "b.png")
+    paths = [str(tmp_path / "a.tif"), str(tmp_path / "b.png")]
+    layers = get_reader(paths)(paths)
+    assert [k["name"] for _, k, _ in layers] == ["a", "b"]
+    assert layers[1][1]["rgb"] is True
+
+
+def test_folder_gives_one_layer_per_group(tmp_path):
+    folder = _lionheart_folder(tmp_path)
+    layers = get_reader(str(folder))(str(folder))
+    assert len(layers) == 2
+    assert [k["scale"] for _, k, _ in layers] == [(1.0, 2.0, 2.0)] * 2
+    assert layers[0][0].shape == (3, 16, 32)
+
+
+def _register_manifest():
+    """Make the plugin known to npe2 when cellseek is not pip-installed (e.g. PYTHONPATH=src)."""
+    from pathlib import Path
+
+    from npe2 import PluginManager, PluginManifest
+
+    pm = PluginManager.instance()
+    if "cellseek" not in pm:
+        import cellseek
+
+        pm.register(PluginManifest.from_file(Path(cellseek.__file__).parent / "napari.yaml"))
+
+
+@pytest.mark.napari
+def test_open_folder_in_viewer(make_napari_viewer, tmp_path):
+    _register_manifest()
+    (tmp_path / "plate").mkdir()
+    folder = _lionheart_folder(tmp_path / "plate")
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="cellseek")
+    names = [layer.name for layer in viewer.layers]
+    assert len(names) == 2
+    assert names == ["plate_A1_site1_Bright Field", "plate_A1_site1_GFP"]
+    assert tuple(viewer.layers[0].scale) == (1.0, 2.0, 2.0)
+    assert viewer.layers[1].colormap.name == "green"
+    assert viewer.layers[0].data.shape == (3, 16, 32)
