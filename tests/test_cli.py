@@ -75,3 +75,22 @@ def test_reference_evaluate_and_suggest_on_real_crops(tmp_path, capsys):
     store = tmp_path / "ref.cellseek"
     assert main(["reference", str(csv), "--store", str(store), "-q"]) == 0
     assert "added 40 labelled cells" in capsys.readouterr().out
+
+
+def test_embed_merge_export_roundtrip(tmp_path, capsys):
+    from PIL import Image
+
+    from _shared import synthetic_field
+
+    for seed in (0, 1):
+        Image.fromarray(synthetic_field(seed)[0]).save(tmp_path / f"f{seed}.png")
+    a, b = tmp_path / "a.cellseek", tmp_path / "b.cellseek"
+    assert main(["embed", str(tmp_path / "f0.png"), "--store", str(a), "--method",
+                 "classical", "-q"]) == 0
+    assert main(["embed", str(tmp_path / "f1.png"), "--store", str(b), "--method",
+                 "classical", "-q"]) == 0
+    assert main(["merge", str(b), "--store", str(a)]) == 0
+    assert "images added 1" in capsys.readouterr().out
+    assert main(["export", "--store", str(a), "-o", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "cells.csv").exists()
+    assert len(list((tmp_path / "out").glob("labels_image*_t0_z0.tif"))) == 2

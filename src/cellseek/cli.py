@@ -197,6 +197,17 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    from cellseek.store import ReferenceStore
+
+    with ReferenceStore.open(args.store) as store:
+        counts = store.merge_from(args.other, labels_only=args.labels_only)
+        print(f"{args.store}: merged {args.other}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+        print(f"classes now: {store.classes()}")
+    return 0
+
+
 def cmd_models(args) -> int:
     from cellseek import models_cli
 
@@ -321,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="reference store file")
     p.add_argument("-o", "--output", required=True, help="folder to write into")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("merge", help="merge another reference store into this one (images and "
+                       "cells deduplicated by content; the model sets must match)")
+    p.add_argument("other", help="the store to import")
+    p.add_argument("--store", required=True, help="the store to merge into")
+    p.add_argument("--labels-only", action="store_true",
+                   help="only copy labels onto cells both stores already share")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("models", help="list, download or check the model zoo")
     p.add_argument("action", choices=["list", "pull", "check"])

@@ -46,6 +46,7 @@ def write_overview(session, image_paths: dict[int, Path], out: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
+    from scipy.ndimage import binary_dilation
     from skimage.segmentation import find_boundaries
 
     from cellseek.io import iter_planes, read_image
@@ -63,7 +64,8 @@ def write_overview(session, image_paths: dict[int, Path], out: Path) -> Path:
         for cell in session.store.cells(image_id):
             label = cell["label"] or cell["suggestion"]
             seen.add(label)
-            edge = find_boundaries(labels == cell["label_value"], mode="outer")
+            edge = binary_dilation(find_boundaries(labels == cell["label_value"], mode="outer"),
+                                   iterations=1)
             overlay = np.zeros((*edge.shape, 4))
             overlay[edge] = matplotlib.colors.to_rgba(class_colour(label))
             ax.imshow(overlay)

@@ -83,8 +83,10 @@ def _download_url(spec: ModelSpec, weights_dir) -> Path:
     import torch.hub
 
     filename = spec.url.split("?")[0].rsplit("/", 1)[-1]
-    folder = Path(weights_dir) / spec.name if weights_dir is not None else (
-        torch_hub_dir() / "checkpoints"
+    folder = (
+        Path(weights_dir) / spec.name
+        if weights_dir is not None
+        else (torch_hub_dir() / "checkpoints")
     )
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / filename

@@ -18,7 +18,6 @@ from cellseek.zoo import get_spec, load_embedder  # noqa: E402
 from cellseek.zoo.weights import IncompatibleWeightsError  # noqa: E402
 
 
-
 def _reference(model, embedder, crops, features=None):
     model.eval()
     with torch.inference_mode():
@@ -138,7 +137,7 @@ def _original_dinobloom_layout(model, chunked=False):
     for key, value in model.state_dict().items():
         if chunked and key.startswith("blocks."):
             i = int(key.split(".")[1])
-            key = f"blocks.{i // 1}.{key[len('blocks.'):]}"
+            key = f"blocks.{i // 1}.{key[len('blocks.') :]}"
         teacher[f"backbone.{key}"] = value
     teacher["backbone.mask_token"] = torch.zeros(1, 384)
     teacher["dino_head.mlp.0.weight"] = torch.zeros(8, 384)

@@ -137,6 +137,17 @@ class AnnotationController(QObject):
                             on_returned=lambda ids: self._after_embed(item))
         return value
 
+    def segment_at(self, item: OpenImage, key, point, config: SegmentConfig):
+        """Segment the cell at ``point`` (row, col) of a plane with a SAM point prompt (worker)."""
+        from cellseek.zoo import weights_available
+
+        ok, hint = weights_available(f"sam_{config.sam_model}")
+        if not ok:
+            raise CellseekError(f"click-to-segment needs the SAM {config.sam_model} weights. {hint}")
+        plane = item.plane(key)
+        return self.runner.run("Click-to-segment", _sam_point_work(self, plane, point, config),
+                               on_returned=lambda mask: self.add_cell_mask(mask, key))
+
     # ------------------------------------------------------------------ store / session
     def create_store(self, path, *, preset: str | None = None, models=()) -> None:
         """Create a reference set at ``path`` for the chosen models and open it."""
@@ -516,6 +527,19 @@ def _segment_work(item: OpenImage, keys, config: SegmentConfig):
         out[key] = yield from segment_plane(item.plane(key), config)
     yield Progress(len(keys), len(keys), "segment", "done")
     return out
+
+
+def _sam_point_work(controller, plane, point, config: SegmentConfig):
+    """SAM point prompt; the segmenter (and its cached image embedding) lives on the controller."""
+    yield Progress(0, 1, "sam", "point prompt")
+    from cellseek.segment.sam import SamSegmenter
+
+    sam = getattr(controller, "_sam", None)
+    if sam is None:
+        sam = controller._sam = SamSegmenter(config)
+    mask = sam.segment_point(plane, point)
+    yield Progress(1, 1, "sam", "done")
+    return mask
 
 
 def _warm_work(session):

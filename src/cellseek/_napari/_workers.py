@@ -72,6 +72,7 @@ class WorkRunner(QObject):
         self._worker = None
         self._what = ""
         self._closed = False
+        self._side: list = []
         #: Thread the last job's generator ran on (for tests and diagnostics).
         self.last_thread: threading.Thread | None = None
 
@@ -183,6 +184,30 @@ class WorkRunner(QObject):
         self._what = ""
         if not self._closed:
             self.finished.emit(what)
+
+    def run_side(self, what: str, func: Callable, on_returned: Callable) -> None:
+        """Run a quick function that does not touch the session in a worker, alongside jobs.
+
+        Used for look-ups that may import heavy packages (e.g. the weight check).
+        """
+        if self._closed:
+            return
+        if sync_mode():
+            try:
+                value = func()
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                notify_error(exc, what)
+                return
+            on_returned(value)
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(func, _start_thread=False)
+        worker.returned.connect(lambda value: self._deliver(on_returned, value))
+        worker.errored.connect(lambda exc: self._failed(what, exc, None))
+        self._side.append(worker)
+        worker.finished.connect(lambda: self._side.remove(worker) if worker in self._side else None)
+        worker.start()
 
     def cancel(self) -> None:
         """Ask the running job to stop at its next progress step."""

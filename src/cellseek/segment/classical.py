@@ -4,19 +4,27 @@ This is the offline default of cellseek, used whenever the SAM weights are absen
 
 ``"stained"`` (Romanowsky-stained blood smears, H&E-like RGB)
     1. Nucleus channel ``B - max(R, G)`` (:func:`cellseek.segment.stain.nucleus_channel`),
-       smoothed, thresholded at ``max(Otsu, 0.06)``; specks smaller than a platelet are dropped.
-    2. Lobes of one nucleus (segmented neutrophils) are grouped by a dilation of
-       ``lobe_gap`` pixels: nucleus pixels within that distance of each other form one cell.
-    3. Each nucleus group grows into its cytoplasm with a watershed on the colour gradient whose
-       competing markers are the bright background and the pink red blood cells; the growth is
-       bounded by a distance proportional to the nucleus size, and holes are filled.
-    4. ``target="wbc"`` keeps only these nucleated cells. ``target="cells"`` adds every other
+       smoothed, thresholded at ``max(Otsu, 0.06)``; specks are dropped.
+    2. Lobes of one nucleus (segmented neutrophils) are grouped: nucleus pixels within 6 px
+       (a dilation by a 6 px disc) of each other belong to one cell.
+    3. Each nucleus group floods into its cytoplasm with a marker watershed on a "purple-ness"
+       map (``B - (R + G) / 2`` relative to the background colour, clipped so the nucleus edge is
+       no barrier); the competing markers are the bright background and the pink red blood cells.
+       The growth is bounded at 0.8 x the nucleus group's equivalent radius; holes are filled.
+    4. Groups whose chromatin covers less than 15 % of a typical red blood cell (its radius is
+       the area-weighted median of the inscribed-disc radius of the non-nucleated objects) are
+       platelets and are dropped.
+    5. ``target="wbc"`` keeps only the nucleated cells. ``target="cells"`` adds every other
        foreground object (red blood cells, platelets), split by a distance-transform watershed.
 
 ``"label-free"`` (brightfield, phase contrast, QPI/holotomography RI, fluorescence)
-    Foreground = pixels whose smoothed absolute deviation from the background level (the histogram
-    mode) or local standard deviation exceeds an Otsu threshold; closed, holes filled, then split by
-    a distance-transform watershed with peaks at least ``~sqrt(min_area)`` apart.
+    The plane is scaled between its 0.5th and 99.5th percentiles and smoothed; the background
+    level is the histogram mode. When the background sits at either end of the range
+    (fluorescence, QPI) the foreground score is the absolute deviation from it; with a mid-grey
+    background (phase contrast, brightfield) the local standard deviation joins in. Foreground =
+    score above 0.7 x its Otsu threshold, closed, holes filled, opened, then split by a
+    distance-transform watershed with peaks at least ``0.5 * sqrt(min_area)`` apart. Planes whose
+    contrast does not rise above the noise give no objects.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ Stitching (:func:`stitch_tiles`)
     2. Candidates from different tiles that cover the same pixels in the window their tiles share
        (IoU >= ``iou_threshold`` inside that window) are the same object: they are grouped
        (union-find, so chains over several tiles work).
-    3. A group with a complete (untruncated) member keeps the member from the tile where it is most
-       central; a group whose every member is truncated (an object wider than the overlap) becomes
-       the union of its members, i.e. it is merged across the seams.
+    3. A group with a complete member (untruncated, and at least 90 % of the group's largest
+       member) keeps that member from the tile where it is most central; any other group (an
+       object wider than the overlap, so truncated in every tile) becomes the union of its
+       members, i.e. it is merged across the seams.
     4. Groups are painted largest first, so where two different objects claim a pixel the smaller
        one stays on top. The result is numbered 1..n.
 """
@@ -212,7 +213,9 @@ def _find(parent: list[int], i: int) -> int:
     return i
 
 
-def stitch_tiles(shape, tiles: list[Tile], tile_labels, *, iou_threshold: float = 0.5) -> np.ndarray:
+def stitch_tiles(
+    shape, tiles: list[Tile], tile_labels, *, iou_threshold: float = 0.5
+) -> np.ndarray:
     """Stitch per-tile instance labels into one label image of the plane.
 
     Parameters
@@ -271,7 +274,12 @@ def stitch_tiles(shape, tiles: list[Tile], tile_labels, *, iou_threshold: float 
 
     objects = []  # (area, bbox, mask)
     for members in groups.values():
-        whole = [cands[i] for i in members if not cands[i].truncated]
+        # an untruncated member no smaller than the others is the whole object (a smaller one
+        # is a disconnected piece of an object that other tiles see more of)
+        largest = max(cands[i].area for i in members)
+        whole = [
+            cands[i] for i in members if not cands[i].truncated and cands[i].area >= 0.9 * largest
+        ]
         if whole:
             best = min(whole, key=lambda c: (c.centrality, c.tile))
             objects.append((best.area, best.bbox, best.mask))

@@ -91,4 +91,3 @@ def load_embedder(
     spec = spec if spec is not None else get_spec(name)
     build = _factory(spec)
     return build(spec, weights_dir=weights_dir, device=device, checkpoint=checkpoint, **options)
-

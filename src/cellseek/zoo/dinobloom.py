@@ -47,7 +47,7 @@ def convert_original_state_dict(state_dict: dict) -> dict:
         if key.startswith(_HEADS):
             continue
         if key.startswith("backbone."):
-            key = key[len("backbone."):]
+            key = key[len("backbone.") :]
         key = _CHUNKED.sub(r"blocks.\1.", key)
         out[key] = value
     return out

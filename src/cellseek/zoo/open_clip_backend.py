@@ -49,7 +49,7 @@ def load_visual(model, state_dict: dict, *, spec: ModelSpec, path) -> None:
         state_dict = {f"visual.{k}": v for k, v in state_dict.items()}
     state_dict = dict(state_dict)
     resize_pos_embed(state_dict, model)
-    visual = {k[len("visual."):]: v for k, v in state_dict.items() if k.startswith("visual.")}
+    visual = {k[len("visual.") :]: v for k, v in state_dict.items() if k.startswith("visual.")}
     load_checked(model.visual, visual, model_name=spec.name, path=path)
 
 

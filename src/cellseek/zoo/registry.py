@@ -311,9 +311,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise CellseekError(
-            f"unknown model {name!r}; known models: {', '.join(MODELS)}"
-        ) from None
+        raise CellseekError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
 
 
 def resolve_models(preset: str | None = None, models: Iterable[str] = ()) -> tuple[str, ...]:

@@ -79,7 +79,10 @@ def create_model(spec: ModelSpec, config, state_dict: dict | None = None, *, pat
     if unexpected:
         logger.warning(
             "%s: %d unused entries in %s (e.g. %s)",
-            spec.name, len(unexpected), path, ", ".join(map(str, unexpected[:5])),
+            spec.name,
+            len(unexpected),
+            path,
+            ", ".join(map(str, unexpected[:5])),
         )
     return model
 
@@ -103,9 +106,7 @@ class _MeanPatchTokens:
         patch = model.config.patch_size
         n = (x.shape[-2] // patch) * (size // patch)
         noise = torch.arange(n, device=x.device, dtype=torch.float32).expand(x.shape[0], n)
-        out = model(
-            pixel_values=x, noise=noise, interpolate_pos_encoding=size != self.image_size
-        )
+        out = model(pixel_values=x, noise=noise, interpolate_pos_encoding=size != self.image_size)
         return out.last_hidden_state[:, 1:].mean(dim=1)
 
 

@@ -229,8 +229,9 @@ def resolve_weights(
             found = _weight_file_in(path, spec)
             if found is None:
                 raise MissingWeightsError(
-                    spec.name, f"The folder {path} holds no weights file "
-                    f"({', '.join(WEIGHT_SUFFIXES)}). {pull_hint(spec)}"
+                    spec.name,
+                    f"The folder {path} holds no weights file "
+                    f"({', '.join(WEIGHT_SUFFIXES)}). {pull_hint(spec)}",
                 )
             return _with_config(found, "checkpoint")
         if not path.is_file():
@@ -302,7 +303,7 @@ def unwrap_state_dict(obj: dict, keys=("state_dict", "model", "module")) -> dict
             obj = inner
             break
     if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 
@@ -326,7 +327,10 @@ def load_checked(model, state_dict: dict, *, model_name: str, path, ignore_prefi
     if unexpected:
         logger.warning(
             "%s: %d unused entries in %s (e.g. %s)",
-            model_name, len(unexpected), path, ", ".join(unexpected[:5]),
+            model_name,
+            len(unexpected),
+            path,
+            ", ".join(unexpected[:5]),
         )
     if result.missing_keys:
         raise IncompatibleWeightsError(

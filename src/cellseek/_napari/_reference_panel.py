@@ -1,0 +1,196 @@
+"""Reference set panel: create/open a store, classes (colour, count), import and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cellseek.annotation.colours import hex_colour
+
+from ._workers import guarded
+
+STORE_FILTER = "cellseek reference sets (*.cellseek);;All files (*)"
+
+
+class ReferencePanel(QWidget):
+    """The reference set of labelled cells and its classes.
+
+    Parameters
+    ----------
+    controller : AnnotationController
+    models_panel : ModelsPanel
+        Gives the model choice for a new reference set.
+    """
+
+    def __init__(self, controller, models_panel, parent=None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.models_panel = models_panel
+        self.path_label = QLabel("No reference set open.")
+        self.path_label.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for text, slot in (("New…", self._new_dialog), ("Open…", self._open_dialog)):
+            b = QPushButton(text)
+            b.clicked.connect(slot)
+            buttons.addWidget(b)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["", "class", "cells"])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setColumnWidth(0, 18)
+        self.name_edit = QLineEdit(placeholderText="class name")
+        edit = QGridLayout()
+        edit.addWidget(self.name_edit, 0, 0, 1, 3)
+        for col, (text, slot, tip) in enumerate((
+            ("Add", self._add, "Add a class with this name"),
+            ("Rename", self._rename, "Rename the selected class to this name"),
+            ("Merge", self._merge, "Merge the selected classes into this name"),
+        )):
+            b = QPushButton(text)
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            edit.addWidget(b, 1, col)
+        io_row = QGridLayout()
+        for i, (text, slot, tip) in enumerate((
+            ("Import set…", self._import_dialog, "Merge another reference set into this one"),
+            ("Import crops…", self._crops_dialog, "Labelled single-cell images (CSV path,label)"),
+            ("Bundled crops", self.add_bundled_crops, "Add the 30 bundled labelled blood cells"),
+            ("Export…", self._export_dialog, "Store copy, cells CSV and label images"),
+        )):
+            b = QPushButton(text)
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            io_row.addWidget(b, i // 2, i % 2)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.path_label)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(edit)
+        layout.addLayout(io_row)
+        controller.session_changed.connect(self.refresh)
+        controller.classes_changed.connect(self.refresh)
+        self.refresh()
+
+    # ------------------------------------------------------------------ actions (testable)
+    @guarded("Creating the reference set")
+    def new_store(self, path) -> None:
+        """Create a reference set for the models chosen in the Models tab."""
+        preset, models = self.models_panel.selection()
+        self.controller.create_store(path, preset=preset, models=models)
+
+    @guarded("Opening the reference set")
+    def open_store(self, path) -> None:
+        """Open an existing reference set."""
+        self.controller.open_store(path)
+
+    @guarded("Import")
+    def import_store(self, path):
+        """Merge another reference set into the open one."""
+        return self.controller.import_store(path)
+
+    @guarded("Import of labelled cells")
+    def import_crops(self, csv_path):
+        """Add labelled single-cell images listed in a CSV."""
+        return self.controller.import_labelled_csv(csv_path)
+
+    def add_bundled_crops(self):
+        """Add the bundled labelled blood cells (a starting reference set for smears)."""
+        from cellseek.data import sample_reference_csv
+
+        return self.import_crops(sample_reference_csv())
+
+    @guarded("Export")
+    def export(self, folder):
+        """Export into a folder."""
+        return self.controller.export(folder)
+
+    def selected_classes(self) -> list[str]:
+        """Names of the selected rows."""
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.table.item(r, 1).text() for r in rows]
+
+    @guarded("Adding a class")
+    def _add(self, *args) -> None:
+        self.controller.add_class(self.name_edit.text())
+        self.name_edit.clear()
+
+    @guarded("Renaming a class")
+    def _rename(self, *args) -> None:
+        sel = self.selected_classes()
+        if len(sel) != 1:
+            raise ValueError("select exactly one class to rename")
+        self.controller.rename_class(sel[0], self.name_edit.text())
+
+    @guarded("Merging classes")
+    def _merge(self, *args) -> None:
+        sel = self.selected_classes()
+        into = self.name_edit.text().strip() or (sel[0] if sel else "")
+        if len(sel) < 2 and into in sel:
+            raise ValueError("select the classes to merge (two or more)")
+        self.controller.merge_classes(sel, into)
+
+    # ------------------------------------------------------------------ dialogs
+    def _new_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New reference set", "reference.cellseek",
+                                              STORE_FILTER)
+        if path:
+            self.new_store(path if Path(path).suffix else path + ".cellseek")
+
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open reference set", "", STORE_FILTER)
+        if path:
+            self.open_store(path)
+
+    def _import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import reference set", "", STORE_FILTER)
+        if path:
+            self.import_store(path)
+
+    def _crops_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Labelled cells CSV", "", "CSV (*.csv)")
+        if path:
+            self.import_crops(path)
+
+    def _export_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export into folder")
+        if folder:
+            self.export(folder)
+
+    # ------------------------------------------------------------------ view
+    def refresh(self) -> None:
+        """Show the store path and its classes with colours and counts."""
+        session = self.controller.session
+        if session is None:
+            self.path_label.setText("No reference set open.")
+            self.table.setRowCount(0)
+            return
+        n = session.store.n_cells()
+        n_lab = session.store.n_cells(labelled=True)
+        self.path_label.setText(f"{Path(session.store.path).name}: {n} cells, {n_lab} labelled; "
+                                f"models {', '.join(session.models)}")
+        self.path_label.setToolTip(str(session.store.path))
+        counts = self.controller.class_counts()
+        self.table.setRowCount(len(counts))
+        for row, (name, count) in enumerate(counts.items()):
+            swatch = QTableWidgetItem("")
+            swatch.setBackground(QColor(hex_colour(self.controller.colours.get(name, (.6,) * 3))))
+            key = f"{row + 1}" if row < 9 else ""
+            swatch.setToolTip(f"key {key}" if key else "")
+            self.table.setItem(row, 0, swatch)
+            self.table.setItem(row, 1, QTableWidgetItem(name))
+            self.table.setItem(row, 2, QTableWidgetItem(str(count)))
