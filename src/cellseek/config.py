@@ -124,7 +124,7 @@ class WeightingConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """The FAISS index.
+    """The FAISS index; its type follows the size (see ``docs/scaling.md``).
 
     Parameters
     ----------
@@ -134,12 +134,43 @@ class IndexConfig:
         HNSW graph degree beyond ``exact_max``.
     hnsw_ef_search, hnsw_ef_construction : int
         HNSW search / construction breadth.
+    ivf_min : int
+        Beyond this many cells the index is IVF-PQ (inverted lists of product-quantised codes,
+        re-ranked), which builds faster and needs a fraction of the memory of HNSW.
+    ivf_nlist : int
+        Inverted lists; 0 picks a power of two near ``4 * sqrt(n)`` (4096 for a million).
+    ivf_nprobe : int
+        Lists visited per query (more: better recall, slower).
+    ivf_pq_m : int
+        Sub-quantisers per vector (bytes per code at 8 bits); the largest divisor of the
+        dimension not above this value is used.
+    ivf_pq_nbits : int
+        Bits per sub-quantiser code (lowered automatically for small training sets).
+    ivf_refine : {"sq8", "flat", "none"}
+        Re-rank the IVF-PQ candidates with 8-bit scalar-quantised vectors (1 byte per dim),
+        the exact float32 vectors (4 bytes per dim), or not at all.
+    ivf_refine_k_factor : int
+        Candidates re-ranked per requested neighbour.
+    ivf_train_size : int
+        Vectors sampled to train the IVF-PQ (at least 39 per list are used when available).
+    compact_fraction : float
+        HNSW and IVF-PQ mark removed cells and skip them at search; the index is rebuilt
+        without them once they exceed this fraction of its size.
     """
 
     exact_max: int = 50_000
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     hnsw_ef_construction: int = 200
+    ivf_min: int = 500_000
+    ivf_nlist: int = 0
+    ivf_nprobe: int = 32
+    ivf_pq_m: int = 64
+    ivf_pq_nbits: int = 8
+    ivf_refine: str = "sq8"
+    ivf_refine_k_factor: int = 8
+    ivf_train_size: int = 100_000
+    compact_fraction: float = 0.1
 
 
 @dataclass(frozen=True)

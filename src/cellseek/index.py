@@ -1,19 +1,32 @@
-"""FAISS inner-product index over fused cell vectors.
+"""FAISS inner-product index over fused cell vectors; its type follows the size.
 
-Exact (flat) search while the reference set is small enough for interactive exact search, HNSW
-beyond ``IndexConfig.exact_max``. Ids are the store's cell ids, so relabelling a cell never touches
-the index; the index is a cache that :meth:`CellIndex.rebuild` recreates from the store.
+- up to ``IndexConfig.exact_max`` cells: exact search (``IndexFlatIP``);
+- up to ``IndexConfig.ivf_min``: HNSW (``IndexHNSWFlat``, graph over the float32 vectors);
+- beyond: IVF-PQ (``IndexIVFPQ`` trained on a sample, candidates re-ranked with 8-bit scalar
+  quantised or exact vectors, ``IndexRefine``).
+
+Ids are the store's cell ids, so relabelling a cell never touches the index; the index is a
+cache that :meth:`CellIndex.rebuild` recreates from the store. The FAISS index holds positions
+``0..n-1``; this class maps them to cell ids. Removal is physical for exact search; HNSW and
+IVF-PQ mark removed cells and skip them at search (a FAISS ``IDSelectorBitmap``) until they pass
+``IndexConfig.compact_fraction`` of the index, when it is rebuilt without them.
+
+Measured figures and the choice of defaults are in ``docs/scaling.md``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
 from cellseek.config import IndexConfig
 
 logger = logging.getLogger(__name__)
+
+#: Index kinds, smallest to largest.
+KINDS = ("exact", "hnsw", "ivfpq")
 
 
 def _as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:
@@ -25,6 +38,34 @@ def _as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:
     return x
 
 
+def kind_for_size(n: int, config: IndexConfig) -> str:
+    """The index kind :class:`CellIndex` uses for ``n`` cells."""
+    if n <= config.exact_max:
+        return "exact"
+    if n <= config.ivf_min:
+        return "hnsw"
+    return "ivfpq"
+
+
+def ivf_layout(n: int, dim: int, config: IndexConfig) -> dict:
+    """IVF-PQ parameters for ``n`` vectors of size ``dim``.
+
+    Returns
+    -------
+    dict
+        ``nlist``, ``pq_m``, ``nbits``, ``train_size``.
+    """
+    nlist = config.ivf_nlist or 2 ** max(4, round(math.log2(4 * math.sqrt(max(n, 1)))))
+    while nlist > 16 and 39 * nlist > n:
+        nlist //= 2
+    pq_m = max(m for m in range(1, min(config.ivf_pq_m, dim) + 1) if dim % m == 0)
+    nbits = int(config.ivf_pq_nbits)
+    while nbits > 4 and 39 * 2**nbits > n:
+        nbits -= 1
+    train = int(min(n, max(config.ivf_train_size, 39 * nlist, 39 * 2**nbits)))
+    return {"nlist": int(nlist), "pq_m": int(pq_m), "nbits": nbits, "train_size": train}
+
+
 class CellIndex:
     """Inner-product nearest-neighbour index keyed by cell id.
 
@@ -33,43 +74,111 @@ class CellIndex:
     dim : int
         Vector size.
     config : IndexConfig, optional
-        When to switch from exact to HNSW and the HNSW parameters.
+        Size thresholds and the parameters of each kind.
+    kind : {"auto", "exact", "hnsw", "ivfpq"}
+        ``"auto"`` follows the size; any other value pins the kind (benchmarks, tests).
+
+    Attributes
+    ----------
+    kind : str
+        The current kind.
     """
 
-    def __init__(self, dim: int, config: IndexConfig | None = None) -> None:
+    def __init__(self, dim: int, config: IndexConfig | None = None, *, kind: str = "auto") -> None:
+        if kind != "auto" and kind not in KINDS:
+            raise ValueError(f"kind must be 'auto' or one of {KINDS}, got {kind!r}")
         self.dim = int(dim)
         self.config = config or IndexConfig()
-        self._index = self._new_index(exact=True)
-        self.kind = "exact"
+        self._pinned = kind
+        self.kind = "exact" if kind in ("auto", "ivfpq") else kind
+        self._index = self._new_index(self.kind)
+        self._ids = np.zeros(0, np.int64)  # position -> cell id
+        self._alive = np.zeros(0, bool)
+        self._n_dead = 0
+        self.layout: dict = {}
 
-    def _new_index(self, *, exact: bool):
+    # ------------------------------------------------------------------ construction
+    def _target_kind(self, n: int) -> str:
+        if self._pinned != "auto":
+            # IVF-PQ needs training data: below a few hundred vectors search exactly
+            return self._pinned if self._pinned != "ivfpq" or n >= 256 else "exact"
+        return kind_for_size(n, self.config)
+
+    def _new_index(self, kind: str, train: np.ndarray | None = None, n: int = 0):
         import faiss
 
-        if exact:
-            inner = faiss.IndexFlatIP(self.dim)
+        cfg = self.config
+        if kind == "exact":
+            return faiss.IndexFlatIP(self.dim)
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = cfg.hnsw_ef_construction
+            index.hnsw.efSearch = cfg.hnsw_ef_search
+            return index
+        layout = ivf_layout(n, self.dim, cfg)
+        self.layout = layout
+        quantizer = faiss.IndexFlatIP(self.dim)
+        base = faiss.IndexIVFPQ(quantizer, self.dim, layout["nlist"], layout["pq_m"],
+                                layout["nbits"], faiss.METRIC_INNER_PRODUCT)
+        base.cp.niter = 10
+        base.nprobe = cfg.ivf_nprobe
+        if cfg.ivf_refine == "none":
+            index = base
+        elif cfg.ivf_refine == "flat":
+            index = faiss.IndexRefineFlat(base)
+        elif cfg.ivf_refine == "sq8":
+            refine = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit,
+                                                faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexRefine(base, refine)
         else:
-            inner = faiss.IndexHNSWFlat(self.dim, self.config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            inner.hnsw.efConstruction = self.config.hnsw_ef_construction
-            inner.hnsw.efSearch = self.config.hnsw_ef_search
-        return faiss.IndexIDMap2(inner)
+            raise ValueError(f"ivf_refine must be 'sq8', 'flat' or 'none', got {cfg.ivf_refine!r}")
+        if index is not base:
+            index.k_factor = float(cfg.ivf_refine_k_factor)
+            index.own_fields = True  # keep ``base`` alive with the refine index
+            base.this.disown()
+        quantizer.this.disown()
+        base.own_fields = True
+        if train is not None:
+            index.train(train)
+        return index
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._alive.size - self._n_dead)
 
     def ids(self) -> np.ndarray:
         """Cell ids held by the index, in insertion order."""
-        import faiss
-
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return self._ids[self._alive].copy()
 
     def vectors(self) -> np.ndarray:
-        """All stored vectors in insertion order (a copy)."""
+        """All stored vectors in insertion order (a copy).
+
+        Exact for the exact and HNSW kinds and for IVF-PQ with ``ivf_refine="flat"``; the 8-bit
+        (``"sq8"``) or PQ (``"none"``) reconstruction otherwise.
+        """
+        import faiss
+
+        n = self._alive.size
         if len(self) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return self._index.index.reconstruct_n(0, len(self))
+        index = self._index
+        if self.kind == "ivfpq":
+            if hasattr(index, "refine_index"):
+                index = index.refine_index
+            else:
+                faiss.extract_index_ivf(index).make_direct_map()
+        out = index.reconstruct_n(0, n)
+        return out if self._n_dead == 0 else out[self._alive]
 
+    def nbytes(self) -> int:
+        """Size of the FAISS index serialised (about its memory use), plus the id map."""
+        import faiss
+
+        return int(faiss.serialize_index(self._index).size) + int(self._ids.nbytes
+                                                                   + self._alive.nbytes)
+
+    # ------------------------------------------------------------------ changes
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        """Add vectors with their cell ids; switches to HNSW when the size passes ``exact_max``.
+        """Add vectors with their cell ids; the kind changes when the size passes a threshold.
 
         Parameters
         ----------
@@ -84,35 +193,73 @@ class CellIndex:
             raise ValueError(f"{len(vectors)} vectors but ids of shape {ids.shape}")
         if len(vectors) == 0:
             return
-        if self.kind == "exact" and len(self) + len(vectors) > self.config.exact_max:
-            self.rebuild(
-                np.concatenate([self.vectors(), vectors]), np.concatenate([self.ids(), ids])
-            )
+        if self._target_kind(len(self) + len(vectors)) != self.kind:
+            self.rebuild(np.concatenate([self.vectors(), vectors]),
+                         np.concatenate([self.ids(), ids]))
             return
-        self._index.add_with_ids(vectors, ids)
+        self._index.add(vectors)
+        self._ids = np.concatenate([self._ids, ids])
+        self._alive = np.concatenate([self._alive, np.ones(len(ids), bool)])
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove cells by id; returns how many were removed."""
         import faiss
 
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        hit = np.isin(self._ids, ids) & self._alive
+        removed = int(hit.sum())
+        if not removed:
+            return 0
         if self.kind == "exact":
-            return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
-        keep = ~np.isin(self.ids(), ids)
-        removed = int((~keep).sum())
-        if removed:
-            self.rebuild(self.vectors()[keep], self.ids()[keep])
+            positions = np.flatnonzero(hit).astype(np.int64)
+            self._index.remove_ids(faiss.IDSelectorBatch(positions))
+            self._ids = self._ids[~hit]
+            self._alive = self._alive[~hit]
+            return removed
+        self._alive = self._alive & ~hit
+        self._n_dead += removed
+        if self._n_dead > self.config.compact_fraction * self._alive.size or len(self) == 0:
+            self.rebuild(self.vectors(), self.ids())
         return removed
 
     def rebuild(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        """Replace the content, choosing exact or HNSW from the size."""
+        """Replace the content, choosing the kind from the size (IVF-PQ is trained here)."""
         vectors = _as_matrix(vectors, self.dim, "vectors")
-        exact = len(vectors) <= self.config.exact_max
-        self._index = self._new_index(exact=exact)
-        self.kind = "exact" if exact else "hnsw"
-        logger.info("index rebuilt: %d cells, %s search", len(vectors), self.kind)
-        if len(vectors):
-            self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if ids.shape != (len(vectors),):
+            raise ValueError(f"{len(vectors)} vectors but ids of shape {ids.shape}")
+        n = len(vectors)
+        kind = self._target_kind(n)
+        train = None
+        if kind == "ivfpq":
+            size = ivf_layout(n, self.dim, self.config)["train_size"]
+            rows = np.sort(np.random.default_rng(0).choice(n, size, replace=False))
+            train = vectors[rows]
+        self._index = self._new_index(kind, train, n)
+        self.kind = kind
+        self._ids = ids.copy()
+        self._alive = np.ones(n, bool)
+        self._n_dead = 0
+        if n:
+            self._index.add(vectors)
+        logger.info("index rebuilt: %d cells, %s search %s", n, kind,
+                    self.layout if kind == "ivfpq" else "")
+
+    # ------------------------------------------------------------------ search
+    def _search_params(self, k: int):
+        import faiss
+
+        if self._n_dead == 0:
+            return None
+        self._bitmap = np.packbits(self._alive, bitorder="little")  # alive while searching
+        sel = faiss.IDSelectorBitmap(self._alive.size, faiss.swig_ptr(self._bitmap))
+        if self.kind == "hnsw":
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=self.config.hnsw_ef_search)
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=self.config.ivf_nprobe)
+        if hasattr(self._index, "refine_index"):
+            return faiss.IndexRefineSearchParameters(
+                k_factor=float(self.config.ivf_refine_k_factor), base_index_params=params)
+        return params
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k most similar cells of each query.
@@ -140,9 +287,47 @@ class CellIndex:
                 np.full((len(queries), k), -np.inf, np.float32),
                 np.full((len(queries), k), -1, np.int64),
             )
-        sims, ids = self._index.search(queries, k)
-        sims = np.where(ids >= 0, sims, -np.inf).astype(np.float32)
+        params = self._search_params(k)
+        if params is None:
+            sims, pos = self._index.search(queries, k)
+        else:
+            sims, pos = self._index.search(queries, k, params=params)
+        found = pos >= 0
+        ids = np.where(found, self._ids[np.where(found, pos, 0)], -1)
+        sims = np.where(found, sims, -np.inf).astype(np.float32)
         return sims, ids.astype(np.int64)
+
+    # ------------------------------------------------------------------ persistence
+    def to_bytes(self) -> bytes:
+        """The index (FAISS serialisation, ids, removal marks, kind) as one ``.npz`` blob."""
+        import io
+
+        import faiss
+
+        buf = io.BytesIO()
+        np.savez(buf, faiss=faiss.serialize_index(self._index), ids=self._ids, alive=self._alive,
+                 kind=np.array(self.kind), dim=np.array(self.dim))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, config: IndexConfig | None = None) -> CellIndex:
+        """Inverse of :meth:`to_bytes` (search parameters come from ``config``)."""
+        import io
+
+        import faiss
+
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            out = cls(int(npz["dim"]), config)
+            out._index = faiss.deserialize_index(npz["faiss"])
+            out.kind = str(npz["kind"])
+            out._ids = npz["ids"].astype(np.int64)
+            out._alive = npz["alive"].astype(bool)
+        out._n_dead = int((~out._alive).sum())
+        if out.kind == "hnsw":
+            out._index.hnsw.efSearch = out.config.hnsw_ef_search
+        elif out.kind == "ivfpq":
+            faiss.extract_index_ivf(out._index).nprobe = out.config.ivf_nprobe
+        return out
 
 
 def brute_force_search(

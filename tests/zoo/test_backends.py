@@ -47,20 +47,21 @@ def _same_weights(loaded, reference, prefix=""):
 # -- timm -------------------------------------------------------------------------------------
 # the real architectures with fewer blocks (the spec's dim is kept), through the same code path
 TIMM_CASES = [
-    ("dinov2_vits14", 56, {"depth": 2}),
-    ("convnext_tiny", 64, {"depths": (1, 1, 1, 1)}),
-    ("swin_tiny", 64, {"depths": (1, 1, 1, 1)}),
+    ("dinov2_vits14", 56, {"depth": 2, "embed_dim": 64, "num_heads": 2}, 64),
+    ("convnext_tiny", 64, {"depths": (1, 1, 1, 1), "dims": (16, 32, 64, 128)}, 128),
+    ("swin_tiny", 64, {"depths": (1, 1, 1, 1), "embed_dim": 16, "num_heads": (1, 1, 2, 2)}, 128),
 ]
-SMALL_VIT = {"depth": 2}
+SMALL_VIT = {"depth": 2, "embed_dim": 64, "num_heads": 2}
+SMALL_DIM = 64
 
 
-@pytest.mark.parametrize(("name", "size", "kwargs"), TIMM_CASES)
+@pytest.mark.parametrize(("name", "size", "kwargs", "dim"), TIMM_CASES)
 def test_timm_models_load_from_weights_dir_and_checkpoint(
-    name, size, kwargs, tmp_path, crops, writers
+    name, size, kwargs, dim, tmp_path, crops, writers
 ):
     from cellseek.zoo import timm_backend
 
-    spec = dataclasses.replace(get_spec(name), input_size=size)
+    spec = dataclasses.replace(get_spec(name), input_size=size, dim=dim)
     ref = timm_backend.create_model(spec, **kwargs)
     # 1. the local weights folder layout, as a Hugging Face timm file with its head
     state = dict(ref.state_dict())
@@ -95,7 +96,7 @@ def test_timm_missing_parameters_are_reported(tmp_path, crops, writers):
     from cellseek.zoo import timm_backend
 
     spec = dataclasses.replace(get_spec("convnext_tiny"), input_size=32)
-    kwargs = {"depths": (1, 1, 1, 1)}
+    kwargs = TIMM_CASES[1][2]
     state = dict(timm_backend.create_model(spec, **kwargs).state_dict())
     state.pop("stem.0.weight")
     writers.safetensors(state, tmp_path / "convnext_tiny" / "model.safetensors")
@@ -107,12 +108,12 @@ def test_dinov2_original_meta_checkpoint_is_converted(tmp_path, crops, writers):
     """Meta's dinov2_vits14_pretrain.pth layout (mask_token, 518 px grid) loads at 56 px."""
     from cellseek.zoo import timm_backend
 
-    spec518 = dataclasses.replace(get_spec("dinov2_vits14"), input_size=518)
+    spec518 = dataclasses.replace(get_spec("dinov2_vits14"), input_size=518, dim=SMALL_DIM)
     state = dict(timm_backend.create_model(spec518, **SMALL_VIT).state_dict())
     assert state["pos_embed"].shape[1] == 1 + 37 * 37
-    state["mask_token"] = torch.zeros(1, 384)
+    state["mask_token"] = torch.zeros(1, SMALL_DIM)
     ckpt = writers.pth(state, tmp_path / "dinov2_vits14_pretrain.pth")
-    spec = dataclasses.replace(get_spec("dinov2_vits14"), input_size=56)
+    spec = dataclasses.replace(get_spec("dinov2_vits14"), input_size=56, dim=SMALL_DIM)
     emb = load_embedder(
         "dinov2_vits14", spec=spec, checkpoint=ckpt, device="cpu", model_kwargs=SMALL_VIT
     )
@@ -125,9 +126,9 @@ def test_dinov2_original_meta_checkpoint_is_converted(tmp_path, crops, writers):
 def dinobloom_ref():
     from cellseek.zoo import timm_backend
 
-    spec = get_spec("dinobloom_s")
+    spec = dataclasses.replace(get_spec("dinobloom_s"), dim=SMALL_DIM)
     model = timm_backend.create_model(spec, **SMALL_VIT)
-    assert model.pos_embed.shape == (1, 257, 384)
+    assert model.pos_embed.shape == (1, 257, SMALL_DIM)
     return spec, model
 
 
@@ -139,10 +140,10 @@ def _original_dinobloom_layout(model, chunked=False):
             i = int(key.split(".")[1])
             key = f"blocks.{i // 1}.{key[len('blocks.') :]}"
         teacher[f"backbone.{key}"] = value
-    teacher["backbone.mask_token"] = torch.zeros(1, 384)
-    teacher["dino_head.mlp.0.weight"] = torch.zeros(8, 384)
+    teacher["backbone.mask_token"] = torch.zeros(1, SMALL_DIM)
+    teacher["dino_head.mlp.0.weight"] = torch.zeros(8, SMALL_DIM)
     teacher["dino_head.last_layer.weight_g"] = torch.zeros(16, 1)
-    teacher["ibot_head.mlp.0.weight"] = torch.zeros(8, 384)
+    teacher["ibot_head.mlp.0.weight"] = torch.zeros(8, SMALL_DIM)
     return {"teacher": teacher}
 
 
@@ -150,7 +151,7 @@ def test_dinobloom_original_zenodo_checkpoint(dinobloom_ref, tmp_path, crops, wr
     spec, ref = dinobloom_ref
     writers.pth(_original_dinobloom_layout(ref), tmp_path / "w" / "DinoBloom-S.pth")
     emb = load_embedder(
-        "dinobloom_s", weights_dir=tmp_path / "w", device="cpu", model_kwargs=SMALL_VIT
+        "dinobloom_s", spec=spec, weights_dir=tmp_path / "w", device="cpu", model_kwargs=SMALL_VIT
     )
     _same_weights(emb.model, ref)
     _check(emb, spec, *crops, ref_model=ref)
@@ -160,14 +161,14 @@ def test_dinobloom_hf_timm_conversion_and_small_input(dinobloom_ref, tmp_path, c
     spec, ref = dinobloom_ref
     writers.safetensors(ref.state_dict(), tmp_path / "w" / "dinobloom_s" / "model.safetensors")
     emb = load_embedder(
-        "dinobloom_s", weights_dir=tmp_path / "w", device="cpu", model_kwargs=SMALL_VIT
+        "dinobloom_s", spec=spec, weights_dir=tmp_path / "w", device="cpu", model_kwargs=SMALL_VIT
     )
     _check(emb, spec, *crops, ref_model=ref)
     small = dataclasses.replace(spec, input_size=56)  # pos_embed resampled 16x16 -> 4x4
     emb = load_embedder(
         "dinobloom_s", spec=small, weights_dir=tmp_path / "w", device="cpu", model_kwargs=SMALL_VIT
     )
-    assert emb.model.pos_embed.shape == (1, 17, 384)
+    assert emb.model.pos_embed.shape == (1, 17, SMALL_DIM)
     _check(emb, small, *crops)
 
 

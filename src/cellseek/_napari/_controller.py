@@ -484,7 +484,9 @@ class AnnotationController(QObject):
         axes = list(range(ndim - len(world), ndim))
         for ax, value in zip(axes[: len(lead)], world[: len(lead)]):
             self.viewer.dims.set_point(ax, float(value))
-        self.viewer.camera.center = tuple(float(v) for v in world[-2:])
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera there
+        camera = scene.camera if scene is not None else self.viewer.camera
+        camera.center = tuple(float(v) for v in world[-2:])
         layer.visible = True
         return True
 

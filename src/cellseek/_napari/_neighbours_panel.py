@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtGui import QPixmap
+from qtpy.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 from qtpy.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -29,6 +29,17 @@ def pixmap(png: bytes | None, size: int = TILE) -> QPixmap:
         pm = QPixmap(size, size)
         pm.fill(Qt.lightGray)
     return pm.scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+
+
+def framed(pm: QPixmap, colour: str, width: int = 4) -> QPixmap:
+    """The pixmap with a frame in a class colour (cheaper than a style sheet per tile)."""
+    painter = QPainter(pm)
+    pen = QPen(QColor(colour))
+    pen.setWidth(width)
+    painter.setPen(pen)
+    painter.drawRect(width // 2, width // 2, pm.width() - width, pm.height() - width)
+    painter.end()
+    return pm
 
 
 class NeighboursPanel(QWidget):
@@ -67,6 +78,7 @@ class NeighboursPanel(QWidget):
         layout.addLayout(head)
         layout.addWidget(scroll, 1)
         self.tiles: list[QToolButton] = []
+        self._pool: list[QToolButton] = []
         controller.selection_changed.connect(self.show_cell)
 
     @guarded("Looking up the nearest cells")
@@ -74,6 +86,11 @@ class NeighboursPanel(QWidget):
         """Show a cell (None clears the panel)."""
         self._clear()
         session = self.controller.session
+        runner = getattr(self.controller, "runner", None)
+        if cell_id is not None and runner is not None and runner.busy:
+            self.info.setText(f"cell {cell_id}: its neighbours show when {runner.what.lower()} "
+                              "has finished; click it again then.")
+            return
         if cell_id is None or session is None:
             self.crop.clear()
             self.info.setText("Click a cell to see its nearest reference cells.")
@@ -82,18 +99,29 @@ class NeighboursPanel(QWidget):
         self.crop.setPixmap(pixmap(g.thumbnail, 2 * TILE))
         self.info.setText(self._describe(g))
         for i, tile in enumerate(g.tiles):
-            b = QToolButton()
-            b.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
-            b.setIcon(QPixmap(pixmap(tile.thumbnail)))
-            b.setIconSize(QSize(TILE, TILE))
-            b.setText(f"{tile.label}\n{tile.similarity:.3f}")
+            b = self._tile(i)
             colour = hex_colour(self.controller.colours.get(tile.label, (.6, .6, .6)))
-            b.setStyleSheet(f"QToolButton {{ border: 3px solid {colour}; }}")
+            b.setIcon(QIcon(framed(pixmap(tile.thumbnail), colour)))
+            b.setText(f"{tile.label}\n{tile.similarity:.3f}")
             b.setToolTip(f"{tile.label}, similarity {tile.similarity:.3f}\n{tile.image_name} "
                          f"(t={tile.t}, z={tile.z}); click to go there when it is open")
-            b.clicked.connect(lambda _=False, cid=tile.cell_id: self.jump(cid))
-            self.grid.addWidget(b, i // COLUMNS, i % COLUMNS)
-            self.tiles.append(b)
+            b.cell_id = tile.cell_id
+            b.setVisible(True)
+        self.tiles = self._pool[: len(g.tiles)]
+
+    def _tile(self, i: int) -> QToolButton:
+        """The i-th tile button (made once, reused on every click)."""
+        while len(self._pool) <= i:
+            b = QToolButton()
+            b.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
+            b.setIconSize(QSize(TILE, TILE))
+            b.setAutoRaise(True)
+            b.cell_id = None
+            b.clicked.connect(lambda _=False, b=b: self.jump(b.cell_id))
+            n = len(self._pool)
+            self.grid.addWidget(b, n // COLUMNS, n % COLUMNS)
+            self._pool.append(b)
+        return self._pool[i]
 
     def _describe(self, g) -> str:
         cell, s = g.cell, g.suggestion
@@ -115,8 +143,7 @@ class NeighboursPanel(QWidget):
         self.controller.jump_to(cell_id)
 
     def _clear(self) -> None:
-        for b in self.tiles:
-            self.grid.removeWidget(b)
-            b.deleteLater()
+        for b in self._pool:
+            b.setVisible(False)
         self.tiles = []
         self.gallery = None

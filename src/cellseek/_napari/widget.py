@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -65,12 +67,21 @@ class CellseekWidget(QWidget):
         bar.addWidget(self.cancel_button)
         keys = QLabel(shortcuts_html())
         keys.setWordWrap(True)
+        lower = QWidget()
+        low = QVBoxLayout(lower)
+        low.setContentsMargins(0, 0, 0, 0)
+        low.addWidget(self.status)
+        low.addLayout(bar)
+        low.addWidget(self.neighbours, 1)
+        low.addWidget(keys)
+        split = QSplitter(Qt.Vertical)  # the user decides how much room the gallery gets
+        split.addWidget(self.tabs)
+        split.addWidget(lower)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([300, 500])
         layout = QVBoxLayout(self)
-        layout.addWidget(self.tabs)
-        layout.addWidget(self.status)
-        layout.addLayout(bar)
-        layout.addWidget(self.neighbours, 1)
-        layout.addWidget(keys)
+        layout.addWidget(split)
         c.runner.started.connect(self._on_started)
         c.runner.progress.connect(self._on_progress)
         c.runner.finished.connect(self._on_finished)

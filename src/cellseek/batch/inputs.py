@@ -35,7 +35,7 @@ _GLOB_CHARS = set("*?[")
 def _natural(path: Path) -> tuple:
     from cellseek.io.fileseries import natural_key
 
-    return tuple(natural_key(part) for part in path.parts)
+    return tuple(natural_key(part) for part in path.parent.parts), natural_key(path.name)
 
 
 def _series_key(path: Path):

@@ -160,7 +160,7 @@ def merge_shards(
                 staging.backup(store_path)  # temp name + rename: atomic
         finally:
             session.close()
-        if not created:
+        if not created and counts["images_added"]:
             with ReferenceStore.open(store_path, models=models) as target:
                 merged = target.merge_from(tmp)
             logger.info("merged into %s: %s", store_path, merged)

@@ -59,6 +59,8 @@ TARGETS = ("auto", "cells", "wbc")
 
 #: Lowest nucleus-channel threshold (B - max(R, G), on [0, 1] intensities).
 _NUC_MIN_THRESHOLD = 0.06
+#: Largest cytoplasm growth around a nucleus group, in units of its equivalent radius.
+_GROWTH = 0.8
 #: Label-free threshold, as a multiple of the Otsu threshold of the foreground score.
 _LF_THRESHOLD_SCALE = 0.7
 
@@ -308,7 +310,7 @@ def _segment_stained(
     nuc = gaussian(nucleus_channel(rgb), sigma=1.0, preserve_range=True)
     min_nucleus_area = max(int(min_area), 30)
     mask, groups = _nucleus_groups(nuc, valid, min_nucleus_area=min_nucleus_area, lobe_gap=6)
-    cells, foreground, radius = _grow_cells(rgb, valid, groups, mask, growth=0.8)
+    cells, foreground, radius = _grow_cells(rgb, valid, groups, mask, growth=_GROWTH)
     if radius > 0 and cells.max() > 0:
         # a nucleated cell's chromatin covers at least ~15 % of a red blood cell's area; smaller
         # purple objects are platelets

@@ -105,8 +105,8 @@ class SamSegmenter:
     tile_size, tile_overlap : int
         Planes larger than ``tile_size`` are cut into tiles overlapping by ``tile_overlap``.
     img_size : int, optional
-        Encoder input size; default the checkpoint's (1024). 512 runs about 4-5x faster on a
-        CPU at some cost in detail (position embeddings are interpolated).
+        Encoder input size; default the checkpoint's (1024). 512 gives the encoder 4x fewer
+        tokens (faster on a CPU) at some cost in detail (position embeddings are interpolated).
     points_per_batch : int
         Prompts decoded at once in automatic mode (memory grows with it).
     pred_iou_thresh, stability_score_thresh, box_nms_thresh : float
@@ -149,7 +149,10 @@ class SamSegmenter:
         self.points_per_side = int(points_per_side)
         self.tile_size = int(tile_size)
         self.tile_overlap = int(tile_overlap)
-        tile_layout((1, 1), self.tile_size, self.tile_overlap)  # validates the pair
+        try:
+            tile_layout((1, 1), self.tile_size, self.tile_overlap)  # validates the pair
+        except ValueError as exc:
+            raise CellseekError(f"SAM tiling: {exc}") from exc
         if self.points_per_side < 1:
             raise CellseekError(f"points_per_side must be at least 1, got {points_per_side}")
         self.img_size = None if img_size is None else int(img_size)

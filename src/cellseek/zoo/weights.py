@@ -10,7 +10,7 @@ Resolution order (first hit wins):
    ``sam_vit_b_01ec64.pth``);
 3. the backend's standard cache: the Hugging Face hub cache (used by timm >= 0.9, open_clip,
    transformers and the DinoBloom conversions), then the torch hub ``checkpoints`` folder (legacy
-   timm URLs, SAM).
+   timm URLs, SAM), then ``~/.cache/cellseek/<backend>/`` for single-file checkpoints.
 
 Only :mod:`cellseek.models_cli` downloads (``cellseek models pull``).
 """
@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellseek.config import WEIGHTS_DIR_ENV, default_weights_dir
+from cellseek.config import WEIGHTS_DIR_ENV, default_cache_dir, default_weights_dir
 from cellseek.errors import CellseekError, MissingWeightsError
 from cellseek.zoo.base import ModelSpec
 
@@ -45,7 +45,8 @@ class ResolvedWeights:
     path : Path
         The weights file.
     origin : str
-        ``"checkpoint"``, ``"weights_dir"``, ``"hf_cache"`` or ``"torch_hub"``.
+        ``"checkpoint"``, ``"weights_dir"``, ``"hf_cache"``, ``"torch_hub"`` or
+        ``"cellseek_cache"``.
     config : Path or None
         A ``config.json`` next to the weights, when there is one.
     """
@@ -172,6 +173,11 @@ def find_in_cache(spec: ModelSpec) -> ResolvedWeights | None:
         path = torch_hub_dir() / "checkpoints" / url_file
         if path.is_file():
             return ResolvedWeights(path=path, origin="torch_hub")
+        # cellseek's own cache (the SAM backend also looks there)
+        for base in dict.fromkeys((default_cache_dir(), Path.home() / ".cache" / "cellseek")):
+            path = base / spec.backend / url_file
+            if path.is_file():
+                return ResolvedWeights(path=path, origin="cellseek_cache")
     return None
 
 
