@@ -45,6 +45,8 @@ def main() -> None:
     c = widget.controller
     widget.segment.method.setCurrentText("classical")
     widget.segment.run(whole_stack=True)
+    viewer.dims.set_point(0, 5)
+    viewer.reset_view()
     shot("01_segment.png")
     tmp = Path(tempfile.mkdtemp())
     widget.tabs.setCurrentWidget(widget.reference)

@@ -58,16 +58,40 @@ def sample_crops(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.tile(crops, (reps, 1, 1, 1))[:n], np.tile(masks, (reps, 1, 1))[:n]
 
 
-def bench_embedding(config: Config, n_crops: int) -> list[dict]:
+def random_checkpoint(name: str, folder: Path) -> Path:
+    """Save a timm-family model of the zoo at random initialisation (for speed only).
+
+    Speed does not depend on the weights' values, so throughput can be measured on machines
+    without the real weights. Accuracy must never be measured this way.
+    """
+    import torch
+
+    from cellseek.zoo import get_spec
+    from cellseek.zoo.timm_backend import create_model
+
+    spec = get_spec(name)
+    if spec.backend not in ("timm", "dinobloom"):
+        raise ValueError(f"--random-weights supports timm-family models, not {name} "
+                         f"({spec.backend})")
+    path = Path(folder) / f"{name}-random.pth"
+    torch.save(create_model(spec).state_dict(), path)
+    return path
+
+
+def bench_embedding(config: Config, n_crops: int, *, random_weights: bool = False) -> list[dict]:
     """Pipeline vs raw forward throughput of every configured model."""
-    from cellseek.zoo import load_embedder, resolve_models
+    from cellseek.zoo import get_spec, load_embedder, resolve_models
     from cellseek.zoo.embed import embed_crops, raw_forward_fn
 
     crops, masks = sample_crops(n_crops, config.crop.size)
     rows = []
+    tmp = tempfile.TemporaryDirectory()
     for name in resolve_models(config.embed.preset, config.embed.models):
+        checkpoint = None
+        if random_weights and get_spec(name).needs_weights:
+            checkpoint = random_checkpoint(name, Path(tmp.name))
         embedder = load_embedder(name, weights_dir=config.embed.weights_dir,
-                                 device=config.embed.device)
+                                 device=config.embed.device, checkpoint=checkpoint)
         bs = config.embed.batch_size
         hook = raw_forward_fn(embedder)
         # Preprocessing happens outside the timed region: the raw figure is the model alone.
@@ -86,10 +110,12 @@ def bench_embedding(config: Config, n_crops: int) -> list[dict]:
 
         t_pipe = _median_time(pipeline)
         rows.append({
-            "benchmark": f"embed {name}", "n": n_crops,
+            "benchmark": f"embed {name}" + (" (random weights)" if checkpoint else ""),
+            "n": n_crops,
             "pipeline_crops_per_s": n_crops / t_pipe, "raw_crops_per_s": n_crops / t_raw,
             "ratio": t_raw / t_pipe,
         })
+    tmp.cleanup()
     return rows
 
 
@@ -154,7 +180,7 @@ def bench_store(n_cells: int, dims: dict[str, int]) -> list[dict]:
 
 def run_benchmarks(
     config: Config | None = None, *, n_crops: int = 512, n_reference: int = 20_000,
-    n_queries: int = 1000,
+    n_queries: int = 1000, random_weights: bool = False,
 ) -> list[dict]:
     """All benchmarks of ``cellseek bench``."""
     from cellseek.zoo import get_spec, resolve_models
@@ -162,7 +188,7 @@ def run_benchmarks(
     config = config or Config()
     models = resolve_models(config.embed.preset, config.embed.models)
     dims = {m: get_spec(m).dim for m in models}
-    rows = bench_embedding(config, n_crops)
+    rows = bench_embedding(config, n_crops, random_weights=random_weights)
     rows += bench_search(sum(dims.values()), n_reference, n_queries)
     rows += bench_store(n_reference, dims)
     return rows

@@ -238,7 +238,7 @@ def cmd_bench(args) -> int:
 
     cfg = _config(args)
     results = run_benchmarks(cfg, n_crops=args.crops, n_reference=args.references,
-                             n_queries=args.queries)
+                             n_queries=args.queries, random_weights=args.random_weights)
     print(format_results(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", type=int, default=512, help="crops to embed (512)")
     p.add_argument("--references", type=int, default=20_000, help="reference cells (20000)")
     p.add_argument("--queries", type=int, default=1000, help="query cells (1000)")
+    p.add_argument("--random-weights", action="store_true", help="time timm-family models "
+                   "built at random initialisation when their weights are absent (speed only)")
     p.add_argument("--index", action="store_true", help="index scaling benchmark instead")
     p.add_argument("--sizes", default="10000,100000,1000000", help="--index: reference sizes")
     p.add_argument("--dim", type=int, default=512, help="--index: vector size (512)")
