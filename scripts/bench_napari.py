@@ -32,11 +32,10 @@ def _png(rng) -> bytes:
 
 def build_store(path: Path, n_ref: int, n_query: int, seed: int = 0):
     """A session over a synthetic store; returns (session, query cell ids)."""
+    from cellseek.config import Config
     from cellseek.session import Session
     from cellseek.types import Cell
     from cellseek.zoo import get_spec
-
-    from cellseek.config import Config
 
     rng = np.random.default_rng(seed)
     session = Session.create(path, Config(), overwrite=True)

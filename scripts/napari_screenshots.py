@@ -17,9 +17,9 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 def main() -> None:
-    import napari
     from qtpy.QtWidgets import QApplication
 
+    import napari
     from cellseek._napari._sample import sample_smear
     from cellseek._napari.widget import CellseekWidget
 

@@ -120,7 +120,8 @@ class CellIndex:
         quantizer = faiss.IndexFlatIP(self.dim)
         base = faiss.IndexIVFPQ(quantizer, self.dim, layout["nlist"], layout["pq_m"],
                                 layout["nbits"], faiss.METRIC_INNER_PRODUCT)
-        base.cp.niter = 10
+        base.cp.niter = 10  # k-means iterations of the coarse quantiser (FAISS default 25)
+        base.pq.cp.niter = 10  # and of each sub-quantiser
         base.nprobe = cfg.ivf_nprobe
         if cfg.ivf_refine == "none":
             index = base

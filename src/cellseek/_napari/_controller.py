@@ -143,7 +143,8 @@ class AnnotationController(QObject):
 
         ok, hint = weights_available(f"sam_{config.sam_model}")
         if not ok:
-            raise CellseekError(f"click-to-segment needs the SAM {config.sam_model} weights. {hint}")
+            raise CellseekError(
+                f"click-to-segment needs the SAM {config.sam_model} weights. {hint}")
         plane = item.plane(key)
         return self.runner.run("Click-to-segment", _sam_point_work(self, plane, point, config),
                                on_returned=lambda mask: self.add_cell_mask(mask, key))
@@ -424,7 +425,8 @@ class AnnotationController(QObject):
         self.threshold = float(value)
         if self.session is not None:
             cfg = self.session.config
-            self.session.config = replace(cfg, suggest=replace(cfg.suggest, threshold=self.threshold))
+            suggest = replace(cfg.suggest, threshold=self.threshold)
+            self.session.config = replace(cfg, suggest=suggest)
         self._rebuild_queue()
         self.refresh_layers()
         self.labels_changed.emit()
@@ -538,7 +540,8 @@ def _sam_point_work(controller, plane, point, config: SegmentConfig):
 
     sam = getattr(controller, "_sam", None)
     if sam is None:
-        sam = controller._sam = SamSegmenter(config)
+        sam = controller._sam = SamSegmenter(config.sam_model,
+                                             weights_dir=controller.config.embed.weights_dir)
     mask = sam.segment_point(plane, point)
     yield Progress(1, 1, "sam", "done")
     return mask

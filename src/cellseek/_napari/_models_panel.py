@@ -65,7 +65,8 @@ class ModelsPanel(QWidget):
         self.weights_box = QGroupBox("Model weights of the open reference set")
         self.weights_grid = QGridLayout(self.weights_box)
         self.recompute = QPushButton("Recompute weights")
-        self.recompute.setToolTip("Entropy-guided weights from the labelled cells; rebuilds the index")
+        self.recompute.setToolTip(
+            "Entropy-guided weights from the labelled cells; rebuilds the index")
         self.recompute.clicked.connect(self.recompute_weights)
         layout = QVBoxLayout(self)
         layout.addWidget(choose)
@@ -97,7 +98,8 @@ class ModelsPanel(QWidget):
     def check_weights(self) -> None:
         """Look up which model weights are on this machine (in a worker)."""
         self.check_button.setEnabled(False)
-        self.controller.runner.run_side("Checking model weights", _weight_report, self._show_presence)
+        self.controller.runner.run_side(
+            "Checking model weights", _weight_report, self._show_presence)
 
     def _show_presence(self, presence: dict) -> None:
         self.presence = presence

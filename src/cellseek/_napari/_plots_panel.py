@@ -87,7 +87,8 @@ class PlotsPanel(QWidget):
         session = self.controller.session
         if session is None:
             return
-        store, weights, method = session.store, session.store.model_weights(), self.method.currentData()
+        store, weights = session.store, session.store.model_weights()
+        method = self.method.currentData()
         self.controller.runner.run_side(
             "Embedding map", lambda: map_data(store, weights, method=method), self._draw_map)
 

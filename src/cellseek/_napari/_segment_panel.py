@@ -70,7 +70,8 @@ class SegmentPanel(QWidget):
             row.addWidget(b)
         self.click_mode = QPushButton("Click to add a cell (SAM)")
         self.click_mode.setCheckable(True)
-        self.click_mode.setToolTip("Click an unsegmented cell to segment it with a SAM point prompt")
+        self.click_mode.setToolTip(
+            "Click an unsegmented cell to segment it with a SAM point prompt")
         self.click_mode.toggled.connect(self._on_click_mode)
         layout = QVBoxLayout(self)
         layout.addLayout(form)

@@ -10,7 +10,7 @@ This is the offline default of cellseek, used whenever the SAM weights are absen
     3. Each nucleus group floods into its cytoplasm with a marker watershed on a "purple-ness"
        map (``B - (R + G) / 2`` relative to the background colour, clipped so the nucleus edge is
        no barrier); the competing markers are the bright background and the pink red blood cells.
-       The growth is bounded at 0.8 x the nucleus group's equivalent radius; holes are filled.
+       The growth is bounded at 0.65 x the nucleus group's equivalent radius; holes are filled.
     4. Groups whose chromatin covers less than 15 % of a typical red blood cell (its radius is
        the area-weighted median of the inscribed-disc radius of the non-nucleated objects) are
        platelets and are dropped.
@@ -60,7 +60,7 @@ TARGETS = ("auto", "cells", "wbc")
 #: Lowest nucleus-channel threshold (B - max(R, G), on [0, 1] intensities).
 _NUC_MIN_THRESHOLD = 0.06
 #: Largest cytoplasm growth around a nucleus group, in units of its equivalent radius.
-_GROWTH = 0.8
+_GROWTH = 0.65
 #: Label-free threshold, as a multiple of the Otsu threshold of the foreground score.
 _LF_THRESHOLD_SCALE = 0.7
 
