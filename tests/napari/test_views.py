@@ -9,10 +9,14 @@ pytestmark = pytest.mark.napari
 
 
 def _grab(widget) -> np.ndarray:
-    image = widget.grab().toImage().convertToFormat(4)  # QImage.Format_RGB32
+    from qtpy.QtGui import QImage
+
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
     ptr = image.constBits()
-    ptr.setsize(image.sizeInBytes())
-    return np.frombuffer(ptr, np.uint8).reshape(image.height(), image.width(), 4)[..., :3].copy()
+    ptr.setsize(image.sizeInBytes())  # PyQt (sip.voidptr); PySide gives a memoryview
+    data = np.frombuffer(ptr, np.uint8)[: image.height() * image.bytesPerLine()]
+    data = data.reshape(image.height(), image.bytesPerLine() // 4, 4)[:, : image.width()]
+    return data[..., :3].copy()
 
 
 def test_plots_keys_and_screenshot(widget, sync, tmp_path, qtbot):
