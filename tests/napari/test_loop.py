@@ -96,3 +96,30 @@ def _pos(item, cell_id):
     cell = item.table.cell(cell_id)
     lead = item.index_of((cell["t"], cell["z"]))
     return tuple(item.cells_layer.data_to_world([*lead, *cell["centroid"]]))
+
+
+def test_reopened_store_restores_the_cells_layer(widget, sync, tmp_path, make_napari_viewer,
+                                                  qtbot):
+    from cellseek._napari._sample import sample_smear
+    from cellseek._napari.widget import CellseekWidget
+
+    _classical(widget)
+    widget.segment.run(whole_stack=True)
+    widget.reference.new_store(tmp_path / "ref.cellseek")
+    saved = np.array(widget.controller.current.cells_layer.data)
+    n_cells = widget.controller.session.store.n_cells()
+    widget.cleanup()
+    # A fresh napari session: open the same sample, open the store -> cells come back.
+    viewer = make_napari_viewer()
+    (data, kwargs, _), = sample_smear()
+    viewer.add_image(data, **kwargs)
+    w2 = CellseekWidget(viewer)
+    qtbot.addWidget(w2)
+    try:
+        w2.controller.open_store(tmp_path / "ref.cellseek")
+        item = w2.controller.current
+        assert item.cells_layer is not None and item.image_id is not None
+        np.testing.assert_array_equal(np.asarray(item.cells_layer.data), saved)
+        assert len(item.table) == n_cells
+    finally:
+        w2.cleanup()

@@ -71,7 +71,32 @@ class AnnotationController(QObject):
     def set_image_layer(self, layer) -> OpenImage | None:
         """Make ``layer`` the image under annotation (None: no image)."""
         self.current = None if layer is None else self.registry.for_image_layer(layer)
+        if self.current is not None and self.session is not None:
+            self._restore_from_store(self.current)
         return self.current
+
+    def _restore_from_store(self, item: OpenImage) -> bool:
+        """Rebuild the cells layer of an image the open store already holds (its saved labels)."""
+        from cellseek.io import content_hash
+
+        if item.cells_layer is not None:
+            return False
+        known = self.session.store.image_by_hash(content_hash(item.image))
+        planes = self.session.plane_labels(int(known["id"])) if known else {}
+        if not planes:
+            return False
+        layer = self.registry.ensure_cells_layer(item)
+        data = np.asarray(layer.data)
+        for key, labels in planes.items():
+            data[item.index_of(key)] = labels  # stored with the layer's stack-unique values
+        layer.data = data
+        item.image_id = int(known["id"])
+        item.table = CellTable(self.session.store.cells(item.image_id))
+        _info(f"Restored {len(item.table.ids_in_planes(list(planes)))} cells of this image from "
+              "the reference set.")
+        self.refresh_layers()
+        self.cells_changed.emit()
+        return True
 
     def current_plane(self):
         """``(t, z)`` of the plane on screen in the current image."""
@@ -178,9 +203,11 @@ class AnnotationController(QObject):
         self.threshold = session.config.suggest.threshold
         self.session_changed.emit()
         self.classes_changed.emit()
-        todo = [i for i in self.registry.images if i.cells_layer is not None]
-        for item in todo:
-            self._attach(item)
+        for item in list(self.registry.images):
+            if item.cells_layer is None:
+                self._restore_from_store(item)
+            else:
+                self._attach(item)
         self.warm_up()
 
     def _attach(self, item: OpenImage) -> None:
