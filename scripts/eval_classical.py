@@ -79,20 +79,18 @@ def cache_crops(name: str, mask: str, cache: Path) -> tuple[np.ndarray, np.ndarr
 
 def raw_features(name, mask, norm, cache, smooth=0.0) -> tuple[np.ndarray, np.ndarray]:
     """Raw (unstandardised) classical features (cached) and labels of one dataset."""
-    from cellseek.normalise import normalise_crops
     from cellseek.zoo.classical import FEATURE_DIM, ClassicalEmbedder
 
     out = cache / f"raw_{name}_{mask}_{norm}_s{smooth:g}_d{FEATURE_DIM}.npy"
     crops, masks, labels = cache_crops(name, mask, cache)
     if out.exists():
         return np.load(out), labels
-    emb = ClassicalEmbedder(smooth=smooth)
+    emb = ClassicalEmbedder(smooth=smooth, normalise=norm)
     t0 = time.perf_counter()
     parts = []
     for s in range(0, len(crops), 128):
         c = crops[s : s + 128].astype(np.float32) / 255.0
         m = masks[s : s + 128]
-        c = normalise_crops(c, m, norm)
         parts.append(emb.raw(c, m))
     f = np.concatenate(parts)
     dt = time.perf_counter() - t0
@@ -103,11 +101,12 @@ def raw_features(name, mask, norm, cache, smooth=0.0) -> tuple[np.ndarray, np.nd
 
 def features(name, mask, norm, cache, feat_kw=None) -> tuple[np.ndarray, np.ndarray]:
     """Standardised, group-weighted classical embeddings and labels of one dataset."""
-    from cellseek.zoo.classical import ClassicalEmbedder
+    from cellseek.zoo.classical import DEFAULT_SMOOTH, ClassicalEmbedder
 
     kw = dict(feat_kw or {})
-    raw, labels = raw_features(name, mask, norm, cache, kw.get("smooth", 0.0))
-    return ClassicalEmbedder(**kw).from_raw(raw), labels
+    kw.setdefault("smooth", DEFAULT_SMOOTH)
+    raw, labels = raw_features(name, mask, norm, cache, kw["smooth"])
+    return ClassicalEmbedder(**kw, normalise=norm).from_raw(raw), labels
 
 
 def l2n(x: np.ndarray) -> np.ndarray:
@@ -144,11 +143,13 @@ def stratified_folds(y, n_folds=5, seed=0):
     return fold
 
 
-def align(ref, qry, mode):
-    from cellseek.source_align import SourceAligner
+def align(ref, qry, mode, ref_y=None):
+    from cellseek.source_align import SourceAligner, balanced_center
 
     if mode == "none":
         return ref, qry
+    if mode == "balanced":
+        return balanced_center(ref, ref_y, qry)
     al = SourceAligner(method=mode)
     src = np.array(["ref"] * len(ref) + ["qry"] * len(qry))
     both = al.fit_transform(np.concatenate([ref, qry]), src)
@@ -163,13 +164,13 @@ def run_eval(mask, norm, align_mode, cache, k=10, feat_kw=None, qmask=None) -> d
         tr, te = fold != f, fold == f
         r, q = fp[tr], fp[te]
         if align_mode != "none":
-            r, q = align(r, q, align_mode)
+            r, q = align(r, q, align_mode, yp[tr])
         pred[te] = knn_predict(r, yp[tr], q, k)
     res = {"pbc_cv": macro_acc(yp, pred)}
     for name in ("zheng", "bccd"):
         fq, yq = features(name, qmask or mask, norm, cache, feat_kw)
         keep = np.isin(yp, np.unique(yq))
-        r, q = align(fp[keep], fq, align_mode)
+        r, q = align(fp[keep], fq, align_mode, yp[keep])
         pq = knn_predict(r, yp[keep], q, k)
         res[f"pbc->{name}"] = macro_acc(yq, pq)
         res[f"pbc->{name}_perclass"] = {
@@ -196,9 +197,9 @@ def main(argv=None) -> int:
             cache_crops(name, args.mask, args.cache)
         return 0
     if args.what == "calibrate":
-        from cellseek.zoo.classical import calibrate
+        from cellseek.zoo.classical import DEFAULT_NORMALISE, DEFAULT_SMOOTH, calibrate
 
-        raw, _ = raw_features("pbc", args.mask, "none", args.cache)
+        raw, _ = raw_features("pbc", args.mask, DEFAULT_NORMALISE, args.cache, DEFAULT_SMOOTH)
         calibrate(raw)
         return 0
     if args.what == "eval":

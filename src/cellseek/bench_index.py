@@ -95,6 +95,18 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
     return float(np.mean(hits) / k)
 
 
+def _time_queries(index, queries: np.ndarray, k: int, n_single: int):
+    """Seconds per query one at a time and batched, and the batched result ids."""
+    index.search(queries[:8], k)  # warm-up
+    t0 = time.perf_counter()
+    for q in queries[:n_single]:
+        index.search(q[None], k)
+    single = (time.perf_counter() - t0) / min(n_single, len(queries))
+    t0 = time.perf_counter()
+    _, found = index.search(queries, k)
+    return single, (time.perf_counter() - t0) / len(queries), found
+
+
 def _params(index) -> str:
     cfg = index.config
     if index.kind == "hnsw":
@@ -117,6 +129,7 @@ def run(
     n_clusters: int = 1000,
     config: IndexConfig | None = None,
     seed: int = 0,
+    nprobes=(),
 ) -> list[dict]:
     """Measure :class:`cellseek.index.CellIndex` on synthetic clustered data.
 
@@ -140,11 +153,14 @@ def run(
     config : IndexConfig, optional
         Index settings (default ``IndexConfig()``).
     seed : int
+    nprobes : sequence of int
+        Also measure an IVF-PQ index at these ``nprobe`` values (no rebuild; extra rows).
 
     Returns
     -------
     list of dict
-        One row per (size, kind) with :data:`COLUMNS` plus ``threads`` and ``index_bytes``.
+        One row per (size, kind[, nprobe]) with :data:`COLUMNS` plus ``threads`` and
+        ``index_bytes``.
     """
     import faiss
 
@@ -166,25 +182,26 @@ def run(
             index.rebuild(data, ids)
             build = time.perf_counter() - t0
             rss = _rss_bytes() - rss0
-            index.search(queries[:8], k)  # warm-up
-            t0 = time.perf_counter()
-            for q in queries[:n_single]:
-                index.search(q[None], k)
-            single = (time.perf_counter() - t0) / min(n_single, len(queries))
-            t0 = time.perf_counter()
-            _, found = index.search(queries, k)
-            batch = (time.perf_counter() - t0) / len(queries)
             nbytes = index.nbytes()
-            row = {
-                "size": size, "dim": dim, "kind": index.kind, "build_s": round(build, 2),
-                "ms_query_b1": round(single * 1e3, 3), "ms_query_batch": round(batch * 1e3, 4),
-                "index_bytes": nbytes, "index_mb": round(nbytes / 2**20, 1),
-                "rss_delta_mb": round(rss / 2**20, 1),
-                "recall_at_10": round(recall_at(found, truth, k), 4),
-                "params": _params(index), "threads": faiss.omp_get_max_threads(),
-            }
-            logger.info("bench_index: %s", row)
-            rows.append(row)
+            sweep = [None] + ([p for p in nprobes if p != config.ivf_nprobe]
+                              if index.kind == "ivfpq" else [])
+            for nprobe in sweep:
+                params = _params(index)
+                if nprobe is not None:
+                    faiss.extract_index_ivf(index._index).nprobe = nprobe
+                    params = params.replace(f"nprobe={config.ivf_nprobe}", f"nprobe={nprobe}")
+                single, batch, found = _time_queries(index, queries, k, n_single)
+                row = {
+                    "size": size, "dim": dim, "kind": index.kind, "build_s": round(build, 2),
+                    "ms_query_b1": round(single * 1e3, 3),
+                    "ms_query_batch": round(batch * 1e3, 4),
+                    "index_bytes": nbytes, "index_mb": round(nbytes / 2**20, 1),
+                    "rss_delta_mb": round(rss / 2**20, 1),
+                    "recall_at_10": round(recall_at(found, truth, k), 4),
+                    "params": params, "threads": faiss.omp_get_max_threads(),
+                }
+                logger.info("bench_index: %s", row)
+                rows.append(row)
             del index
         del data
     return rows
@@ -221,6 +238,8 @@ def _main(argv=None) -> None:
     parser.add_argument("--ef-search", type=int, default=None)
     parser.add_argument("--refine", default=None)
     parser.add_argument("--k-factor", type=int, default=None)
+    parser.add_argument("--nprobes", type=int, nargs="*", default=[],
+                        help="also measure IVF-PQ at these nprobe values")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -228,7 +247,8 @@ def _main(argv=None) -> None:
     overrides = {"ivf_nprobe": args.nprobe, "hnsw_ef_search": args.ef_search,
                  "ivf_refine": args.refine, "ivf_refine_k_factor": args.k_factor}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    rows = main_args(args.sizes, args.dim, args.queries, kinds=tuple(args.kinds), config=cfg)
+    rows = main_args(args.sizes, args.dim, args.queries, kinds=tuple(args.kinds), config=cfg,
+                     nprobes=tuple(args.nprobes))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

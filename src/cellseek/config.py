@@ -44,6 +44,10 @@ class SegmentConfig:
         Drop objects touching the image border.
     stain : {"auto", "stained", "label-free"}
         For the classical segmenter: stained smears use a stain channel that separates nuclei.
+    target : {"auto", "wbc", "cells"}
+        For the classical segmenter: ``"wbc"`` keeps nucleated cells only (white blood cells of
+        a smear), ``"cells"`` every cell; ``"auto"`` is ``"wbc"`` on stained planes and
+        ``"cells"`` on label-free ones.
     """
 
     method: str = "auto"
@@ -52,6 +56,7 @@ class SegmentConfig:
     max_area: int = 0
     exclude_border: bool = False
     stain: str = "auto"
+    target: str = "auto"
     sam_points_per_side: int = 32
     sam_tile_size: int = 1024
     sam_tile_overlap: int = 128
@@ -162,7 +167,7 @@ class IndexConfig:
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     hnsw_ef_construction: int = 200
-    ivf_min: int = 500_000
+    ivf_min: int = 200_000
     ivf_nlist: int = 0
     ivf_nprobe: int = 32
     ivf_pq_m: int = 64

@@ -90,8 +90,10 @@ class SourceAligner:
     def _cov(self, x: np.ndarray) -> np.ndarray:
         c = np.cov(x, rowvar=False) if x.shape[0] > 1 else np.eye(x.shape[1])
         c = np.atleast_2d(c)
-        return (1 - self.shrinkage) * c + self.shrinkage * np.diag(np.diag(c)) + self.eps * np.eye(
-            c.shape[0]
+        return (
+            (1 - self.shrinkage) * c
+            + self.shrinkage * np.diag(np.diag(c))
+            + self.eps * np.eye(c.shape[0])
         )
 
     def fit(self, emb, sources) -> SourceAligner:
@@ -165,3 +167,63 @@ class SourceAligner:
     def fit_transform(self, emb, sources) -> np.ndarray:
         """:meth:`fit` then :meth:`transform` on the same rows."""
         return self.fit(emb, sources).transform(emb, sources)
+
+
+def _cosine_knn_labels(ref, ref_labels, qry, k):
+    ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+    qry = qry / np.maximum(np.linalg.norm(qry, axis=1, keepdims=True), 1e-12)
+    sim = qry @ ref.T
+    k = min(k, ref.shape[0])
+    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    w = np.maximum(np.take_along_axis(sim, idx, axis=1), 0) + 1e-6
+    classes, codes = np.unique(ref_labels, return_inverse=True)
+    votes = np.zeros((qry.shape[0], len(classes)))
+    np.add.at(votes, (np.arange(qry.shape[0])[:, None], codes[idx]), w)
+    return classes[votes.argmax(1)]
+
+
+def _balanced_mean(x, labels, min_count):
+    groups = [
+        x[labels == c].mean(axis=0) for c in np.unique(labels) if (labels == c).sum() >= min_count
+    ]
+    return np.mean(groups, axis=0) if groups else x.mean(axis=0)
+
+
+def balanced_center(ref, ref_labels, qry, *, n_iter: int = 3, k: int = 10, min_count: int = 3):
+    """Centre reference and query on their *class-balanced* means (transductive, label-shift safe).
+
+    Plain per-source centring subtracts the query mean, which depends on the query's class mix
+    (a neutrophil-rich smear has its mean near the neutrophils). Here the reference is centred on
+    the mean of its class means; the query on the mean of the class means of its *predicted*
+    classes, re-estimated ``n_iter`` times with a cosine kNN vote against the centred reference.
+    Query labels are never used.
+
+    Parameters
+    ----------
+    ref : ndarray
+        ``(N, D)`` reference embeddings.
+    ref_labels : sequence
+        ``N`` reference labels.
+    qry : ndarray
+        ``(M, D)`` query embeddings from one source.
+    n_iter : int
+        Re-estimation rounds.
+    k : int
+        Neighbours of the kNN vote.
+    min_count : int
+        Predicted classes with fewer query cells are ignored in the query's balanced mean.
+
+    Returns
+    -------
+    ref_c, qry_c : ndarray
+        float32 centred reference and query.
+    """
+    ref = np.asarray(ref, np.float64)
+    qry = np.asarray(qry, np.float64)
+    ref_labels = np.asarray(ref_labels)
+    ref_c = ref - _balanced_mean(ref, ref_labels, 1)
+    mu_q = qry.mean(axis=0)
+    for _ in range(n_iter):
+        pred = _cosine_knn_labels(ref_c, ref_labels, qry - mu_q, k)
+        mu_q = _balanced_mean(qry, pred, min_count)
+    return ref_c.astype(np.float32), (qry - mu_q).astype(np.float32)

@@ -1,5 +1,4 @@
 import csv
-import time
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -157,16 +156,6 @@ def test_central_cell_mask_and_fallback():
     assert central_cell_mask(np.full((40, 40), np.nan))[20, 20]
 
 
-def test_central_cell_mask_is_fast():
-    rgb, _, _ = smear(shape=(363, 360))
-    central_cell_mask(rgb)
-    t0 = time.process_time()
-    for _ in range(3):
-        central_cell_mask(rgb)
-    # ~50 ms of CPU on a loaded 2-core machine; the bound only catches pathological regressions
-    assert (time.process_time() - t0) / 3 < 0.5
-
-
 # ---------------------------------------------------------------------------- dispatch
 
 
@@ -252,7 +241,7 @@ def _bccd_boxes(bccd):
 
 @pytest.mark.realdata
 def test_bccd_wbc_detection_recall_floor():
-    """20 BCCD whole fields: WBC detection recall at box IoU >= 0.5 (measured 100 % on these)."""
+    """20 BCCD fields: WBC recall at box IoU >= 0.5 (measured 20/21 = 95 %, precision 91 %)."""
     bccd = SHARED_DATA / "bccd"
     if not (bccd / "boxes.csv").exists():
         pytest.skip(f"real data not available: {bccd} is missing (../shared/data beside the repo)")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cellseek.zoo.base import Embedder
-from cellseek.zoo.classical import FEATURE_DIM, SPEC, ClassicalEmbedder, build, feature_names
+from cellseek.zoo.classical import FEATURE_DIM, SPEC, build, feature_names
 
 SIZE = 64
 

@@ -83,9 +83,7 @@ def segment_plane(
     plane : ndarray
         ``(Y, X)`` grey or ``(Y, X, 3)`` RGB. Not modified.
     config : SegmentConfig, optional
-        Method, stain, area and border options. Default ``SegmentConfig()``. A ``target`` field
-        (``"auto"``, ``"cells"``, ``"wbc"``), when the config has one, is handed to the classical
-        segmenter; otherwise ``"auto"`` (white blood cells on stained planes).
+        Method, stain, target, area and border options. Default ``SegmentConfig()``.
     weights_dir : path-like, optional
         Local weights folder for SAM.
 
@@ -111,7 +109,7 @@ def segment_plane(
     if method == "sam":
         from cellseek.segment.sam import segment_plane_sam
 
-        labels = yield from segment_plane_sam(plane, config)
+        labels = yield from segment_plane_sam(plane, config, weights_dir=weights_dir)
     else:
         from cellseek.segment.classical import segment
 
@@ -121,7 +119,7 @@ def segment_plane(
             min_area=config.min_area,
             max_area=config.max_area,
             exclude_border=config.exclude_border,
-            target=getattr(config, "target", "auto"),
+            target=config.target,
         )
     labels = filter_labels(
         np.asarray(labels),

@@ -458,7 +458,11 @@ def _downsample(arr: np.ndarray, f: int) -> np.ndarray:
     a = arr[:h, :w]
     if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
         return a[::f, ::f]
-    blocks = a.reshape(h // f, f, w // f, f, *a.shape[2:]).astype(np.float32).mean(axis=(1, 3))
+    blocks = np.zeros((h // f, w // f, *a.shape[2:]), np.float32)
+    for i in range(f):
+        for j in range(f):
+            blocks += a[i::f, j::f]
+    blocks /= f * f
     if np.issubdtype(arr.dtype, np.integer):
         return np.round(blocks).astype(arr.dtype)
     return blocks

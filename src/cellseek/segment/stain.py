@@ -2,10 +2,12 @@
 
 Romanowsky stains (Giemsa, May-Grünwald-Giemsa, Wright) colour nuclear chromatin blue-purple,
 red blood cells pink-red and the background white-grey. In RGB, chromatin is the only material whose
-blue channel clearly exceeds both red and green, so ``B - max(R, G)`` is a cheap, well separated
-nucleus channel (on 30 BCCD fields: 97 % of ground-truth nucleus pixels above its Otsu threshold,
-0.3 % of the other pixels). Haematoxylin in H&E behaves the same way; :func:`hed_channels`
-gives the classical Ruifrok-Johnston deconvolution (``skimage.color.rgb2hed``) when needed.
+blue channel clearly exceeds both red and green, so ``B - max(R, G)`` is a cheap nucleus channel
+that is negative on pink material (red blood cells, eosinophil granules, eosin). At a plain Otsu
+threshold on 30 BCCD fields it keeps 96 % of the ground-truth nucleus pixels and 2.6 % of the
+others (``B - G``: 97 % / 0.3 %; ``rgb2hed`` haematoxylin: 92 % / 0.3 %); the segmenter's floor on
+the threshold, smoothing and opening remove most of those specks. :func:`hed_channels` gives the
+Ruifrok-Johnston deconvolution (``skimage.color.rgb2hed``) for H&E.
 """
 
 from __future__ import annotations

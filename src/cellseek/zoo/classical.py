@@ -31,7 +31,9 @@ GROUPS = ("shape", "nucleus", "colour", "histogram", "texture")
 DEFAULT_GROUP_WEIGHTS = {"shape": 1.0, "nucleus": 1.0, "colour": 1.0, "histogram": 1.0,
                          "texture": 1.0}  # fmt: skip
 #: Default Gaussian pre-smoothing (pixels at :data:`INPUT_SIZE`).
-DEFAULT_SMOOTH = 0.0
+DEFAULT_SMOOTH = 1.0
+#: Default appearance normalisation applied to each crop (see :mod:`cellseek.normalise`).
+DEFAULT_NORMALISE = "none"
 #: Embedding size.
 FEATURE_DIM = sum(len(FEATURE_NAMES[g]) for g in GROUPS)
 #: Where the fixed per-feature centre / scale live.
@@ -96,6 +98,9 @@ class ClassicalEmbedder:
         :data:`DEFAULT_GROUP_WEIGHTS`.
     smooth : float
         Gaussian pre-smoothing sigma in pixels (see :func:`raw_features`).
+    normalise : str
+        Appearance normalisation of each crop before measuring (a method of
+        :func:`cellseek.normalise.normalise_crops`).
     standardise : bool
         Apply the fixed centre / scale (False returns raw features, for calibration).
     """
@@ -106,18 +111,22 @@ class ClassicalEmbedder:
         *,
         group_weights: dict | None = None,
         smooth: float = DEFAULT_SMOOTH,
+        normalise: str = DEFAULT_NORMALISE,
         standardise: bool = True,
     ) -> None:
         self.spec = spec or SPEC
         self.smooth = float(smooth)
+        self.normalise = normalise
         self.standardise = standardise
         gw = DEFAULT_GROUP_WEIGHTS if group_weights is None else group_weights
         self.centre, self.scale = load_scaling()
         tot = sum(float(gw.get(g, 0.0)) for g in GROUPS) or 1.0
         self.column_weight = np.concatenate(
             [
-                np.full(len(FEATURE_NAMES[g]), np.sqrt(float(gw.get(g, 0.0)) / tot
-                                                       / len(FEATURE_NAMES[g])))
+                np.full(
+                    len(FEATURE_NAMES[g]),
+                    np.sqrt(float(gw.get(g, 0.0)) / tot / len(FEATURE_NAMES[g])),
+                )
                 for g in GROUPS
             ]
         ).astype(np.float32)
@@ -132,6 +141,10 @@ class ClassicalEmbedder:
             return np.zeros((0, FEATURE_DIM), np.float32)
         size = self.spec.input_size
         crops, masks = _resize_batch(crops, masks, size)
+        if self.normalise != "none":
+            from cellseek.normalise import normalise_crops
+
+            crops = normalise_crops(crops, masks, self.normalise)
         groups = raw_features(crops, masks, smooth=self.smooth)
         out = np.concatenate([groups[g] for g in GROUPS], axis=1)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)

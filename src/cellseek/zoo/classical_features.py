@@ -45,8 +45,9 @@ def white_point(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """
     n = crops.shape[0]
     out = np.empty((n, 3), np.float32)
+    bgs = ~ndi.binary_dilation(masks, structure=np.ones((1, 3, 3), bool), iterations=2)
     for i in range(n):
-        bg = ~ndi.binary_dilation(masks[i], iterations=2)
+        bg = bgs[i]
         pix = crops[i][bg] if bg.mean() > 0.05 else crops[i].reshape(-1, 3)
         out[i] = np.percentile(pix, 95, axis=0)
     return np.clip(out, 0.05, 1.0)
@@ -86,6 +87,21 @@ def nucleus_masks(nuc_od: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
     return nuc, ref
 
 
+def _hull_area(mask: np.ndarray) -> float:
+    """Area of the convex hull of a mask's pixel squares (fast: hull of boundary corners)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    edge = mask & ~ndi.binary_erosion(mask)
+    pts = np.argwhere(edge)
+    if pts.shape[0] < 3:
+        return float(mask.sum())
+    corners = (pts[:, None, :] + np.array([[0, 0], [0, 1], [1, 0], [1, 1]])).reshape(-1, 2)
+    try:
+        return float(ConvexHull(corners).volume)
+    except (QhullError, ValueError):
+        return float(mask.sum())
+
+
 def _shape_one(mask: np.ndarray) -> np.ndarray:
     """13 shape features of one binary mask (zeros for an empty mask)."""
     from skimage.measure import regionprops
@@ -102,7 +118,7 @@ def _shape_one(mask: np.ndarray) -> np.ndarray:
         [
             area / mask.size,
             props.eccentricity,
-            props.solidity,
+            min(area / max(_hull_area(mask), 1.0), 1.0),
             props.extent,
             min(4 * np.pi * area / per**2, 1.5),
             minor / major,
@@ -148,7 +164,10 @@ def _nucleus_one(nuc: np.ndarray, cell: np.ndarray) -> np.ndarray:
         n_e = int((ar_e >= 0.01 * a_cell).sum())
     props = regionprops(nuc.astype(np.uint8))[0]
     per = max(float(props.perimeter), 1.0)
-    thick = ndi.distance_transform_edt(np.pad(nuc, 1))[1:-1, 1:-1][nuc].mean()
+    r0, c0, r1, c1 = props.bbox
+    box = nuc[r0:r1, c0:c1]
+    thick = ndi.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1][box].mean()
+    hull = max(_hull_area(nuc), a_nuc)
     cy, cx = np.argwhere(cell).mean(axis=0) if cell.any() else props.centroid
     ny, nx = props.centroid
     return np.array(
@@ -156,12 +175,12 @@ def _nucleus_one(nuc: np.ndarray, cell: np.ndarray) -> np.ndarray:
             a_nuc / a_cell,
             np.log1p(n_lobes),
             np.log1p(n_e),
-            props.solidity,
+            a_nuc / hull,
             props.eccentricity,
             min(4 * np.pi * a_nuc / per**2, 1.5),
             thick / np.sqrt(a_nuc / np.pi),
             np.hypot(ny - cy, nx - cx) / r_cell,
-            props.area_convex / a_cell,
+            hull / a_cell,
             props.extent,
         ],
         np.float32,
@@ -176,19 +195,21 @@ def nucleus_features(nuc: np.ndarray, masks: np.ndarray) -> np.ndarray:
 COLOUR_NAMES = [
     *(f"{r}_chroma_{c}" for r in ("nuc", "cyt") for c in "rgb"),
     *(f"cyt_over_nuc_{c}" for c in "rgb"),
-    "nuc_od_log", "cyt_od_log", "bg_od_log", "nuc_sd_rel", "cyt_sd_rel",
-    "white_chroma_r", "white_chroma_g", "white_chroma_b",
+    "nuc_od_log", "cyt_od_log", "nuc_sd_rel", "cyt_sd_rel",
 ]  # fmt: skip
 
 
-def colour_features(od: np.ndarray, nuc: np.ndarray, masks: np.ndarray, white) -> np.ndarray:
-    """Relative colour: OD chromaticity of nucleus and cytoplasm, their ratios: ``(N, 17)``."""
+def colour_features(od: np.ndarray, nuc: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Relative colour: OD chromaticity of nucleus and cytoplasm, their ratios: ``(N, 13)``.
+
+    Only the cell is described: the white point and the background (red cells, plasma) describe
+    the device and the preparation, not the cell, and are left out on purpose.
+    """
     cyt = masks & ~nuc
     cyt_or_cell = np.where(cyt.sum(axis=(1, 2), keepdims=True) > 8, cyt, masks)
     nuc_or_cell = np.where(nuc.sum(axis=(1, 2), keepdims=True) > 8, nuc, masks)
     od_n = _region_stats(od, nuc_or_cell)
     od_c = _region_stats(od, cyt_or_cell)
-    od_b = _region_stats(od, ~masks)
     ch_n = od_n / np.maximum(od_n.sum(1, keepdims=True), _EPS)
     ch_c = od_c / np.maximum(od_c.sum(1, keepdims=True), _EPS)
     ratio = np.log((od_c + 0.02) / (od_n + 0.02))
@@ -196,7 +217,6 @@ def colour_features(od: np.ndarray, nuc: np.ndarray, masks: np.ndarray, white) -
     sd_n = np.array([tot[i][nuc_or_cell[i]].std() for i in range(len(tot))])
     sd_c = np.array([tot[i][cyt_or_cell[i]].std() for i in range(len(tot))])
     s_n, s_c = od_n.sum(1), od_c.sum(1)
-    wch = white / np.maximum(white.sum(1, keepdims=True), _EPS)
     return np.concatenate(
         [
             ch_n,
@@ -204,10 +224,8 @@ def colour_features(od: np.ndarray, nuc: np.ndarray, masks: np.ndarray, white) -
             ratio,
             np.log(s_n + 0.02)[:, None],
             np.log(s_c + 0.02)[:, None],
-            np.log(od_b.sum(1) + 0.02)[:, None],
             (sd_n / (s_n + 0.02))[:, None],
             (sd_c / (s_c + 0.02))[:, None],
-            wch,
         ],
         axis=1,
     ).astype(np.float32)
@@ -315,7 +333,11 @@ def texture_features(grey: np.ndarray, nuc: np.ndarray, masks: np.ndarray) -> np
     q = np.clip((grey / 1.2 * GLCM_LEVELS).astype(np.int64), 0, GLCM_LEVELS - 1)
     c1, c2 = lbp_codes(g8, 1), lbp_codes(g8, 2)
     lbp = np.concatenate(
-        [_code_hist(c1, nuc_or_cell, 10), _code_hist(c1, cyt_or_cell, 10), _code_hist(c2, masks, 10)],
+        [
+            _code_hist(c1, nuc_or_cell, 10),
+            _code_hist(c1, cyt_or_cell, 10),
+            _code_hist(c2, masks, 10),
+        ],
         axis=1,
     )
     glcm = np.zeros((n, 4 * len(GLCM_DISTANCES)), np.float32)
@@ -333,7 +355,11 @@ def texture_features(grey: np.ndarray, nuc: np.ndarray, masks: np.ndarray) -> np
     gx = ndi.correlate1d(ndi.correlate1d(grey, [-1, 0, 1], axis=2), [1, 2, 1], axis=1)
     gm = np.hypot(gx, gy)
     edge = masks ^ ndi.binary_erosion(masks, structure=np.ones((1, 3, 3), bool), iterations=2)
-    grads = [_region_stats(gm, nuc_or_cell), _region_stats(gm, cyt_or_cell), _region_stats(gm, edge)]
+    grads = [
+        _region_stats(gm, nuc_or_cell),
+        _region_stats(gm, cyt_or_cell),
+        _region_stats(gm, edge),
+    ]
     return np.concatenate(
         [lbp, glcm, np.log(np.stack(dogs, 1) + 1e-3), np.log(np.stack(grads, 1) + 1e-3)], axis=1
     ).astype(np.float32)
@@ -371,7 +397,7 @@ def raw_features(crops: np.ndarray, masks: np.ndarray, *, smooth: float = 0.0) -
     return {
         "shape": shape_features(masks),
         "nucleus": nucleus_features(nuc, masks),
-        "colour": colour_features(od, nuc, masks, white),
+        "colour": colour_features(od, nuc, masks),
         "histogram": histogram_features(rel, nuc, masks),
         "texture": texture_features(rel, nuc, masks),
     }
