@@ -180,7 +180,7 @@ def test_auto_uses_classical_without_sam_weights(monkeypatch, caplog):
 def test_auto_uses_sam_when_weights_present(monkeypatch):
     calls = []
 
-    def fake_sam(plane, config):
+    def fake_sam(plane, config, weights_dir=None):
         calls.append(config.sam_model)
         yield Progress(0, 1, "sam")
         return np.ones(np.shape(plane)[:2], np.int32)
