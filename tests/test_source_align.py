@@ -54,3 +54,18 @@ def test_transform_unseen_source_and_errors():
         SourceAligner("bogus")
     with pytest.raises(ValueError):
         SourceAligner().fit(a, ["a"])
+
+
+def test_balanced_center_is_robust_to_class_mix():
+    from cellseek.source_align import balanced_center
+
+    a, b, y = _two_sources(n=90)
+    # the query is dominated by one class (label shift) and shifted (device shift)
+    keep = np.concatenate(
+        [np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:5], np.flatnonzero(y == 2)[:5]]
+    )
+    qb, qy = b[keep] / 1.5, y[keep]
+    ref_c, q_c = balanced_center(a, y, qb)
+    assert ref_c.shape == a.shape and q_c.shape == qb.shape
+    acc = (_knn1(ref_c, y, q_c) == qy).mean()
+    assert acc > 0.9
