@@ -63,3 +63,18 @@ def test_per_query_weights_prefer_the_confident_model():
     codes = {"sure": np.array([[1, 1, 1, 1]]), "unsure": np.array([[0, 1, 2, -1]])}
     w = per_query_model_weights(codes, 3, tau=0.1)
     assert w["sure"][0] > 0.99 and w["sure"][0] + w["unsure"][0] == pytest.approx(1.0)
+
+
+def test_alignment_removes_a_source_offset_in_transfer():
+    from cellseek.evaluate import EvalSet, transfer
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 8)) * 3
+    codes = np.repeat(np.arange(3), 40)
+    labels = [f"c{c}" for c in codes]
+    ref = EvalSet("ref", {"m": centres[codes] + rng.normal(size=(120, 8))}, labels)
+    shifted = centres[codes] + rng.normal(size=(120, 8)) + 6.0  # a device offset
+    qry = EvalSet("qry", {"m": shifted}, labels)
+    plain = transfer(ref, qry)["macro_accuracy"]
+    for method in ("center", "balanced"):
+        assert transfer(ref, qry, align=method)["macro_accuracy"] > max(plain, 0.9)

@@ -151,7 +151,8 @@ def cmd_evaluate(args) -> int:
     models = resolve_models(cfg.embed.preset, cfg.embed.models)
     result = run_with_progress(
         evaluate(args.reference, args.query, models=models, folds=args.folds,
-                 weighting=args.weighting, config=cfg, run_ablations=not args.no_ablations),
+                 weighting=args.weighting, config=cfg, run_ablations=not args.no_ablations,
+                 align=args.align),
         quiet=args.quiet,
     )
     print(format_table(result))
@@ -318,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="folds of the cross-validation (5)")
     p.add_argument("--weighting", default="global_entropy",
                    choices=["uniform", "global_entropy", "per_query_entropy"])
+    p.add_argument("--align", default="none",
+                   choices=["none", "center", "center_scale", "coral", "balanced"],
+                   help="transfer only: remove the source offset of each model's embeddings "
+                   "(transductive, query labels never used; default none)")
     p.add_argument("--json", help="write the full result as JSON here")
     p.add_argument("--no-ablations", action="store_true", help="skip per-model/weighting rows")
     p.add_argument("--fields", metavar="BOXES_CSV", help="also segment whole fields and report "

@@ -189,6 +189,37 @@ def cross_validate(
             "n": len(data.labels), "folds": folds}
 
 
+ALIGNMENTS = ("none", "center", "center_scale", "coral", "balanced")
+
+
+def align_sets(reference: EvalSet, query: EvalSet, method: str) -> tuple[EvalSet, EvalSet]:
+    """Remove the source-specific offset of every model's embedding (transductive).
+
+    ``balanced`` centres the reference on the mean of its class means and the query on the mean
+    of the class means of its *predicted* classes (:func:`cellseek.source_align.balanced_center`);
+    the others fit :class:`cellseek.source_align.SourceAligner` with one source per set. Query
+    labels are never used.
+    """
+    from cellseek.source_align import SourceAligner, balanced_center
+
+    if method == "none":
+        return reference, query
+    if method not in ALIGNMENTS:
+        raise ValueError(f"unknown alignment {method!r}; choose from {ALIGNMENTS}")
+    ref_e, qry_e = {}, {}
+    for m in reference.embeddings:
+        r, q = reference.embeddings[m], query.embeddings[m]
+        if method == "balanced":
+            ref_e[m], qry_e[m] = balanced_center(r, reference.labels, q)
+        else:
+            both = np.concatenate([r, q])
+            src = np.array(["reference"] * len(r) + ["query"] * len(q))
+            out = SourceAligner(method).fit_transform(both, src)
+            ref_e[m], qry_e[m] = out[: len(r)], out[len(r) :]
+    return (EvalSet(reference.name, ref_e, reference.labels, reference.sources),
+            EvalSet(query.name, qry_e, query.labels, query.sources))
+
+
 def transfer(
     reference: EvalSet,
     query: EvalSet,
@@ -196,17 +227,23 @@ def transfer(
     weighting: str = "global_entropy",
     config: Config | None = None,
     models: Sequence[str] | None = None,
+    align: str = "none",
 ) -> dict:
-    """Macro accuracy on a query set from another source; only shared classes count."""
+    """Macro accuracy on a query set from another source; only shared classes count.
+
+    ``align`` removes source offsets first (see :func:`align_sets`).
+    """
     shared = sorted(set(reference.labels) & set(query.labels))
     if not shared:
         raise ValueError(f"{reference.name} and {query.name} share no class")
     ref = reference.subset(np.flatnonzero(np.isin(reference.labels, shared)))
     qry = query.subset(np.flatnonzero(np.isin(query.labels, shared)))
+    ref, qry = align_sets(ref, qry, align)
     pred, w = knn_predict(ref, qry, weighting=weighting, config=config, models=models)
     macro, per_class = macro_accuracy(qry.labels, pred)
     return {"macro_accuracy": macro, "per_class_recall": per_class, "weights": w,
-            "classes": shared, "n_reference": len(ref.labels), "n_query": len(qry.labels)}
+            "classes": shared, "n_reference": len(ref.labels), "n_query": len(qry.labels),
+            "align": align}
 
 
 def ablations(
@@ -237,6 +274,10 @@ def ablations(
         else:
             res = transfer(reference, query, weighting=weighting, config=config, models=ms)
         rows.append({"variant": name, **res})
+    if query is not None:
+        for method in ALIGNMENTS[1:]:
+            res = transfer(reference, query, config=config, align=method)
+            rows.append({"variant": f"all models, source alignment {method}", **res})
     return rows
 
 
@@ -322,6 +363,7 @@ def evaluate(
     weighting: str = "global_entropy",
     config: Config | None = None,
     run_ablations: bool = True,
+    align: str = "none",
 ) -> Work[dict]:
     """The whole ``cellseek evaluate`` measurement.
 
@@ -339,7 +381,7 @@ def evaluate(
         result = cross_validate(ref, folds=folds, weighting=weighting, config=config)
         result["mode"] = "cross-validation"
     else:
-        result = transfer(ref, qry, weighting=weighting, config=config)
+        result = transfer(ref, qry, weighting=weighting, config=config, align=align)
         result["mode"] = "transfer"
     result.update(reference=str(reference), query=str(query) if query else None,
                   models=list(models), weighting=weighting, suggest=asdict(config.suggest))
@@ -354,7 +396,8 @@ def format_table(result: Mapping) -> str:
     lines = [
         f"{result['mode']}: {result['reference']}"
         + (f" -> {result['query']}" if result.get("query") else f" ({result.get('folds')} folds)"),
-        f"models: {', '.join(result['models'])}   weighting: {result['weighting']}",
+        f"models: {', '.join(result['models'])}   weighting: {result['weighting']}"
+        + (f"   source alignment: {result['align']}" if result.get("align") else ""),
         f"macro accuracy: {100 * result['macro_accuracy']:.1f} %",
         "per-class recall:",
     ]
