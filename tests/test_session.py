@@ -90,3 +90,25 @@ def test_suggest_without_reference_abstains(tmp_path):
     run_work(session.add_image(img, labels={(0, 0): labels}))
     out = run_work(session.suggest())
     assert out and all(s.uncertain for s in out.values())
+
+
+def test_crops_follow_physical_scale_when_pixel_size_is_known(tmp_path):
+    from cellseek.crops import cells_from_labels, extract_crops
+
+    session = Session.create(tmp_path / "scale.cellseek")
+
+    def disc(radius, size):
+        yy, xx = np.mgrid[:size, :size]
+        return ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2).astype(np.int32)
+
+    fractions = []
+    for radius, size, px in ((10, 120, 1.0), (20, 240, 0.5)):  # a 2x higher magnification
+        lab = disc(radius, size)
+        cells = cells_from_labels(lab)
+        crop = session.crop_config_for(cells, px)
+        assert crop.target_pixel_size_um == pytest.approx(session.store.meta(
+            "target_pixel_size_um"))
+        _, m = extract_crops(lab.astype(float), lab, cells, crop, pixel_size_um=px)
+        fractions.append(m.mean())
+    assert fractions[0] == pytest.approx(fractions[1], rel=0.1)
+    assert session.crop_config_for(cells, None) == session.config.crop  # unknown: per-cell box

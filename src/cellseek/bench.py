@@ -178,6 +178,55 @@ def bench_store(n_cells: int, dims: dict[str, int]) -> list[dict]:
     ]
 
 
+def bench_sam_click(
+    *, model_type: str = "vit_b", weights_dir=None, repeats: int = 10
+) -> list[dict]:
+    """SAM click-to-segment latency once the plane's image embedding is cached.
+
+    Uses the real checkpoint when present; otherwise the real architecture at random
+    initialisation (the latency of the prompt encoder and mask decoder does not depend on the
+    weights' values; the masks are meaningless and are not looked at).
+    """
+    import torch
+
+    from cellseek.data import sample_fields
+    from cellseek.io import iter_planes, read_image
+    from cellseek.segment.sam import SamSegmenter
+    from cellseek.zoo.sam_backend import sam_checkpoint_path
+
+    _, _, plane = next(iter_planes(read_image(sample_fields()[0])))
+    plane = np.asarray(plane)
+    with tempfile.TemporaryDirectory() as tmp:
+        random = sam_checkpoint_path(model_type, weights_dir=weights_dir) is None
+        if random:
+            from segment_anything import sam_model_registry
+
+            from cellseek.zoo.registry import get_spec
+
+            name = get_spec(f"sam_{model_type}").weights_id
+            torch.save(sam_model_registry[model_type]().state_dict(), Path(tmp) / name)
+            weights_dir = tmp
+        seg = SamSegmenter(model_type, weights_dir=weights_dir, cache_dir=Path(tmp) / "cache")
+        start = time.perf_counter()
+        seg.image_embedding(plane)
+        t_embed = time.perf_counter() - start
+        rng = np.random.default_rng(0)
+        points = [(int(rng.integers(0, plane.shape[0])), int(rng.integers(0, plane.shape[1])))
+                  for _ in range(repeats + 1)]
+        seg.segment_point(plane, points[0])  # warm-up
+        times = []
+        for p in points[1:]:
+            start = time.perf_counter()
+            seg.segment_point(plane, p)
+            times.append(time.perf_counter() - start)
+    suffix = " (random weights)" if random else ""
+    return [
+        {"benchmark": f"sam {model_type} image embedding{suffix}", "n": 1, "seconds": t_embed},
+        {"benchmark": f"sam {model_type} click{suffix}", "n": repeats,
+         "seconds": float(np.median(times)), "p95_s": float(np.percentile(times, 95))},
+    ]
+
+
 def run_benchmarks(
     config: Config | None = None, *, n_crops: int = 512, n_reference: int = 20_000,
     n_queries: int = 1000, random_weights: bool = False,

@@ -130,6 +130,7 @@ def run(
     config: IndexConfig | None = None,
     seed: int = 0,
     nprobes=(),
+    data_kw: dict | None = None,
 ) -> list[dict]:
     """Measure :class:`cellseek.index.CellIndex` on synthetic clustered data.
 
@@ -155,6 +156,8 @@ def run(
     seed : int
     nprobes : sequence of int
         Also measure an IVF-PQ index at these ``nprobe`` values (no rebuild; extra rows).
+    data_kw : dict, optional
+        More options of :func:`clustered_data` (``local_dim``, ``local_scale``, ``noise``).
 
     Returns
     -------
@@ -170,8 +173,10 @@ def run(
     rows = []
     for size in sizes:
         t0 = time.perf_counter()
-        data, model = clustered_data(size, dim, n_clusters=n_clusters, seed=seed)
-        queries, _ = clustered_data(n_queries, dim, seed=seed + 1, centres=model)
+        data, model = clustered_data(size, dim, n_clusters=n_clusters, seed=seed,
+                                     **(data_kw or {}))
+        queries, _ = clustered_data(n_queries, dim, seed=seed + 1, centres=model,
+                                    **(data_kw or {}))
         _, truth = faiss.knn(queries, data, k, metric=faiss.METRIC_INNER_PRODUCT)
         logger.info("size %d: data and exact top %d in %.1f s", size, k, time.perf_counter() - t0)
         ids = np.arange(size, dtype=np.int64)
@@ -240,6 +245,8 @@ def _main(argv=None) -> None:
     parser.add_argument("--k-factor", type=int, default=None)
     parser.add_argument("--nprobes", type=int, nargs="*", default=[],
                         help="also measure IVF-PQ at these nprobe values")
+    parser.add_argument("--noise", type=float, default=0.3,
+                        help="isotropic noise of the synthetic data (0.3; 1.0 is much harder)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -248,7 +255,7 @@ def _main(argv=None) -> None:
                  "ivf_refine": args.refine, "ivf_refine_k_factor": args.k_factor}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     rows = main_args(args.sizes, args.dim, args.queries, kinds=tuple(args.kinds), config=cfg,
-                     nprobes=tuple(args.nprobes))
+                     nprobes=tuple(args.nprobes), data_kw={"noise": args.noise})
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

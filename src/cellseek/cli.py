@@ -235,9 +235,13 @@ def cmd_bench(args) -> int:
         sizes = tuple(int(s) for s in args.sizes.split(","))
         main_args(sizes=sizes, dim=args.dim, n_queries=args.queries)
         return 0
-    from cellseek.bench import format_results, run_benchmarks
+    from cellseek.bench import bench_sam_click, format_results, run_benchmarks
 
     cfg = _config(args)
+    if args.sam_click:
+        results = bench_sam_click(weights_dir=cfg.embed.weights_dir)
+        print(format_results(results))
+        return 0
     results = run_benchmarks(cfg, n_crops=args.crops, n_reference=args.references,
                              n_queries=args.queries, random_weights=args.random_weights)
     print(format_results(results))
@@ -359,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-weights", action="store_true", help="time timm-family models "
                    "built at random initialisation when their weights are absent (speed only)")
     p.add_argument("--index", action="store_true", help="index scaling benchmark instead")
+    p.add_argument("--sam-click", action="store_true", help="SAM click-to-segment latency on a "
+                   "cached image embedding instead (random weights when SAM's are absent)")
     p.add_argument("--sizes", default="10000,100000,1000000", help="--index: reference sizes")
     p.add_argument("--dim", type=int, default=512, help="--index: vector size (512)")
     p.add_argument("--json", help="write the results as JSON here")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,6 @@ def _config_from_meta(raw: str | None, fallback: Config) -> Config:
     if not raw:
         return fallback
     data = json.loads(raw)
-    from dataclasses import replace
-
     crop = CropConfig(**data.get("crop", {})) if "crop" in data else fallback.crop
     embed = data.get("embed")
     embed_cfg = (
@@ -220,13 +218,34 @@ class Session:
         cells = cells_from_labels(labels, t=t, z=z)
         if not cells:
             return np.zeros(0, np.int64)
-        crops, masks = extract_crops(plane, labels, cells, self.config.crop,
+        crops, masks = extract_crops(plane, labels, cells, self.crop_config_for(cells,
+                                                                               pixel_size_um),
                                      pixel_size_um=pixel_size_um)
         embeddings = yield from embed_all(
             self.embedders(), crops, masks, batch_size=self.config.embed.batch_size
         )
         thumbs = [_thumbnail(c) for c in crops]
         return self.store.add_cells(image_id, cells, embeddings, thumbnails=thumbs)
+
+    def crop_config_for(self, cells, pixel_size_um: float | None) -> CropConfig:
+        """The crop settings for cells of an image with this pixel size.
+
+        When the pixel size is known, crops are resampled to one physical pixel size per store,
+        so cells from a 20x and a 40x device compare at the same scale. Unless the config names
+        it, that target is fixed by the first image with a known pixel size: the size at which
+        its median cell window fills the crop. It is saved in the store (meta
+        ``target_pixel_size_um``). Without a pixel size the crop follows each cell's box.
+        """
+        crop = self.config.crop
+        if not pixel_size_um or crop.target_pixel_size_um or not cells:
+            return crop
+        target = self.store.meta("target_pixel_size_um")
+        if target is None:
+            sides = [max(c.bbox[2] - c.bbox[0], c.bbox[3] - c.bbox[1]) for c in cells]
+            target = float(np.median(sides)) * (1 + 2 * crop.margin) * pixel_size_um / crop.size
+            self.store.set_meta("target_pixel_size_um", target)
+            logger.info("%s: crops resampled to %.4g um/pixel", self.store.path, target)
+        return replace(crop, target_pixel_size_um=float(target))
 
     # ------------------------------------------------------------------ labels
     def _id_to_label(self) -> dict[int, str]:
