@@ -285,7 +285,10 @@ def ablations(
 def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
     h = hashlib.sha256()
     h.update(csv_path.read_bytes())
-    h.update(json.dumps([list(models), repr(config.crop), repr(config.embed.weights_dir)]).encode())
+    from cellseek.zoo import get_spec
+
+    specs = [repr(get_spec(m)) for m in models]
+    h.update(json.dumps([specs, repr(config.crop), repr(config.embed.weights_dir)]).encode())
     from cellseek import __version__
 
     h.update(__version__.encode())

@@ -323,8 +323,9 @@ def bench_workers(inputs, config: Config | None = None, workers=(1, 2), *,
     Returns
     -------
     list of dict
-        ``workers``, ``images``, ``cells``, ``seconds``, ``images_per_s``, ``speedup`` (relative
-        to the first worker count).
+        ``workers``, ``images``, ``cells``, ``seconds``, ``images_per_s``, ``task_s_mean`` (mean
+        seconds per task: it grows with the worker count when the cores are not free),
+        ``load_avg_1min`` (after the run) and ``speedup`` (relative to the first worker count).
     """
     from distributed import Client, LocalCluster, wait
 
@@ -351,7 +352,9 @@ def bench_workers(inputs, config: Config | None = None, workers=(1, 2), *,
             shutil.rmtree(scratch, ignore_errors=True)
         row = {"workers": n, "images": len(paths),
                "cells": sum(r["n_cells"] for r in results),
-               "seconds": round(seconds, 3), "images_per_s": round(len(paths) / seconds, 3)}
+               "seconds": round(seconds, 3), "images_per_s": round(len(paths) / seconds, 3),
+               "task_s_mean": round(sum(r["seconds"] for r in results) / len(results), 3),
+               "load_avg_1min": round(os.getloadavg()[0], 2)}
         rows.append(row)
         logger.info("bench_workers: %s", row)
     base = rows[0]["images_per_s"] if rows else 1.0

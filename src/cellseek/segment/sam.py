@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -295,9 +296,12 @@ class SamSegmenter:
         tile = tiles[tile_for_point(tiles, (int(r), int(c)))]
         predictor = self._restore(self._embedding(image[tile.slices]))
         coords = np.array([[c - tile.col0, r - tile.row0]], dtype=np.float32)  # SAM wants (x, y)
-        masks, scores, _ = predictor.predict(
-            point_coords=coords, point_labels=np.array([1]), multimask_output=bool(multimask)
-        )
+        with _torch_threads(1):
+            # The prompt decoder's matrices are small: one thread avoids the contention that
+            # made a click 5-8x slower on a busy 2-core machine (see docs/benchmarks.md).
+            masks, scores, _ = predictor.predict(
+                point_coords=coords, point_labels=np.array([1]), multimask_output=bool(multimask)
+            )
         out = np.zeros((rows, cols), bool)
         out[tile.slices] = masks[int(np.argmax(scores))]
         return out
@@ -448,3 +452,16 @@ def segment_plane_sam(plane: np.ndarray, config: SegmentConfig | None = None, *,
     else:
         _SEGMENTERS.move_to_end(key)
     return (yield from segmenter.segment_auto(plane))
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """Run a block with ``n`` torch intra-op threads, then restore the previous number."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -223,17 +223,14 @@ _STATIC: tuple[ZooSpec, ...] = (
 
 def _classical_spec() -> ZooSpec:
     """Build the classical spec; its dimension comes from ``cellseek.zoo.classical``."""
-    try:
-        from cellseek.zoo.classical import FEATURE_DIM
-    except ImportError as exc:  # the module is written elsewhere; keep the registry usable
-        logger.debug("cellseek.zoo.classical not importable (%s); dim unknown", exc)
-        FEATURE_DIM = 0  # noqa: N806
+    from cellseek.zoo.classical import SPEC
+
     return ZooSpec(
         name="classical",
         backend="classical",
         factory="cellseek.zoo.classical:build",
-        dim=int(FEATURE_DIM),
-        input_size=64,
+        dim=int(SPEC.dim),
+        input_size=int(SPEC.input_size),
         licence="BSD-3-Clause",
         source="built in (no weights)",
         description="hand-crafted shape, intensity and texture features (no weights)",
