@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite (helpers live in ``_shared.py``)."""
 
 import pytest
+
 from _shared import synthetic_field
 
 

@@ -5,9 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cellseek.cli import build_parser, main
-
 from _shared import shared_data
+from cellseek.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,9 +42,8 @@ def test_missing_image_gives_one_line_error(tmp_path, capsys):
 def test_segment_writes_labels(tmp_path, capsys):
     from PIL import Image
 
-    from cellseek.io import read_labels
-
     from _shared import synthetic_field
+    from cellseek.io import read_labels
 
     rgb, _, _ = synthetic_field()
     path = tmp_path / "field.png"

@@ -4,12 +4,11 @@ import csv
 
 import numpy as np
 
+from _shared import shared_data
 from cellseek.config import Config
 from cellseek.reference import add_labelled_csv
 from cellseek.session import Session
 from cellseek.types import run_work
-
-from _shared import shared_data
 
 
 def _small_reference(tmp_path, per_class=8):

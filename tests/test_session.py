@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
 
+from _shared import synthetic_field
 from cellseek.config import Config
 from cellseek.errors import IncompatibleStoreError
 from cellseek.session import Session
 from cellseek.store import ReferenceStore
 from cellseek.types import ImageData, Progress, run_work
-
-from _shared import synthetic_field
 
 
 def _image(seed):

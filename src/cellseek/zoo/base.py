@@ -17,7 +17,8 @@ class ModelSpec:
     name : str
         Registry key, e.g. ``"dinov2_vits14"``.
     backend : str
-        ``"timm"``, ``"transformers"``, ``"open_clip"``, ``"sam"``, ``"dinobloom"``, ``"classical"``.
+        ``"timm"``, ``"transformers"``, ``"open_clip"``, ``"sam"``, ``"dinobloom"`` or
+        ``"classical"``.
     factory : str
         ``"module:callable"`` building the embedder: ``callable(spec, *, weights_dir, device,
         checkpoint) -> Embedder``.
