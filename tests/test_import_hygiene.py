@@ -57,3 +57,13 @@ def test_no_module_level_gui_or_heavy_import_in_core_source(path):
             continue
         for name in names:
             assert name.split(".")[0] not in HEAVY + GUI, f"{path.name}: imports {name} at top"
+
+
+def test_ruff_is_clean_including_banned_module_level_imports():
+    pytest.importorskip("ruff")
+    from ruff.__main__ import find_ruff_bin
+
+    repo = SRC.parents[1]
+    out = subprocess.run([find_ruff_bin(), "check", "src", "tests", "scripts"], cwd=repo,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]
