@@ -157,16 +157,16 @@ def test_collect_inputs_folder_list_glob(tmp_path):
 def test_collect_inputs_plate_export_counts_each_stack_once(tmp_path):
     plate = tmp_path / "plate"
     plate.mkdir()
-    names = [f"A1_01_1_{s}_Phase Contrast_001.tif" for s in (1, 2)]
-    names += [f"A1_01_2_{s}_Phase Contrast_001.tif" for s in (1, 2)]
+    # Lionheart/Gen5 names: well_read_channel_site_channel name_time; 2 time points per stack
+    names = [f"{well}_01_1_{site}_Phase Contrast_{t:03d}.tif"
+             for well, site in (("A1", 1), ("A1", 2), ("B2", 1)) for t in (1, 2)]
     for name in names:
         (plate / name).write_bytes(b"x")
+    (plate / "overview.png").write_bytes(b"x")
     found = collect_inputs(plate)
-    from cellseek.io import lionheart
-
-    groups = {lionheart.parse_name(p).group for p in (plate / n for n in names)
-              if lionheart.parse_name(p)}
-    assert len(found) == len(groups) >= 1
+    assert [p.name for p in found] == [
+        "A1_01_1_1_Phase Contrast_001.tif", "A1_01_1_2_Phase Contrast_001.tif",
+        "B2_01_1_1_Phase Contrast_001.tif", "overview.png"]
 
 
 # ---------------------------------------------------------------------------- shards

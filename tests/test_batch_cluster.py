@@ -1,7 +1,7 @@
 """Batch embedding on a real 2-worker Dask LocalCluster (processes), with a worker killed.
 
-Each test runs 6 real fields through the cluster: about 10 s on an idle 2-core machine, over
-20 s when the machine is shared, hence ``slow``.
+Each test runs 6 real fields through the cluster: about 7 s on a quiet 2-core machine (over
+20 s when other jobs load it).
 """
 
 from __future__ import annotations
@@ -23,12 +23,9 @@ images = tb.images
 reference = tb.reference
 BCCD = tb.BCCD
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not BCCD.is_dir(), reason=f"real images not found at {BCCD} (../shared/data is absent)"
-    ),
-]
+pytestmark = pytest.mark.skipif(
+    not BCCD.is_dir(), reason=f"real images not found at {BCCD} (../shared/data is absent)"
+)
 
 
 @pytest.fixture(scope="module")

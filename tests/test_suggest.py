@@ -12,6 +12,9 @@ def test_adaptive_k_grows_and_is_bounded_by_smallest_class():
     assert adaptive_k({"a": 100, "b": 100}, cfg) == 14
     assert adaptive_k({"a": 1000, "b": 1000}, cfg) == 15
     assert adaptive_k({"a": 1000, "b": 2}, cfg) == 2
+    default = SuggestConfig()  # k_min = 3: one cell per class still gives graded confidences
+    assert adaptive_k({"a": 1, "b": 1, "c": 1}, default) == 3
+    assert adaptive_k({"a": 1}, default) == 1  # never more than there are cells
 
 
 def test_similarity_weighted_vote():

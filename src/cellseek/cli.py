@@ -161,13 +161,15 @@ def cmd_evaluate(args) -> int:
         from cellseek.fields_eval import evaluate_fields
 
         data = run_with_progress(load_eval_set(args.reference, models, cfg), quiet=args.quiet)
-        f = run_with_progress(evaluate_fields(args.fields, data, config=cfg), quiet=args.quiet)
+        f = run_with_progress(evaluate_fields(args.fields, data, config=cfg, align=args.align),
+                              quiet=args.quiet)
         result["fields"] = f
         print(f"whole fields ({f['n_fields']}): detection recall {100 * f['recall']:.1f} %, "
               f"precision {100 * f['precision']:.1f} %, mean IoU {f['mean_iou']:.2f} "
               f"at IoU >= {f['iou_threshold']}")
         if "type_macro_accuracy" in f:
-            print(f"suggested type of the {f['n_typed']} detected typed cells: macro accuracy "
+            print(f"suggested type of the {f['n_typed']} detected typed cells "
+                  f"(alignment {f['align']}): macro accuracy "
                   f"{100 * f['type_macro_accuracy']:.1f} %  " + ", ".join(
                       f"{c} {100 * r:.0f} %" for c, r in f["type_per_class_recall"].items()))
     if args.growth:
@@ -323,10 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="folds of the cross-validation (5)")
     p.add_argument("--weighting", default="global_entropy",
                    choices=["uniform", "global_entropy", "per_query_entropy"])
-    p.add_argument("--align", default="none",
+    p.add_argument("--align", default="balanced",
                    choices=["none", "center", "center_scale", "coral", "balanced"],
                    help="transfer only: remove the source offset of each model's embeddings "
-                   "(transductive, query labels never used; default none)")
+                   "(transductive, query labels never used; default balanced: class-balanced "
+                   "centring, the best on average over the measured transfers)")
     p.add_argument("--json", help="write the full result as JSON here")
     p.add_argument("--no-ablations", action="store_true", help="skip per-model/weighting rows")
     p.add_argument("--fields", metavar="BOXES_CSV", help="also segment whole fields and report "

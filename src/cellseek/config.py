@@ -185,7 +185,8 @@ class SuggestConfig:
     Parameters
     ----------
     k_min, k_max : int
-        Bounds on the adaptive k.
+        Bounds on the adaptive k. ``k_min`` = 3 keeps confidences graded (with k = 1 every
+        suggestion has confidence 1 and the review queue cannot rank cells).
     threshold : float
         Suggestions with a confidence below this abstain ("uncertain").
     temperature : float
@@ -193,7 +194,7 @@ class SuggestConfig:
         similarity and s_top the best one; large values give a plain majority vote.
     """
 
-    k_min: int = 1
+    k_min: int = 3
     k_max: int = 15
     threshold: float = 0.6
     temperature: float = 0.05

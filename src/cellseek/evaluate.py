@@ -275,7 +275,7 @@ def ablations(
             res = transfer(reference, query, weighting=weighting, config=config, models=ms)
         rows.append({"variant": name, **res})
     if query is not None:
-        for method in ALIGNMENTS[1:]:
+        for method in ALIGNMENTS:
             res = transfer(reference, query, config=config, align=method)
             rows.append({"variant": f"all models, source alignment {method}", **res})
     return rows
@@ -366,7 +366,7 @@ def evaluate(
     weighting: str = "global_entropy",
     config: Config | None = None,
     run_ablations: bool = True,
-    align: str = "none",
+    align: str = "balanced",
 ) -> Work[dict]:
     """The whole ``cellseek evaluate`` measurement.
 

@@ -20,7 +20,7 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.crops import cells_from_labels, extract_crops
 from cellseek.errors import CellseekError
-from cellseek.evaluate import EvalSet, knn_predict, macro_accuracy
+from cellseek.evaluate import EvalSet, align_sets, knn_predict, macro_accuracy
 from cellseek.types import Progress, Work
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def evaluate_fields(
     target: str = "WBC",
     iou: float = 0.5,
     limit: int | None = None,
+    align: str = "balanced",
 ) -> Work[dict]:
     """Detection recall/precision on whole fields and accuracy of the suggested type.
 
@@ -73,6 +74,9 @@ def evaluate_fields(
         Match threshold.
     limit : int, optional
         Only the first ``limit`` fields.
+    align : str
+        Source alignment of the detected cells against the reference
+        (:func:`cellseek.evaluate.align_sets`).
 
     Returns
     -------
@@ -128,10 +132,10 @@ def evaluate_fields(
         shared = sorted(set(reference.labels) & set(types))
         keep_r = np.flatnonzero(np.isin(reference.labels, shared))
         keep_q = np.flatnonzero(np.isin(types, shared))
-        pred, weights = knn_predict(reference.subset(keep_r), query.subset(keep_q),
-                                    config=config)
+        ref_a, qry_a = align_sets(reference.subset(keep_r), query.subset(keep_q), align)
+        pred, weights = knn_predict(ref_a, qry_a, config=config)
         macro, per_class = macro_accuracy([types[i] for i in keep_q], pred)
         result.update(type_macro_accuracy=macro, type_per_class_recall=per_class,
-                      n_typed=int(len(keep_q)), classes=shared, weights=weights)
+                      n_typed=int(len(keep_q)), classes=shared, weights=weights, align=align)
     yield Progress(len(items), len(items), "fields", "done")
     return result

@@ -15,8 +15,9 @@ def adaptive_k(class_counts: Mapping[str, int], config: SuggestConfig | None = N
     """Choose k from the reference set.
 
     k grows with the reference set as ``round(sqrt(n))``, is kept within
-    ``[k_min, k_max]`` and never exceeds what the smallest class can fill, so a rare class can
-    still win a vote.
+    ``[k_min, k_max]`` and never exceeds what the smallest class can fill (but is at least
+    ``k_min``, so confidences stay graded), so a rare class can still win a vote; the
+    similarity weighting lets a single very close neighbour outvote farther ones.
 
     Parameters
     ----------

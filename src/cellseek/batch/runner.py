@@ -84,7 +84,11 @@ def _client(scheduler, n_workers: int | None, progress: bool):
         )
         client = Client(cluster)
     try:
+        import importlib.util
+
         link = client.dashboard_link
+        if cluster is not None and importlib.util.find_spec("bokeh") is None:
+            link += " (install bokeh to serve it)"
         logger.info("Dask dashboard: %s", link)
         if progress:
             print(f"Dask dashboard: {link}", file=sys.stderr)
