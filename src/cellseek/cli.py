@@ -98,7 +98,9 @@ def cmd_embed(args) -> int:
         from cellseek.batch.runner import embed_many
 
         summary = embed_many(args.images, args.store, cfg, scheduler=args.scheduler,
-                             n_workers=args.workers, progress=not args.quiet)
+                             n_workers=args.workers, progress=not args.quiet,
+                             plane_kw={"z_mode": args.z_mode}, source=args.source)
+        summary.pop("results", None)  # one entry per image: too long for the terminal
         print(json.dumps(summary, indent=2, default=str))
         return 0
     with _open_or_create(args.store, cfg) as session:
@@ -128,6 +130,15 @@ def cmd_suggest(args) -> int:
     from cellseek.session import Session
 
     cfg = _config(args)
+    if args.images and (args.workers or args.scheduler):
+        from cellseek.batch.runner import suggest_many
+
+        summary = suggest_many(args.images, args.store, cfg, csv_path=args.output,
+                               scheduler=args.scheduler, n_workers=args.workers,
+                               progress=not args.quiet, source=args.source)
+        summary.pop("results", None)
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
     with Session.open(args.store, cfg) as session:
         for path in args.images:
             run_with_progress(session.add_image(path, source=args.source), quiet=args.quiet)
@@ -316,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="source name of the added images")
     p.add_argument("--threshold", type=float, help="confidence below which a cell is uncertain")
     p.add_argument("-o", "--output", help="write the cells table (CSV) here")
+    p.add_argument("--workers", type=int, help="embed the images on a local Dask cluster")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler")
     _common(p, models=False)
     p.set_defaults(func=cmd_suggest)
 
