@@ -92,3 +92,24 @@ def test_embed_merge_export_roundtrip(tmp_path, capsys):
     assert main(["export", "--store", str(a), "-o", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "cells.csv").exists()
     assert len(list((tmp_path / "out").glob("labels_image*_t0_z0.tif"))) == 2
+
+
+def test_embed_and_suggest_through_the_batch_runner(tmp_path, capsys):
+    from cellseek.data import sample_fields
+    from cellseek.store import ReferenceStore
+
+    store = tmp_path / "batch.cellseek"
+    fields = [str(p) for p in sample_fields()[:2]]
+    assert main(["embed", *fields, "--store", str(store), "--scheduler", "sync", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "results" not in summary
+    with ReferenceStore.open(store) as s:
+        assert len(s.images()) == 2 and s.n_cells() >= 2
+    # suggestions with a reference: label one cell, then suggest through the runner
+    with ReferenceStore.open(store) as s:
+        first = s.cells()[0]["id"]
+        s.set_labels([first], ["neutrophil"])
+    out_csv = tmp_path / "cells.csv"
+    assert main(["suggest", *fields, "--store", str(store), "--scheduler", "sync",
+                 "-o", str(out_csv), "-q"]) == 0
+    assert out_csv.exists() and out_csv.read_text().count("\n") >= 2
