@@ -111,3 +111,38 @@ def test_crops_follow_physical_scale_when_pixel_size_is_known(tmp_path):
         fractions.append(m.mean())
     assert fractions[0] == pytest.approx(fractions[1], rel=0.1)
     assert session.crop_config_for(cells, None) == session.config.crop  # unknown: per-cell box
+
+
+def test_balanced_alignment_removes_a_device_offset(tmp_path):
+    """Reference cells on device A, the same classes shifted by a device offset on device B."""
+    from dataclasses import replace
+
+    from cellseek.config import AlignConfig
+    from cellseek.types import Cell
+
+    rng = np.random.default_rng(0)
+    dim = Session.create(tmp_path / "probe.cellseek").store.models["classical"]
+    centres = rng.normal(size=(3, dim)) * 2
+    shift = 1.2 * (centres[1] - centres[0])  # the device makes class c0 look like c1
+
+    def accuracy(method):
+        session = Session.create(tmp_path / f"{method}.cellseek",
+                                 replace(Config(), align=AlignConfig(method=method)))
+        truth = {}
+        for source, offset, n in (("A", 0.0, 30), ("B", shift, 60)):
+            image_id = session.store.add_image(f"{source}.tif", source * 64, source=source)
+            codes = np.arange(n) % 3
+            codes = codes if source == "A" else np.where(np.arange(n) < 40, 0, codes)  # mix
+            emb = centres[codes] + rng.normal(size=(n, dim)) + offset
+            cells = [Cell(label=i + 1, bbox=(0, 0, 1, 1), area=1) for i in range(n)]
+            ids = session.store.add_cells(image_id, cells, {"classical": emb.astype(np.float32)})
+            if source == "A":
+                session.label(ids, [f"c{c}" for c in codes])
+            else:
+                truth = dict(zip(ids.tolist(), (f"c{c}" for c in codes)))
+        out = run_work(session.suggest())
+        session.close()
+        return np.mean([out[i].best_label == t for i, t in truth.items()])
+
+    aligned, plain = accuracy("balanced"), accuracy("none")
+    assert aligned >= 0.95 and plain < 0.8, (aligned, plain)

@@ -128,6 +128,27 @@ class WeightingConfig:
 
 
 @dataclass(frozen=True)
+class AlignConfig:
+    """Removal of source-specific offsets before the search (cross-device suggestions).
+
+    Parameters
+    ----------
+    method : {"none", "balanced"}
+        ``"balanced"`` subtracts from every model's embedding the class-balanced mean of the
+        cell's source (device / dataset / batch): the mean of its class means, a class being the
+        confirmed label or else the current suggestion. Recomputed at every suggestion run.
+    min_count : int
+        Classes with fewer cells in a source are ignored in its mean.
+    iterations : int
+        Suggestion passes per run (the second pass uses the first pass's suggestions).
+    """
+
+    method: str = "balanced"
+    min_count: int = 3
+    iterations: int = 2
+
+
+@dataclass(frozen=True)
 class IndexConfig:
     """The FAISS index; its type follows the size (see ``docs/scaling.md``).
 
@@ -208,5 +229,6 @@ class Config:
     crop: CropConfig = field(default_factory=CropConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     suggest: SuggestConfig = field(default_factory=SuggestConfig)

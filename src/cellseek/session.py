@@ -74,6 +74,9 @@ class Session:
         self._weights: dict[str, float] | None = store.model_weights()
         self._weights_n_labelled = -1
         self._labels_cache: dict[int, str] | None = None
+        self._offsets: dict[str, dict[str, np.ndarray]] | None = None
+        self._predicted: dict[int, str] = {}
+        self._cell_sources: dict[int, str] | None = None
         self._plane_labels: dict[int, dict[PlaneKey, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ construction
@@ -225,7 +228,9 @@ class Session:
             self.embedders(), crops, masks, batch_size=self.config.embed.batch_size
         )
         thumbs = [_thumbnail(c) for c in crops]
-        return self.store.add_cells(image_id, cells, embeddings, thumbnails=thumbs)
+        ids = self.store.add_cells(image_id, cells, embeddings, thumbnails=thumbs)
+        self._offsets = None  # a source's offset changes with its cells (index keeps its own)
+        return ids
 
     def crop_config_for(self, cells, pixel_size_um: float | None) -> CropConfig:
         """The crop settings for cells of an image with this pixel size.
@@ -314,10 +319,49 @@ class Session:
         return entropy_weights(embs, labs, k=cfg.k, tau=cfg.tau)
 
     def fused_vectors(self, cell_ids: Sequence[int]) -> np.ndarray:
-        """Fused vectors of cells under the current model weights."""
+        """Fused vectors of cells under the current model weights (source offsets removed)."""
         weights = self.model_weights()
-        embs = {m: self.store.embeddings(m, list(cell_ids)) for m in self.models}
+        cell_ids = [int(c) for c in cell_ids]
+        embs = {m: self.store.embeddings(m, cell_ids) for m in self.models}
+        offsets = self.source_offsets()
+        if offsets:
+            sources = self._sources_of(cell_ids)
+            for m in self.models:
+                embs[m] = embs[m] - np.stack([offsets[src][m] for src in sources])
         return fuse(embs, weights, self.models)
+
+    def _sources_of(self, cell_ids: Sequence[int]) -> list[str]:
+        """Source name of each cell (its image's source), from a map cached per cell set."""
+        if self._cell_sources is None or any(c not in self._cell_sources for c in cell_ids):
+            source_of_image = {im["id"]: im["source"] for im in self.store.images()}
+            self._cell_sources = {c["id"]: source_of_image[c["image_id"]]
+                                  for c in self.store.cells()}
+        return [self._cell_sources[c] for c in cell_ids]
+
+    def source_offsets(self) -> dict[str, dict[str, np.ndarray]]:
+        """Source -> model -> class-balanced offset (empty when alignment is off).
+
+        See :class:`cellseek.config.AlignConfig` and :func:`cellseek.source_align.source_offsets`.
+        """
+        from cellseek.source_align import source_offsets
+
+        if self.config.align.method == "none":
+            return {}
+        if self.config.align.method != "balanced":
+            raise CellseekError(f"unknown alignment {self.config.align.method!r}; "
+                                "choose 'none' or 'balanced'")
+        if self._offsets is None:
+            cells = self.store.cells()
+            ids = [c["id"] for c in cells]
+            classes = [c["label"] or self._predicted.get(c["id"]) or c["suggestion"]
+                       for c in cells]
+            sources = self._sources_of(ids)
+            per_model = {m: source_offsets(self.store.embeddings(m, ids), sources, classes,
+                                           min_count=self.config.align.min_count)
+                         for m in self.models}
+            self._offsets = {src: {m: per_model[m][src] for m in self.models}
+                             for src in dict.fromkeys(sources)}
+        return self._offsets
 
     def index(self) -> CellIndex:
         """The reference index (built from the store on first use)."""
@@ -338,6 +382,7 @@ class Session:
         """
         self._labels_cache = None
         self._index = None
+        self._offsets = None
 
     def rebuild_index(self) -> CellIndex:
         """Drop the cached index and rebuild it from the store."""
@@ -374,16 +419,26 @@ class Session:
         if cell_ids is None:
             cell_ids = [c["id"] for c in self.store.cells(labelled=False)]
         cell_ids = [int(c) for c in cell_ids]
+        passes = self.config.align.iterations if self.config.align.method != "none" else 1
+        total = len(cell_ids) * passes
         out: dict[int, Suggestion] = {}
+        for p in range(max(passes, 1)):
+            # Source offsets follow the latest suggestions (classes of unlabelled cells), so
+            # every pass recomputes them and rebuilds the index over the labelled cells.
+            self._offsets = None
+            self._index = None
+            for start in range(0, len(cell_ids), batch):
+                yield Progress(p * len(cell_ids) + start, total, "suggest")
+                chunk = cell_ids[start : start + batch]
+                sugg = self.suggest_cells(chunk)
+                out.update(zip(chunk, sugg))
+                self._predicted.update((c, s.best_label) for c, s in zip(chunk, sugg)
+                                       if s.best_label)
         for start in range(0, len(cell_ids), batch):
-            yield Progress(start, len(cell_ids), "suggest")
             chunk = cell_ids[start : start + batch]
-            sugg = self.suggest_cells(chunk)
-            self.store.set_suggestions(
-                chunk, [s.label for s in sugg], [s.confidence for s in sugg]
-            )
-            out.update(zip(chunk, sugg))
-        yield Progress(len(cell_ids), len(cell_ids), "suggest", "done")
+            self.store.set_suggestions(chunk, [out[c].label for c in chunk],
+                                       [out[c].confidence for c in chunk])
+        yield Progress(total, total, "suggest", "done")
         return out
 
     def review_order(self, suggestions: Mapping[int, Suggestion]) -> list[int]:

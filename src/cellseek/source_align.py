@@ -227,3 +227,41 @@ def balanced_center(ref, ref_labels, qry, *, n_iter: int = 3, k: int = 10, min_c
         pred = _cosine_knn_labels(ref_c, ref_labels, qry - mu_q, k)
         mu_q = _balanced_mean(qry, pred, min_count)
     return ref_c.astype(np.float32), (qry - mu_q).astype(np.float32)
+
+
+def source_offsets(emb, sources, classes=None, *, min_count: int = 3) -> dict[str, np.ndarray]:
+    """Class-balanced offset of every source: the mean of its class means.
+
+    The generalisation of :func:`balanced_center` to any number of sources, used by
+    :class:`cellseek.session.Session`: a cell's class is its confirmed label, else its current
+    suggestion; classes with fewer than ``min_count`` cells in a source are ignored, and a source
+    without any usable class falls back to its plain mean.
+
+    Parameters
+    ----------
+    emb : ndarray
+        ``(N, D)`` embeddings.
+    sources : sequence of str
+        ``N`` source names.
+    classes : sequence, optional
+        ``N`` class names, ``None`` where unknown.
+    min_count : int
+        Smallest class size that counts.
+
+    Returns
+    -------
+    dict
+        Source -> float32 ``(D,)`` offset.
+    """
+    emb = np.asarray(emb, np.float64)
+    sources = np.asarray(sources, dtype=object)
+    classes = np.asarray(classes if classes is not None else [None] * len(emb), dtype=object)
+    out = {}
+    for s in dict.fromkeys(sources.tolist()):
+        rows = sources == s
+        known = rows & (classes != None)  # noqa: E711 - elementwise comparison with None
+        labels = classes[known].astype(str)
+        groups = [emb[known][labels == c].mean(axis=0) for c in np.unique(labels)
+                  if (labels == c).sum() >= min_count]
+        out[s] = (np.mean(groups, axis=0) if groups else emb[rows].mean(axis=0)).astype(np.float32)
+    return out
