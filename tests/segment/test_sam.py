@@ -194,6 +194,18 @@ def test_segment_point_reuses_the_cached_embedding(seg, count_encoder):
         seg.segment_point(plane, (-1, 0))
 
 
+def test_segment_point_equals_sam_predictors_best_mask(seg):
+    plane = _plane(seed=3)
+    seg.image_embedding(plane)
+    for multimask in (True, False):
+        mask = seg.segment_point(plane, (40, 50), multimask=multimask)
+        predictor = seg._restore(seg._embedding(plane_to_uint8_rgb(plane)))
+        masks, scores, _ = predictor.predict(point_coords=np.array([[50.0, 40.0]]),
+                                             point_labels=np.array([1]),
+                                             multimask_output=multimask)
+        np.testing.assert_array_equal(mask, masks[int(np.argmax(scores))])
+
+
 def test_segment_point_on_a_tiled_plane_encodes_one_tile(seg, count_encoder):
     calls = count_encoder(seg.model)
     plane = np.dstack([_plane(shape=(150, 260))] * 3)

@@ -299,11 +299,9 @@ class SamSegmenter:
         with _torch_threads(1):
             # The prompt decoder's matrices are small: one thread avoids the contention that
             # made a click 5-8x slower on a busy 2-core machine (see docs/benchmarks.md).
-            masks, scores, _ = predictor.predict(
-                point_coords=coords, point_labels=np.array([1]), multimask_output=bool(multimask)
-            )
+            mask = _best_point_mask(predictor, coords, bool(multimask))
         out = np.zeros((rows, cols), bool)
-        out[tile.slices] = masks[int(np.argmax(scores))]
+        out[tile.slices] = mask
         return out
 
     # -- automatic segmentation --------------------------------------------------------------
@@ -452,6 +450,35 @@ def segment_plane_sam(plane: np.ndarray, config: SegmentConfig | None = None, *,
     else:
         _SEGMENTERS.move_to_end(key)
     return (yield from segmenter.segment_auto(plane))
+
+
+def _best_point_mask(predictor, coords: np.ndarray, multimask: bool) -> np.ndarray:
+    """``SamPredictor.predict`` for one positive point, upsampling only the best mask.
+
+    Same computation as ``predict`` (prompt encoder, mask decoder, threshold), but only the
+    candidate with the highest predicted IoU is resized to the image: a third of the
+    post-processing of a multimask click.
+    """
+    import torch
+
+    model = predictor.model
+    points = predictor.transform.apply_coords(coords, predictor.original_size)
+    points = torch.as_tensor(points, dtype=torch.float, device=predictor.device)[None]
+    labels = torch.ones((1, 1), dtype=torch.int, device=predictor.device)
+    with torch.inference_mode():
+        sparse, dense = model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        low_res, iou = model.mask_decoder(
+            image_embeddings=predictor.features,
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        best = int(torch.argmax(iou[0]))
+        mask = model.postprocess_masks(
+            low_res[:, best : best + 1], predictor.input_size, predictor.original_size
+        )
+    return (mask[0, 0] > model.mask_threshold).cpu().numpy()
 
 
 @contextmanager
