@@ -181,3 +181,16 @@ def extract_crops(
                           preserve_range=True)
         masks[i] = resize(mask.astype(np.float32), (size, size), order=1) >= 0.5
     return crops, masks
+
+
+def thumbnail_png(crop: np.ndarray, size: int = 64) -> bytes:
+    """A small PNG of a crop (float ``(H, W, 3)`` in [0, 1]) for the neighbour gallery."""
+    import io
+
+    from PIL import Image
+
+    img = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8))
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

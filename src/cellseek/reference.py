@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import CropConfig
-from cellseek.crops import cells_from_labels, extract_crops
+from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
 from cellseek.errors import CellseekError
 from cellseek.types import Progress, Work
 
@@ -92,8 +92,6 @@ def add_labelled_csv(session, csv_path, *, batch: int = 64) -> Work[int]:
         )
         embs = yield from embed_all(session.embedders(), crops, masks,
                                     batch_size=session.config.embed.batch_size)
-        from cellseek.session import _thumbnail
-
         new_ids, new_labels = [], []
         for n, j in enumerate(todo):
             i = rows[j]
@@ -105,7 +103,7 @@ def add_labelled_csv(session, csv_path, *, batch: int = 64) -> Work[int]:
             )
             ids = session.store.add_cells(
                 image_id, cells_from_labels(label_images[n]),
-                {m: e[n : n + 1] for m, e in embs.items()}, thumbnails=[_thumbnail(crops[n])],
+                {m: e[n : n + 1] for m, e in embs.items()}, thumbnails=[thumbnail_png(crops[n])],
             )
             new_ids.extend(int(c) for c in ids)
             new_labels.append(lset.labels[i])

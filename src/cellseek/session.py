@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import Config, CropConfig, SegmentConfig
-from cellseek.crops import cells_from_labels, extract_crops
+from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
 from cellseek.errors import CellseekError
 from cellseek.index import CellIndex
 from cellseek.store import ReferenceStore
@@ -227,7 +227,7 @@ class Session:
         embeddings = yield from embed_all(
             self.embedders(), crops, masks, batch_size=self.config.embed.batch_size
         )
-        thumbs = [_thumbnail(c) for c in crops]
+        thumbs = [thumbnail_png(c) for c in crops]
         ids = self.store.add_cells(image_id, cells, embeddings, thumbnails=thumbs)
         self._offsets = None  # a source's offset changes with its cells (index keeps its own)
         return ids
@@ -466,17 +466,3 @@ class Session:
                     write_labels(path, lab)
                     out[path.stem] = path
         return out
-
-
-def _thumbnail(crop: np.ndarray, size: int = 64) -> bytes:
-    """A small PNG of a crop for the neighbour gallery."""
-    import io
-
-    from PIL import Image
-
-    img = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8))
-    img.thumbnail((size, size))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-

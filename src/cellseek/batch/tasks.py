@@ -124,10 +124,9 @@ def process_image(
         ``status`` (``"computed"``, ``"skipped"`` or ``"failed"``), ``input``,
         ``content_hash``, ``shard``, ``n_cells``, ``seconds``, ``error``.
     """
-    from cellseek.crops import cells_from_labels, extract_crops
+    from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
     from cellseek.io import content_hash, iter_planes, read_image
     from cellseek.segment import segment_plane
-    from cellseek.session import _thumbnail
     from cellseek.types import run_work
     from cellseek.zoo.embed import embed_all
 
@@ -174,7 +173,7 @@ def process_image(
                         f"for plane t={t} z={z}"
                     )
                 embs[m].append(half)
-            thumbs.extend(_thumbnail(c) for c in crops)
+            thumbs.extend(thumbnail_png(c) for c in crops)
             cells.extend(found)
             del crops, masks
     except CellseekError as exc:
