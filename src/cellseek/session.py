@@ -72,7 +72,8 @@ class Session:
         self._embedders: dict = {}
         self._index: CellIndex | None = None
         self._weights: dict[str, float] | None = store.model_weights()
-        self._weights_n_labelled = -1
+        # Stored weights were computed on (about) the labelled cells the store holds now.
+        self._weights_n_labelled = store.n_cells(labelled=True) if self._weights else -1
         self._labels_cache: dict[int, str] | None = None
         self._offsets: dict[str, dict[str, np.ndarray]] | None = None
         self._predicted: dict[int, str] = {}
@@ -300,9 +301,7 @@ class Session:
     def model_weights(self, *, refresh: bool = False) -> dict[str, float]:
         """Current model weights; recomputed when asked or when the labelled set grew by 20 %."""
         n = self.store.n_cells(labelled=True)
-        stale = self._weights is None or (
-            self._weights_n_labelled >= 0 and n > 1.2 * max(self._weights_n_labelled, 1)
-        )
+        stale = self._weights is None or n > 1.2 * max(self._weights_n_labelled, 1)
         if refresh or stale:
             self._weights = self._compute_weights()
             self._weights_n_labelled = n
