@@ -116,6 +116,8 @@ class WeightingConfig:
     Parameters
     ----------
     mode : {"uniform", "global_entropy", "per_query_entropy"}
+        ``per_query_entropy`` needs one search per model; ``cellseek evaluate`` measures it,
+        while a session's fused index uses the global weights for it.
     k : int
         Neighbours per reference cell when measuring label entropy.
     tau : float
