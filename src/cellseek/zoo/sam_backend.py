@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import sys
 import threading
 from pathlib import Path
 
@@ -37,6 +35,7 @@ import numpy as np
 from cellseek.config import WEIGHTS_DIR_ENV, default_weights_dir
 from cellseek.errors import CellseekError, MissingWeightsError
 from cellseek.zoo.base import ModelSpec
+from cellseek.zoo.weights import torch_hub_dir
 
 logger = logging.getLogger(__name__)
 
@@ -92,26 +91,12 @@ def _model_type(model_type: str) -> str:
     return name
 
 
-def _torch_hub_dir() -> Path:
-    """torch hub's folder; computed without importing torch unless torch is already loaded."""
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "hub"):
-        return Path(torch.hub.get_dir())
-    env = os.environ.get("TORCH_HOME")
-    if env:
-        base = Path(env)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg) if xdg else Path.home() / ".cache") / "torch"
-    return base.expanduser() / "hub"
-
-
 def _search_dirs(model_type: str, weights_dir=None) -> list[Path]:
     dirs = []
     local = Path(weights_dir).expanduser() if weights_dir is not None else default_weights_dir()
     if local is not None:
         dirs += [local, local / f"sam_{model_type}"]
-    dirs.append(_torch_hub_dir() / "checkpoints")
+    dirs.append(torch_hub_dir() / "checkpoints")
     dirs.append(Path.home() / ".cache" / "cellseek" / "sam")
     return dirs
 
@@ -151,7 +136,7 @@ def missing_weights_hint(model_type: str) -> str:
     return (
         f"Run `cellseek models pull sam_{model_type}` on a machine with internet access, or "
         f"download {URL_BASE}{filename} and put it in ${WEIGHTS_DIR_ENV} (or pass weights_dir), "
-        f"or in {_torch_hub_dir() / 'checkpoints'}."
+        f"or in {torch_hub_dir() / 'checkpoints'}."
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,13 @@ def find_in_weights_dir(spec: ModelSpec, weights_dir: str | os.PathLike | None =
 
 
 def torch_hub_dir() -> Path:
-    """torch hub's folder, computed like ``torch.hub.get_dir()`` without importing torch."""
+    """torch hub's folder, computed like ``torch.hub.get_dir()`` without importing torch.
+
+    When torch is already loaded its own answer is used (it honours ``torch.hub.set_dir``).
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "hub"):
+        return Path(torch.hub.get_dir())
     env = os.environ.get("TORCH_HOME")
     if env:
         base = Path(env)
