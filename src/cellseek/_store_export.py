@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cellseek._store_schema import translate_error
+from cellseek._store_schema import remove_quietly, translate_error
 from cellseek.errors import IncompatibleStoreError, StoreError
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ def export_cells_csv(store: ReferenceStore, path, *, image_id: int | None = None
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        _remove(tmp)
+        remove_quietly(tmp)
         raise translate_error(exc, path, "writing the CSV export") from exc
     return len(rows)
 
@@ -233,17 +233,9 @@ def backup(store: ReferenceStore, path) -> Path:
         finally:
             dest.close()
         for side in ("-wal", "-shm"):
-            _remove(path.with_name(path.name + side))
+            remove_quietly(path.with_name(path.name + side))
         os.replace(tmp, path)
     except (sqlite3.Error, OSError) as exc:
-        _remove(tmp, tmp.with_name(tmp.name + "-journal"))
+        remove_quietly(tmp, tmp.with_name(tmp.name + "-journal"))
         raise translate_error(exc, path, "writing the backup") from exc
     return path
-
-
-def _remove(*paths: Path) -> None:
-    for p in paths:
-        try:
-            p.unlink()
-        except OSError:
-            pass
