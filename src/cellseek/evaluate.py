@@ -104,6 +104,23 @@ def knn_predict(
     weights : dict
         Global model weights used.
     """
+    shares, classes, weights = vote_shares(reference, query, weighting=weighting,
+                                           config=config, models=models)
+    return [classes[i] for i in shares.argmax(axis=1)], weights
+
+
+def vote_shares(
+    reference: EvalSet,
+    query: EvalSet,
+    *,
+    weighting: str = "global_entropy",
+    config: Config | None = None,
+    models: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[str], dict[str, float]]:
+    """The adaptive kNN vote of every query: class shares, the class order and the weights.
+
+    See :func:`knn_predict` for the parameters; ``shares`` is ``(Q, C)``.
+    """
     config = config or Config()
     models = list(models or reference.embeddings)
     classes = sorted(set(reference.labels))
@@ -126,7 +143,7 @@ def knn_predict(
         qry = fuse({m: query.embeddings[m] for m in models}, weights, models)
         sims, rows = _search(ref, qry, k)
         shares = vote_matrix(sims, ref_codes[rows], len(classes), config.suggest.temperature)
-    return [classes[i] for i in shares.argmax(axis=1)], weights
+    return shares, classes, weights
 
 
 def _search(ref: np.ndarray, qry: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

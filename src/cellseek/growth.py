@@ -15,33 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from cellseek.config import Config
-from cellseek.evaluate import EvalSet, knn_predict, macro_accuracy, stratified_folds
-from cellseek.suggest import adaptive_k, vote_matrix
+from cellseek.evaluate import EvalSet, knn_predict, macro_accuracy, stratified_folds, vote_shares
 from cellseek.types import Progress, Work
-from cellseek.weighting import entropy_weights, fuse, uniform_weights
 
 logger = logging.getLogger(__name__)
-
-
-def _pool_confidence(data: EvalSet, labelled: np.ndarray, pool: np.ndarray, config: Config):
-    """Confidence of the current suggestion of every pool cell."""
-    from cellseek.index import CellIndex
-
-    labels = [data.labels[i] for i in labelled]
-    classes = sorted(set(labels))
-    codes = np.array([classes.index(c) for c in labels])
-    models = list(data.embeddings)
-    ref_embs = {m: e[labelled] for m, e in data.embeddings.items()}
-    weights = (entropy_weights(ref_embs, labels, k=config.weighting.k, tau=config.weighting.tau)
-               if len(models) > 1 and config.weighting.mode != "uniform"
-               else uniform_weights(models))
-    index = CellIndex(sum(e.shape[1] for e in ref_embs.values()))
-    index.add(fuse(ref_embs, weights, models), np.arange(len(labelled)))
-    k = adaptive_k({c: int((codes == i).sum()) for i, c in enumerate(classes)}, config.suggest)
-    sims, rows = index.search(fuse({m: e[pool] for m, e in data.embeddings.items()}, weights,
-                                   models), k)
-    shares = vote_matrix(sims, codes[rows], len(classes), config.suggest.temperature)
-    return shares.max(axis=1)
 
 
 def simulate_growth(
@@ -91,7 +68,9 @@ def simulate_growth(
                 if order == "random":
                     pick = order_rng.choice(len(pool), min(step, len(pool)), replace=False)
                 else:
-                    conf = _pool_confidence(data, labelled, pool, config)
+                    shares, _, _ = vote_shares(data.subset(labelled), data.subset(pool),
+                                               config=config)
+                    conf = shares.max(axis=1)
                     pick = np.argsort(conf, kind="stable")[:step]
                 labelled = np.concatenate([labelled, pool[pick]])
                 pool = np.delete(pool, pick)
