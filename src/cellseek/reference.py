@@ -17,7 +17,7 @@ import numpy as np
 from cellseek.config import CropConfig
 from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
 from cellseek.errors import CellseekError
-from cellseek.types import Progress, Work
+from cellseek.types import ImageData, Progress, Work
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ def single_cell_labels(image: np.ndarray) -> np.ndarray:
 
 
 def single_cell_crops(
-    paths: Sequence[Path], config: CropConfig | None = None
+    images: Sequence[ImageData | Path], config: CropConfig | None = None
 ) -> Work[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
-    """Crops, masks and label images of single-cell images.
+    """Crops, masks and label images of single-cell images (already read, or paths to read).
 
     Returns
     -------
@@ -49,22 +49,24 @@ def single_cell_crops(
     from cellseek.io import iter_planes, read_image
 
     config = config or CropConfig()
-    crops = np.zeros((len(paths), config.size, config.size, 3), np.float32)
-    masks = np.zeros((len(paths), config.size, config.size), bool)
+    crops = np.zeros((len(images), config.size, config.size, 3), np.float32)
+    masks = np.zeros((len(images), config.size, config.size), bool)
     label_images = []
-    for i, path in enumerate(paths):
+    for i, image in enumerate(images):
+        if not isinstance(image, ImageData):
+            image = read_image(image)
         if i % 25 == 0:
-            yield Progress(i, len(paths), "crop", Path(path).name)
-        _, _, plane = next(iter_planes(read_image(path)))
+            yield Progress(i, len(images), "crop", Path(image.path).name)
+        _, _, plane = next(iter_planes(image))
         plane = np.asarray(plane)
         try:
             labels = single_cell_labels(plane)
         except CellseekError as err:
-            raise CellseekError(f"{path}: {err}") from None
+            raise CellseekError(f"{image.path}: {err}") from None
         c, m = extract_crops(plane, labels, cells_from_labels(labels), config)
         crops[i], masks[i] = c[0], m[0]
         label_images.append(labels)
-    yield Progress(len(paths), len(paths), "crop", "done")
+    yield Progress(len(images), len(images), "crop", "done")
     return crops, masks, label_images
 
 
@@ -88,7 +90,7 @@ def add_labelled_csv(session, csv_path, *, batch: int = 64) -> Work[int]:
         if not todo:
             continue
         crops, masks, label_images = yield from single_cell_crops(
-            [lset.paths[rows[j]] for j in todo], session.config.crop
+            [images[j] for j in todo], session.config.crop
         )
         embs = yield from embed_all(session.embedders(), crops, masks,
                                     batch_size=session.config.embed.batch_size)
