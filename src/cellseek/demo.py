@@ -119,7 +119,7 @@ def run_demo(output="cellseek-demo", *, config: Config | None = None, quiet=Fals
             per_field.append({
                 "image": path.name, "cells": len(cells), "wbc_type": types.get(path.name),
                 "suggested": main["suggestion"] if main else None,
-                "best": session.suggest_cells([main["id"]])[0].best_label if main else None,
+                "best": suggestions[main["id"]].best_label if main else None,
                 "confidence": main["confidence"] if main else None,
             })
         summary = {
