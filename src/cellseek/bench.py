@@ -219,11 +219,24 @@ def bench_sam_click(
             start = time.perf_counter()
             seg.segment_point(plane, p)
             times.append(time.perf_counter() - start)
+        # the same clicks through segment_anything's own SamPredictor.predict, for the ratio
+        from cellseek.segment.sam import _torch_threads, plane_to_uint8_rgb
+
+        predictor = seg._restore(seg._embedding(plane_to_uint8_rgb(plane)))
+        baseline = []
+        with _torch_threads(1):  # the same thread count as segment_point
+            for p in points[1:]:
+                start = time.perf_counter()
+                predictor.predict(point_coords=np.array([[p[1], p[0]]], np.float32),
+                                  point_labels=np.array([1]), multimask_output=True)
+                baseline.append(time.perf_counter() - start)
     suffix = " (random weights)" if random else ""
     return [
         {"benchmark": f"sam {model_type} image embedding{suffix}", "n": 1, "seconds": t_embed},
         {"benchmark": f"sam {model_type} click{suffix}", "n": repeats,
          "seconds": float(np.median(times)), "p95_s": float(np.percentile(times, 95))},
+        {"benchmark": f"sam {model_type} click, SamPredictor{suffix}", "n": repeats,
+         "seconds": float(np.median(baseline)), "p95_s": float(np.percentile(baseline, 95))},
     ]
 
 

@@ -7,6 +7,7 @@ Macro accuracy is the mean of per-class recall. Every figure in ``docs/benchmark
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -299,6 +300,11 @@ def ablations(
 
 
 # ---------------------------------------------------------------------------- embedding sets
+#: Modules whose source is part of the embedding cache key: the central-cell segmenter and the
+#: classical features (foundation models are identified by their spec and weights).
+_CROP_CODE = ("cellseek.segment.classical", "cellseek.segment.stain", "cellseek.reference",
+              "cellseek.crops", "cellseek.zoo.classical", "cellseek.zoo.classical_features")
+
 def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
     h = hashlib.sha256()
     h.update(csv_path.read_bytes())
@@ -309,6 +315,8 @@ def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
     from cellseek import __version__
 
     h.update(__version__.encode())
+    for module in _CROP_CODE:  # a change to the segmenter or the features invalidates the cache
+        h.update(Path(importlib.import_module(module).__file__).read_bytes())
     return h.hexdigest()[:24]
 
 

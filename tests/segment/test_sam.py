@@ -203,7 +203,12 @@ def test_segment_point_equals_sam_predictors_best_mask(seg):
         masks, scores, _ = predictor.predict(point_coords=np.array([[50.0, 40.0]]),
                                              point_labels=np.array([1]),
                                              multimask_output=multimask)
-        np.testing.assert_array_equal(mask, masks[int(np.argmax(scores))])
+        # the fast decoder re-associates float sums: a pixel whose logit is within rounding of
+        # the threshold may flip, nothing more (the logits themselves are compared in
+        # test_sam_fast_decoder.py)
+        best = masks[int(np.argmax(scores))]
+        assert best.any() or mask.any()
+        assert (mask != best).mean() < 1e-3
 
 
 def test_segment_point_on_a_tiled_plane_encodes_one_tile(seg, count_encoder):

@@ -172,6 +172,8 @@ class SamSegmenter:
         self._model = None
         self._predictor = None
         self._predictor_key = None
+        self._decoder = None
+        self._decoder_key = None
         self._generator = None
         self._weights = None
 
@@ -294,15 +296,42 @@ class SamSegmenter:
             raise CellseekError(f"point {tuple(point_rc)} lies outside the plane {(rows, cols)}")
         tiles = tile_layout(image.shape, self.tile_size, self.tile_overlap)
         tile = tiles[tile_for_point(tiles, (int(r), int(c)))]
-        predictor = self._restore(self._embedding(image[tile.slices]))
+        emb = self._embedding(image[tile.slices])
         coords = np.array([[c - tile.col0, r - tile.row0]], dtype=np.float32)  # SAM wants (x, y)
         with _torch_threads(1):
             # The prompt decoder's matrices are small: one thread avoids the contention that
             # made a click 5-8x slower on a busy 2-core machine (see docs/benchmarks.md).
-            mask = _best_point_mask(predictor, coords, bool(multimask))
+            mask = self._point_mask(emb, coords, bool(multimask))
         out = np.zeros((rows, cols), bool)
         out[tile.slices] = mask
         return out
+
+    def _point_mask(self, emb: SamEmbedding, coords: np.ndarray, multimask: bool) -> np.ndarray:
+        """The best mask for positive points ``coords`` (x, y in the embedded image's frame).
+
+        Decoded by :class:`~cellseek.segment.sam_fast_decoder.FastPointDecoder` (the same
+        function as ``SamPredictor.predict``, in half the arithmetic), which keeps the
+        click-independent part of the decoder for the last embedding it saw.
+        """
+        import torch
+
+        from cellseek.segment.sam_fast_decoder import FastPointDecoder
+
+        if self._decoder is None:
+            self._decoder = FastPointDecoder(self.model)
+        device = self.predictor.device
+        if self._decoder_key != emb.signature:
+            self._decoder.set_image(torch.from_numpy(emb.features).to(device))
+            self._decoder_key = emb.signature
+        model = self.model
+        points = self.predictor.transform.apply_coords(coords, tuple(emb.original_size))
+        points = torch.as_tensor(points, dtype=torch.float, device=device)[None]
+        labels = torch.ones((1, points.shape[1]), dtype=torch.int, device=device)
+        logits, _ = self._decoder.predict(points, labels, multimask=multimask)
+        with torch.inference_mode():
+            mask = model.postprocess_masks(logits, tuple(emb.input_size),
+                                           tuple(emb.original_size))
+        return (mask[0, 0] > model.mask_threshold).cpu().numpy()
 
     # -- automatic segmentation --------------------------------------------------------------
     def _mask_generator(self):
@@ -450,35 +479,6 @@ def segment_plane_sam(plane: np.ndarray, config: SegmentConfig | None = None, *,
     else:
         _SEGMENTERS.move_to_end(key)
     return (yield from segmenter.segment_auto(plane))
-
-
-def _best_point_mask(predictor, coords: np.ndarray, multimask: bool) -> np.ndarray:
-    """``SamPredictor.predict`` for one positive point, upsampling only the best mask.
-
-    Same computation as ``predict`` (prompt encoder, mask decoder, threshold), but only the
-    candidate with the highest predicted IoU is resized to the image: a third of the
-    post-processing of a multimask click.
-    """
-    import torch
-
-    model = predictor.model
-    points = predictor.transform.apply_coords(coords, predictor.original_size)
-    points = torch.as_tensor(points, dtype=torch.float, device=predictor.device)[None]
-    labels = torch.ones((1, 1), dtype=torch.int, device=predictor.device)
-    with torch.inference_mode():
-        sparse, dense = model.prompt_encoder(points=(points, labels), boxes=None, masks=None)
-        low_res, iou = model.mask_decoder(
-            image_embeddings=predictor.features,
-            image_pe=model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
-        best = int(torch.argmax(iou[0]))
-        mask = model.postprocess_masks(
-            low_res[:, best : best + 1], predictor.input_size, predictor.original_size
-        )
-    return (mask[0, 0] > model.mask_threshold).cpu().numpy()
 
 
 @contextmanager
