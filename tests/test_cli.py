@@ -113,3 +113,12 @@ def test_embed_and_suggest_through_the_batch_runner(tmp_path, capsys):
     assert main(["suggest", *fields, "--store", str(store), "--scheduler", "sync",
                  "-o", str(out_csv), "-q"]) == 0
     assert out_csv.exists() and out_csv.read_text().count("\n") >= 2
+
+
+def test_suggest_pca_option_reaches_the_index_config():
+    from cellseek.cli import _config, build_parser
+
+    args = build_parser().parse_args(["suggest", "--store", "s.cellseek", "--pca", "32"])
+    assert _config(args).index.pca_components == 32
+    args = build_parser().parse_args(["suggest", "--store", "s.cellseek"])
+    assert _config(args).index.pca_components == 0

@@ -146,3 +146,35 @@ def test_balanced_alignment_removes_a_device_offset(tmp_path):
 
     aligned, plain = accuracy("balanced"), accuracy("none")
     assert aligned >= 0.95 and plain < 0.8, (aligned, plain)
+
+
+def test_pca_index_holds_reduced_vectors_and_still_suggests(tmp_path):
+    """``IndexConfig.pca_components``: the index is built on per-model PCA projections."""
+    from dataclasses import replace
+
+    from cellseek.config import IndexConfig
+    from cellseek.types import Cell
+
+    rng = np.random.default_rng(1)
+    cfg = replace(Config(), index=IndexConfig(pca_components=6))
+    session = Session.create(tmp_path / "pca.cellseek", cfg)
+    dim = session.store.models["classical"]
+    assert dim > 6
+    centres = rng.normal(size=(3, dim)) * 3
+    image_id = session.store.add_image("a.tif", "a" * 64, source="A")
+    codes = np.arange(90) % 3
+    emb = (centres[codes] + rng.normal(size=(90, dim))).astype(np.float32)
+    cells = [Cell(label=i + 1, bbox=(0, 0, 1, 1), area=1) for i in range(90)]
+    ids = session.store.add_cells(image_id, cells, {"classical": emb})
+    ref, query = ids[:60], ids[60:]
+    session.label(ref, [f"c{c}" for c in codes[:60]])
+    index = session.index()
+    assert index.dim == 6 and len(index) == 60
+    assert session.fused_vectors(query[:3]).shape == (3, 6)
+    out = session.suggest_cells(query)
+    assert np.mean([s.best_label == f"c{c}" for s, c in zip(out, codes[60:])]) >= 0.95
+    # a confirmed cell joins the reduced index; a rebuild refits the PCA on the larger set
+    session.label([query[0]], [f"c{codes[60]}"])
+    assert len(session.index()) == 61 and session.index().dim == 6
+    assert session.rebuild_index().dim == 6
+    session.close()

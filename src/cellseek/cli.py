@@ -64,7 +64,10 @@ def _config(args):
     suggest = cfg.suggest
     if getattr(args, "threshold", None) is not None:
         suggest = replace(suggest, threshold=args.threshold)
-    return replace(cfg, embed=embed, segment=segment, suggest=suggest)
+    index = cfg.index
+    if getattr(args, "pca", None):
+        index = replace(index, pca_components=args.pca)
+    return replace(cfg, embed=embed, segment=segment, suggest=suggest, index=index)
 
 
 # ------------------------------------------------------------------------------- commands
@@ -329,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the cells table (CSV) here")
     p.add_argument("--workers", type=int, help="embed the images on a local Dask cluster")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    p.add_argument("--pca", type=int, metavar="N", help="index at most N principal components "
+                   "per model (smaller, faster index for very large reference sets; default: off)")
     _common(p, models=False)
     p.set_defaults(func=cmd_suggest)
 

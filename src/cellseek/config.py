@@ -184,6 +184,11 @@ class IndexConfig:
     compact_fraction : float
         HNSW and IVF-PQ mark removed cells and skip them at search; the index is rebuilt
         without them once they exceed this fraction of its size.
+    pca_components : int
+        0 (default): index the full fused vector. Otherwise each model's embedding is projected
+        on its leading principal components (fitted on the reference cells whenever the index is
+        built; :mod:`cellseek.reduce`) before fusion, so the index holds at most
+        ``pca_components`` dims per model: less memory and faster search for very large sets.
     """
 
     exact_max: int = 50_000
@@ -199,6 +204,7 @@ class IndexConfig:
     ivf_refine_k_factor: int = 8
     ivf_train_size: int = 100_000
     compact_fraction: float = 0.1
+    pca_components: int = 0
 
 
 @dataclass(frozen=True)

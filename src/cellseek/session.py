@@ -71,6 +71,7 @@ class Session:
         self.models: tuple[str, ...] = tuple(store.models)
         self._embedders: dict = {}
         self._index: CellIndex | None = None
+        self._reducer = None  # per-model PCA of the current index (IndexConfig.pca_components)
         self._weights: dict[str, float] | None = store.model_weights()
         # Stored weights were computed on (about) the labelled cells the store holds now.
         self._weights_n_labelled = store.n_cells(labelled=True) if self._weights else -1
@@ -318,8 +319,16 @@ class Session:
         return entropy_weights(embs, labs, k=cfg.k, tau=cfg.tau)
 
     def fused_vectors(self, cell_ids: Sequence[int]) -> np.ndarray:
-        """Fused vectors of cells under the current model weights (source offsets removed)."""
+        """Fused vectors of cells under the current model weights (source offsets removed,
+        reduced by the index's per-model PCA when ``config.index.pca_components`` is set)."""
         weights = self.model_weights()
+        embs = self._aligned_embeddings(cell_ids)
+        if self._reducer is not None:
+            embs = self._reducer.transform(embs)
+        return fuse(embs, weights, self.models)
+
+    def _aligned_embeddings(self, cell_ids: Sequence[int]) -> dict[str, np.ndarray]:
+        """Model -> embeddings of cells with their source's offset removed."""
         cell_ids = [int(c) for c in cell_ids]
         embs = {m: self.store.embeddings(m, cell_ids) for m in self.models}
         offsets = self.source_offsets()
@@ -327,7 +336,18 @@ class Session:
             sources = self._sources_of(cell_ids)
             for m in self.models:
                 embs[m] = embs[m] - np.stack([offsets[src][m] for src in sources])
-        return fuse(embs, weights, self.models)
+        return embs
+
+    def _fit_reducer(self, ids: np.ndarray):
+        """The per-model PCA for an index over ``ids``, or None when it is off or too early."""
+        from cellseek.reduce import ModelReducer
+
+        n = int(self.config.index.pca_components)
+        if n <= 0 or len(ids) < 2:
+            return None
+        if all(self.store.models[m] <= n for m in self.models):
+            return None  # nothing to shrink
+        return ModelReducer.fit(self._aligned_embeddings(ids), n)
 
     def _sources_of(self, cell_ids: Sequence[int]) -> list[str]:
         """Source name of each cell (its image's source), from a map cached per cell set."""
@@ -367,7 +387,9 @@ class Session:
         self.model_weights()
         if self._index is None:
             ids = np.fromiter(self._id_to_label(), np.int64)
-            dim = sum(self.store.models[m] for m in self.models)
+            self._reducer = self._fit_reducer(ids)
+            dims = self._reducer.dims if self._reducer is not None else self.store.models
+            dim = sum(dims[m] for m in self.models)
             self._index = CellIndex(dim, self.config.index)
             if len(ids):
                 self._index.rebuild(self.fused_vectors(ids), ids)
