@@ -76,7 +76,8 @@ def test_a_new_image_replaces_the_cached_keys(model):
     decoder.set_image(b)
     logits, _ = decoder.predict(pts, labels)
     ref, _ = _reference(model, b, pts, labels, True)
-    np.testing.assert_allclose(logits[0, 0].numpy(), ref.numpy(), atol=1e-4 * float(ref.abs().max()))
+    np.testing.assert_allclose(logits[0, 0].numpy(), ref.numpy(),
+                               atol=1e-4 * float(ref.abs().max()))
 
 
 def test_full_size_decoder_on_a_1024_px_grid():
