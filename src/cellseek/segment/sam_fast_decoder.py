@@ -8,8 +8,9 @@ the point and SAM's padding point), so with ``H = 8`` heads every attention betw
 the tokens has rank ``H * T = 56 < 128``. :class:`FastPointDecoder` uses that:
 
 * token -> image attention: ``softmax(q_h (x W_kh + b_kh)^T) (x W_vh + b_vh)`` is computed as
-  ``softmax((q_h W_kh^T) x^T + q_h . b_kh) x`` followed by ``W_vh`` on the ``T`` rows, so the
-  image tokens ``x`` meet a ``(H*T, C)`` matrix instead of two ``(C, 128)`` projections;
+  ``softmax((q_h W_kh^T) x^T) x`` followed by ``W_vh`` (and ``b_vh``) on the ``T`` rows (the key
+  bias shifts a whole row of logits, which softmax ignores), so the image tokens ``x`` meet a
+  ``(H*T, C)`` matrix instead of two ``(C, 128)`` projections;
 * image -> token attention: the query projection and the output projection are folded into
   ``(C, H*T)`` and ``(H*T, C)`` matrices built from the 7 tokens;
 * the first layer's image keys and values do not depend on the click: they are projected once
@@ -63,10 +64,9 @@ def _tokens_to_image(attn, q_tokens, keys_pe, keys, cached=None):
         weights = torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1)
         return attn.out_proj(_merge(weights @ v))
     wk = attn.k_proj.weight.view(h, d, -1)  # (H, d, C)
-    bk = attn.k_proj.bias.view(h, d)
     a = q @ wk.unsqueeze(0)  # (B, H, T, C)
-    logits = (a.reshape(b, h * t, -1) @ keys_pe.transpose(1, 2)).view(b, h, t, -1)
-    logits = (logits + (q * bk[None, :, None, :]).sum(-1, keepdim=True)) * scale
+    # the key bias adds q_h . b_kh to a whole row of logits: softmax ignores it
+    logits = (a.reshape(b, h * t, -1) @ keys_pe.transpose(1, 2)).view(b, h, t, -1) * scale
     weights = torch.softmax(logits, dim=-1)  # (B, H, T, N)
     mixed = (weights.reshape(b, h * t, -1) @ keys).view(b, h, t, -1)  # (B, H, T, C)
     wv = attn.v_proj.weight.view(h, d, -1)
