@@ -27,6 +27,7 @@ real architecture). Used by :meth:`cellseek.segment.sam.SamSegmenter.segment_poi
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 __all__ = ["FastPointDecoder"]
 
@@ -41,11 +42,6 @@ def _merge(x):
     """``(B, H, N, d) -> (B, N, H*d)``."""
     b, h, n, d = x.shape
     return x.transpose(1, 2).reshape(b, n, h * d)
-
-
-def _self_attention(attn, q, k, v):
-    """The original :class:`segment_anything` ``Attention`` on the (few) prompt tokens."""
-    return attn(q=q, k=k, v=v)
 
 
 def _tokens_to_image(attn, q_tokens, keys_pe, keys, cached=None):
@@ -110,6 +106,16 @@ def _conv_transpose_2x2(x, conv):
     return y.view(*x.shape[:-1], 2, 2, c_out) + conv.bias
 
 
+class _ImageState(NamedTuple):
+    """What :meth:`FastPointDecoder.set_image` prepares: image keys ``(1, N, C)``, keys plus
+    positional encoding, the first layer's projected keys and values, and the grid ``(h, w)``."""
+
+    keys: object
+    keys_pe: object
+    first_kv: tuple
+    grid: tuple[int, int]
+
+
 class FastPointDecoder:
     """Point-prompt mask decoding of one SAM model on one image embedding at a time.
 
@@ -146,25 +152,21 @@ class FastPointDecoder:
             keys_pe = keys + self._pe
             first = self.decoder.transformer.layers[0].cross_attn_token_to_image
             cached = (first.k_proj(keys_pe), first.v_proj(keys))
-        self._image = (features, keys, keys_pe, cached, (gh, gw))
-
-    @property
-    def is_image_set(self) -> bool:
-        """Whether :meth:`set_image` has been called."""
-        return self._image is not None
+        self._image = _ImageState(keys, keys_pe, cached, (gh, gw))
 
     def _transformer(self, tokens):
         """The two-way transformer; returns (tokens out, image keys out)."""
-        features, keys, keys_pe, cached, _ = self._image
+        keys, keys_pe, cached = self._image.keys, self._image.keys_pe, self._image.first_kv
         tr = self.decoder.transformer
         pe = self._pe
         queries = tokens
         for i, layer in enumerate(tr.layers):
+            # self-attention among the few prompt tokens: SAM's own module
             if layer.skip_first_layer_pe:
-                queries = _self_attention(layer.self_attn, queries, queries, queries)
+                queries = layer.self_attn(q=queries, k=queries, v=queries)
             else:
                 q = queries + tokens
-                queries = queries + _self_attention(layer.self_attn, q, q, queries)
+                queries = queries + layer.self_attn(q=q, k=q, v=queries)
             queries = layer.norm1(queries)
             q = queries + tokens
             queries = queries + _tokens_to_image(layer.cross_attn_token_to_image, q, keys_pe,
@@ -181,7 +183,7 @@ class FastPointDecoder:
 
     def _upscaled_mask(self, keys, hyper):
         """Low-resolution logits of one mask: ``hyper . upscale(keys)``, as ``(4h, 4w)``."""
-        gh, gw = self._image[4]
+        gh, gw = self._image.grid
         up1, norm, act1, up2, act2 = self.decoder.output_upscaling
         x = _conv_transpose_2x2(keys[0].view(gh, gw, -1), up1)  # (h, w, 2, 2, C/4)
         mean = x.mean(-1, keepdim=True)
