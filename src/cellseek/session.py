@@ -321,8 +321,11 @@ class Session:
     def fused_vectors(self, cell_ids: Sequence[int]) -> np.ndarray:
         """Fused vectors of cells under the current model weights (source offsets removed,
         reduced by the index's per-model PCA when ``config.index.pca_components`` is set)."""
+        return self._fuse(self._aligned_embeddings(cell_ids))
+
+    def _fuse(self, embs: dict[str, np.ndarray]) -> np.ndarray:
+        """Aligned per-model embeddings -> fused vectors (through the index's PCA, if any)."""
         weights = self.model_weights()
-        embs = self._aligned_embeddings(cell_ids)
         if self._reducer is not None:
             embs = self._reducer.transform(embs)
         return fuse(embs, weights, self.models)
@@ -331,23 +334,24 @@ class Session:
         """Model -> embeddings of cells with their source's offset removed."""
         cell_ids = [int(c) for c in cell_ids]
         embs = {m: self.store.embeddings(m, cell_ids) for m in self.models}
-        offsets = self.source_offsets()
+        offsets = self.source_offsets() if cell_ids else {}
         if offsets:
             sources = self._sources_of(cell_ids)
             for m in self.models:
                 embs[m] = embs[m] - np.stack([offsets[src][m] for src in sources])
         return embs
 
-    def _fit_reducer(self, ids: np.ndarray):
-        """The per-model PCA for an index over ``ids``, or None when it is off or too early."""
+    def _fit_reducer(self, embs: dict[str, np.ndarray]):
+        """The per-model PCA fitted on the index's aligned embeddings, or None when it is off
+        or there is nothing to fit or shrink."""
         from cellseek.reduce import ModelReducer
 
         n = int(self.config.index.pca_components)
-        if n <= 0 or len(ids) < 2:
+        if n <= 0 or len(embs[self.models[0]]) < 2:
             return None
         if all(self.store.models[m] <= n for m in self.models):
             return None  # nothing to shrink
-        return ModelReducer.fit(self._aligned_embeddings(ids), n)
+        return ModelReducer.fit(embs, n)
 
     def _sources_of(self, cell_ids: Sequence[int]) -> list[str]:
         """Source name of each cell (its image's source), from a map cached per cell set."""
@@ -387,12 +391,13 @@ class Session:
         self.model_weights()
         if self._index is None:
             ids = np.fromiter(self._id_to_label(), np.int64)
-            self._reducer = self._fit_reducer(ids)
+            embs = self._aligned_embeddings(ids)  # read once: fits the PCA and fills the index
+            self._reducer = self._fit_reducer(embs)
             dims = self._reducer.dims if self._reducer is not None else self.store.models
             dim = sum(dims[m] for m in self.models)
             self._index = CellIndex(dim, self.config.index)
             if len(ids):
-                self._index.rebuild(self.fused_vectors(ids), ids)
+                self._index.rebuild(self._fuse(embs), ids)
         return self._index
 
     def refresh(self) -> None:
