@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cellseek.detection_eval import match_boxes, voc_to_boxes
+from cellseek.measure.detection import match_boxes, voc_to_boxes
 from cellseek.segment.classical import segment
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellseek.labelled_set import (
+from cellseek.io.labelled_set import (
     crop_around_mask,
     load_labelled_set,
     read_rgb,
@@ -144,7 +144,7 @@ def stratified_folds(y, n_folds=5, seed=0):
 
 
 def align(ref, qry, mode, ref_y=None):
-    from cellseek.source_align import SourceAligner, balanced_center
+    from cellseek.search.align import SourceAligner, balanced_center
 
     if mode == "none":
         return ref, qry

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import AlignConfig, Config
-from cellseek.detection_eval import match_boxes
-from cellseek.fields_eval import read_boxes
+from cellseek.measure.detection import match_boxes
+from cellseek.measure.fields import read_boxes
 from cellseek.reference import add_labelled_csv
 from cellseek.session import Session
 from cellseek.types import run_work

@@ -19,7 +19,7 @@ print one line naming the file or model and the problem, and exit with status 1.
 def render() -> str:
     """The Markdown text of the CLI reference."""
     os.environ["COLUMNS"] = "100"
-    from cellseek.cli import build_parser
+    from cellseek.cli.main import build_parser
 
     parser = build_parser()
     parts = [INTRO, "## `cellseek`\n", "```\n" + parser.format_help() + "```\n"]

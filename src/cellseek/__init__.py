@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Session": "cellseek.session",
-    "ReferenceStore": "cellseek.store",
+    "ReferenceStore": "cellseek.store.reference_store",
     "read_image": "cellseek.io",
     "Config": "cellseek.config",
     "load_embedder": "cellseek.zoo",

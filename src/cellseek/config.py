@@ -187,7 +187,7 @@ class IndexConfig:
     pca_components : int
         0 (default): index the full fused vector. Otherwise each model's embedding is projected
         on its leading principal components (fitted on the reference cells whenever the index is
-        built; :mod:`cellseek.reduce`) before fusion, so the index holds at most
+        built; :mod:`cellseek.search.reduce`) before fusion, so the index holds at most
         ``pca_components`` dims per model: less memory and faster search for very large sets.
     """
 

@@ -76,7 +76,7 @@ def add_labelled_csv(session, csv_path, *, batch: int = 64) -> Work[int]:
     Images already in the store (same pixel content) are skipped. Returns the number added.
     """
     from cellseek.io import content_hash, read_image
-    from cellseek.labelled_set import load_labelled_set
+    from cellseek.io.labelled_set import load_labelled_set
     from cellseek.zoo.embed import embed_all
 
     lset = load_labelled_set(csv_path)

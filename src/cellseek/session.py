@@ -27,11 +27,11 @@ import numpy as np
 from cellseek.config import Config, CropConfig, SegmentConfig
 from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
 from cellseek.errors import CellseekError
-from cellseek.index import CellIndex
+from cellseek.search.index import CellIndex
+from cellseek.search.vote import adaptive_k, review_queue, suggest_from_neighbours
+from cellseek.search.weighting import entropy_weights, fuse, uniform_weights
 from cellseek.store import ReferenceStore
-from cellseek.suggest import adaptive_k, review_queue, suggest_from_neighbours
 from cellseek.types import ImageData, Progress, Suggestion, Work
-from cellseek.weighting import entropy_weights, fuse, uniform_weights
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +344,7 @@ class Session:
     def _fit_reducer(self, embs: dict[str, np.ndarray]):
         """The per-model PCA fitted on the index's aligned embeddings, or None when it is off
         or there is nothing to fit or shrink."""
-        from cellseek.reduce import ModelReducer
+        from cellseek.search.reduce import ModelReducer
 
         n = int(self.config.index.pca_components)
         if n <= 0 or len(embs[self.models[0]]) < 2:
@@ -364,9 +364,9 @@ class Session:
     def source_offsets(self) -> dict[str, dict[str, np.ndarray]]:
         """Source -> model -> class-balanced offset (empty when alignment is off).
 
-        See :class:`cellseek.config.AlignConfig` and :func:`cellseek.source_align.source_offsets`.
+        See :class:`cellseek.config.AlignConfig` and :func:`cellseek.search.align.source_offsets`.
         """
-        from cellseek.source_align import source_offsets
+        from cellseek.search.align import source_offsets
 
         if self.config.align.method == "none":
             return {}

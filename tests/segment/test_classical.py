@@ -8,8 +8,8 @@ import pytest
 
 import cellseek.segment as segment_pkg
 from cellseek.config import SegmentConfig
-from cellseek.detection_eval import match_boxes, voc_to_boxes
 from cellseek.errors import CellseekError
+from cellseek.measure.detection import match_boxes, voc_to_boxes
 from cellseek.segment import resolve_method, segment_plane, segment_planes
 from cellseek.segment.classical import central_cell_mask, resolve_stain, segment
 from cellseek.segment.stain import is_stained, nucleus_channel, to_float_rgb

@@ -129,7 +129,7 @@ def test_speed(embedder):
 def test_pbc_reduced_cv():
     """Reduced PBC cross-validation (40 per class, 3 folds) stays above a floor."""
     from _shared import shared_data
-    from cellseek.labelled_set import load_labelled_set, read_rgb, single_cell_crop
+    from cellseek.io.labelled_set import load_labelled_set, read_rgb, single_cell_crop
 
     ls = load_labelled_set(shared_data("pbc_subset", "labels.csv"))
     y_all = np.array(ls.labels)

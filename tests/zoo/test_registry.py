@@ -105,7 +105,7 @@ def test_spec_replace_keeps_zoo_fields():
 
 def test_zoo_import_is_light():
     code = (
-        "import sys, cellseek.zoo, cellseek.models_cli\n"
+        "import sys, cellseek.zoo, cellseek.cli.models\n"
         "cellseek.zoo.list_models(); cellseek.zoo.weights_available('dinov2_vits14')\n"
         "heavy = {'torch', 'timm', 'transformers', 'open_clip', 'segment_anything', 'faiss'}\n"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))"

@@ -16,7 +16,7 @@ MAP_MAX_CELLS = 5000
 
 def map_data(store, weights, *, max_cells: int = MAP_MAX_CELLS, method: str = "pca", seed=0):
     """Cell ids, 2-D coordinates and labels (confirmed or suggested) of the store's cells."""
-    from cellseek.weighting import fuse
+    from cellseek.search.weighting import fuse
 
     cells = store.cells()
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ and scale (median and IQR over an unlabelled calibration set of stained blood-ce
 in ``classical_scaling.json`` next to this module) and clipped to [-5, 5]; each feature group is
 then scaled by ``sqrt(w_g / d_g)`` so that the cosine similarity of two embeddings is a weighted
 mean of per-group similarities regardless of how many features a group has. Nothing is fitted on
-the data being embedded; per-source centring is the job of :mod:`cellseek.source_align`.
+the data being embedded; per-source centring is the job of :mod:`cellseek.search.align`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ DEFAULT_GROUP_WEIGHTS = {"shape": 1.0, "nucleus": 1.0, "colour": 1.0, "histogram
                          "texture": 1.0}  # fmt: skip
 #: Default Gaussian pre-smoothing (pixels at :data:`INPUT_SIZE`).
 DEFAULT_SMOOTH = 1.0
-#: Default appearance normalisation applied to each crop (see :mod:`cellseek.normalise`).
+#: Default appearance normalisation applied to each crop (see :mod:`cellseek.zoo.normalise`).
 DEFAULT_NORMALISE = "none"
 #: Embedding size.
 FEATURE_DIM = sum(len(FEATURE_NAMES[g]) for g in GROUPS)
@@ -100,7 +100,7 @@ class ClassicalEmbedder:
         Gaussian pre-smoothing sigma in pixels (see :func:`raw_features`).
     normalise : str
         Appearance normalisation of each crop before measuring (a method of
-        :func:`cellseek.normalise.normalise_crops`).
+        :func:`cellseek.zoo.normalise.normalise_crops`).
     standardise : bool
         Apply the fixed centre / scale (False returns raw features, for calibration).
     """
@@ -142,7 +142,7 @@ class ClassicalEmbedder:
         size = self.spec.input_size
         crops, masks = _resize_batch(crops, masks, size)
         if self.normalise != "none":
-            from cellseek.normalise import normalise_crops
+            from cellseek.zoo.normalise import normalise_crops
 
             crops = normalise_crops(crops, masks, self.normalise)
         groups = raw_features(crops, masks, smooth=self.smooth)

@@ -12,7 +12,7 @@ Resolution order (first hit wins):
    transformers and the DinoBloom conversions), then the torch hub ``checkpoints`` folder (legacy
    timm URLs, SAM), then ``~/.cache/cellseek/<backend>/`` for single-file checkpoints.
 
-Only :mod:`cellseek.models_cli` downloads (``cellseek models pull``).
+Only :mod:`cellseek.cli.models` downloads (``cellseek models pull``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,396 @@
+"""The ``cellseek`` command line. Heavy modules are imported after the arguments are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cellseek import __version__
+from cellseek.cli.progress import run_with_progress
+
+logger = logging.getLogger("cellseek")
+
+
+def _config(args):
+    """A :class:`cellseek.config.Config` from the common options."""
+    from dataclasses import replace
+
+    from cellseek.config import Config
+
+    cfg = Config()
+    embed = cfg.embed
+    if getattr(args, "preset", None):
+        embed = replace(embed, preset=args.preset)
+    if getattr(args, "models", None):
+        embed = replace(embed, models=tuple(m.strip() for m in args.models.split(",") if m))
+    if getattr(args, "weights_dir", None):
+        embed = replace(embed, weights_dir=args.weights_dir)
+    if getattr(args, "device", None):
+        embed = replace(embed, device=args.device)
+    segment = cfg.segment
+    if getattr(args, "method", None):
+        segment = replace(segment, method=args.method)
+    if getattr(args, "min_area", None) is not None:
+        segment = replace(segment, min_area=args.min_area)
+    suggest = cfg.suggest
+    if getattr(args, "threshold", None) is not None:
+        suggest = replace(suggest, threshold=args.threshold)
+    index = cfg.index
+    if getattr(args, "pca", None):
+        index = replace(index, pca_components=args.pca)
+    return replace(cfg, embed=embed, segment=segment, suggest=suggest, index=index)
+
+
+# ------------------------------------------------------------------------------- commands
+def cmd_segment(args) -> int:
+    from cellseek.io import iter_planes, read_image, write_labels
+    from cellseek.segment import segment_plane
+
+    cfg = _config(args)
+    image = read_image(args.image)
+    out = Path(args.output or Path(args.image).with_suffix("").as_posix() + "_labels.tif")
+    planes = list(iter_planes(image, z_mode=args.z_mode))
+    for t, z, plane in planes:
+        labels = run_with_progress(segment_plane(plane, cfg.segment), quiet=args.quiet)
+        path = out if len(planes) == 1 else out.with_name(f"{out.stem}_t{t}_z{z}{out.suffix}")
+        write_labels(path, labels)
+        print(f"{args.image} t={t} z={z}: {int(labels.max())} cells -> {path}")
+    return 0
+
+
+def _open_or_create(store_path, cfg):
+    from cellseek.session import Session
+
+    if Path(store_path).exists():
+        return Session.open(store_path, cfg)
+    return Session.create(store_path, cfg)
+
+
+def cmd_embed(args) -> int:
+    cfg = _config(args)
+    if args.workers or args.scheduler:
+        from cellseek.batch.runner import embed_many
+
+        summary = embed_many(args.images, args.store, cfg, scheduler=args.scheduler,
+                             n_workers=args.workers, progress=not args.quiet,
+                             plane_kw={"z_mode": args.z_mode}, source=args.source)
+        summary.pop("results", None)  # one entry per image: too long for the terminal
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    with _open_or_create(args.store, cfg) as session:
+        for path in args.images:
+            image_id = run_with_progress(
+                session.add_image(path, source=args.source, z_mode=args.z_mode),
+                quiet=args.quiet,
+            )
+            n = len(session.store.cells(image_id))
+            print(f"{path}: {n} cells (image id {image_id})")
+        print(f"{args.store}: {session.store.n_cells()} cells, "
+              f"{session.store.n_cells(labelled=True)} labelled")
+    return 0
+
+
+def cmd_reference(args) -> int:
+    from cellseek.reference import add_labelled_csv
+
+    cfg = _config(args)
+    with _open_or_create(args.store, cfg) as session:
+        n = run_with_progress(add_labelled_csv(session, args.csv), quiet=args.quiet)
+        print(f"{args.store}: added {n} labelled cells; classes: {session.store.classes()}")
+    return 0
+
+
+def cmd_suggest(args) -> int:
+    from cellseek.session import Session
+
+    cfg = _config(args)
+    if args.images and (args.workers or args.scheduler):
+        from cellseek.batch.runner import suggest_many
+
+        summary = suggest_many(args.images, args.store, cfg, csv_path=args.output,
+                               scheduler=args.scheduler, n_workers=args.workers,
+                               progress=not args.quiet, source=args.source)
+        summary.pop("results", None)
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    with Session.open(args.store, cfg) as session:
+        for path in args.images:
+            run_with_progress(session.add_image(path, source=args.source), quiet=args.quiet)
+        weights = session.model_weights(refresh=True)
+        sugg = run_with_progress(session.suggest(), quiet=args.quiet)
+        n_uncertain = sum(s.uncertain for s in sugg.values())
+        print(f"{len(sugg)} cells: {len(sugg) - n_uncertain} suggested, "
+              f"{n_uncertain} uncertain (threshold {cfg.suggest.threshold})")
+        print("model weights: " + ", ".join(f"{m}={w:.3f}" for m, w in weights.items()))
+        if args.output:
+            session.store.export_cells_csv(args.output)
+            print(f"cells table -> {args.output}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from cellseek.measure.evaluate import evaluate, format_table
+    from cellseek.zoo import resolve_models
+
+    cfg = _config(args)
+    models = resolve_models(cfg.embed.preset, cfg.embed.models)
+    result = run_with_progress(
+        evaluate(args.reference, args.query, models=models, folds=args.folds,
+                 weighting=args.weighting, config=cfg, run_ablations=not args.no_ablations,
+                 align=args.align),
+        quiet=args.quiet,
+    )
+    print(format_table(result))
+    if args.fields:
+        from cellseek.measure.evaluate import load_eval_set
+        from cellseek.measure.fields import evaluate_fields
+
+        data = run_with_progress(load_eval_set(args.reference, models, cfg), quiet=args.quiet)
+        f = run_with_progress(evaluate_fields(args.fields, data, config=cfg, align=args.align),
+                              quiet=args.quiet)
+        result["fields"] = f
+        print(f"whole fields ({f['n_fields']}): detection recall {100 * f['recall']:.1f} %, "
+              f"precision {100 * f['precision']:.1f} %, mean IoU {f['mean_iou']:.2f} "
+              f"at IoU >= {f['iou_threshold']}")
+        if "type_macro_accuracy" in f:
+            print(f"suggested type of the {f['n_typed']} detected typed cells "
+                  f"(alignment {f['align']}): macro accuracy "
+                  f"{100 * f['type_macro_accuracy']:.1f} %  " + ", ".join(
+                      f"{c} {100 * r:.0f} %" for c, r in f["type_per_class_recall"].items()))
+    if args.growth:
+        from cellseek.measure.evaluate import load_eval_set
+        from cellseek.measure.growth import plot_growth, simulate_growth
+
+        data = run_with_progress(load_eval_set(args.reference, models, cfg), quiet=args.quiet)
+        result["growth"] = run_with_progress(simulate_growth(data, config=cfg), quiet=args.quiet)
+        plot_growth(result["growth"], args.growth)
+        for c in result["growth"]["curves"]:
+            print(f"growth: start {c['start_per_class']}/class, {c['order']:<12}: "
+                  f"{100 * c['macro_accuracy'][0]:.1f} % at {c['n_labelled'][0]} cells -> "
+                  f"{100 * c['macro_accuracy'][-1]:.1f} % at {c['n_labelled'][-1]} cells")
+        print(f"growth plot -> {args.growth}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"JSON -> {args.json}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from cellseek.session import Session
+
+    with Session.open(args.store, readonly=False) as session:
+        paths = session.export(args.output)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from cellseek.store import ReferenceStore
+
+    with ReferenceStore.open(args.store) as store:
+        counts = store.merge_from(args.other, labels_only=args.labels_only)
+        print(f"{args.store}: merged {args.other}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+        print(f"classes now: {store.classes()}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from cellseek.cli import models as models_cli
+
+    if args.action == "list":
+        print(models_cli.list_models_table(weights_dir=args.weights_dir))
+        return 0
+    if not args.names:
+        print("name at least one model (see `cellseek models list`)", file=sys.stderr)
+        return 2
+    if args.action == "pull":
+        for name in args.names:
+            models_cli.pull(name, weights_dir=args.weights_dir)
+        return 0
+    rows = models_cli.check(args.names, weights_dir=args.weights_dir)
+    for name, ok, detail in rows:
+        print(f"{'ok ' if ok else 'MISSING'} {name}: {detail}")
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def cmd_bench(args) -> int:
+    if args.index:
+        from cellseek.measure.bench_index import main_args
+
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+        main_args(sizes=sizes, dim=args.dim, n_queries=args.queries)
+        return 0
+    from cellseek.measure.bench import bench_sam_click, format_results, run_benchmarks
+
+    cfg = _config(args)
+    if args.sam_click:
+        results = bench_sam_click(weights_dir=cfg.embed.weights_dir)
+        print(format_results(results))
+        return 0
+    results = run_benchmarks(cfg, n_crops=args.crops, n_reference=args.references,
+                             n_queries=args.queries, random_weights=args.random_weights)
+    print(format_results(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from cellseek.cli.demo import run_demo
+
+    run_demo(args.output, quiet=args.quiet)
+    return 0
+
+
+# ------------------------------------------------------------------------------- parser
+def _common(p: argparse.ArgumentParser, *, models=True, segment=False) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    if models:
+        p.add_argument("--preset", help="model preset: offline (default), fast, paper, hematology")
+        p.add_argument("--models", help="comma-separated model names (overrides --preset)")
+        p.add_argument("--weights-dir", help="local folder of model weights "
+                       "(default $CELLSEEK_WEIGHTS_DIR)")
+        p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    if segment:
+        p.add_argument("--method", choices=["auto", "sam", "classical"],
+                       help="segmenter (default auto: SAM when its weights are present)")
+        p.add_argument("--min-area", type=int, help="drop objects smaller than this (pixels)")
+        p.add_argument("--z-mode", default="all",
+                       choices=["all", "index", "best_focus", "max", "mean"],
+                       help="which planes of a z-stack to use (default all)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cellseek`` command."""
+    parser = argparse.ArgumentParser(
+        prog="cellseek",
+        description="Annotate cells by similarity search: segment, embed through a model zoo, "
+        "suggest labels from a reference set of labelled cells.",
+    )
+    parser.add_argument("--version", action="version", version=f"cellseek {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("segment", help="segment the cells of an image into a label image")
+    p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, PNG, JPG, BMP, ...)")
+    p.add_argument("-o", "--output", help="label image to write (default IMAGE_labels.tif)")
+    _common(p, models=False, segment=True)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("embed", help="segment, crop and embed images into a reference store")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--store", required=True, help="reference store file (created if missing)")
+    p.add_argument("--source", help="device / dataset / batch name recorded with the cells")
+    p.add_argument("--workers", type=int, help="run on a local Dask cluster with N workers")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    _common(p, segment=True)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("reference", help="add a labelled set of single-cell images "
+                       "(CSV path,label[,source]) to a reference store")
+    p.add_argument("csv", help="CSV with columns path,label[,source]; paths relative to it")
+    p.add_argument("--store", required=True, help="reference store file (created if missing)")
+    _common(p)
+    p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser("suggest", help="suggest labels for the unlabelled cells of a store")
+    p.add_argument("images", nargs="*", help="images to add first (optional)")
+    p.add_argument("--store", required=True, help="reference store file")
+    p.add_argument("--source", help="source name of the added images")
+    p.add_argument("--threshold", type=float, help="confidence below which a cell is uncertain")
+    p.add_argument("-o", "--output", help="write the cells table (CSV) here")
+    p.add_argument("--workers", type=int, help="embed the images on a local Dask cluster")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    p.add_argument("--pca", type=int, metavar="N", help="index at most N principal components "
+                   "per model (smaller, faster index for very large reference sets; default: off)")
+    _common(p, models=False)
+    p.set_defaults(func=cmd_suggest)
+
+    p = sub.add_parser("evaluate", help="measure macro accuracy on labelled data")
+    p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or store")
+    p.add_argument("--query", help="labelled set from another source (transfer)")
+    p.add_argument("--folds", type=int, default=5, help="folds of the cross-validation (5)")
+    p.add_argument("--weighting", default="global_entropy",
+                   choices=["uniform", "global_entropy", "per_query_entropy"])
+    p.add_argument("--align", default="balanced",
+                   choices=["none", "center", "center_scale", "coral", "balanced"],
+                   help="transfer only: remove the source offset of each model's embeddings "
+                   "(transductive, query labels never used; default balanced: class-balanced "
+                   "centring, the best on average over the measured transfers)")
+    p.add_argument("--json", help="write the full result as JSON here")
+    p.add_argument("--no-ablations", action="store_true", help="skip per-model/weighting rows")
+    p.add_argument("--fields", metavar="BOXES_CSV", help="also segment whole fields and report "
+                   "detection recall/precision against boxes (image,xmin,ymin,xmax,ymax,label,"
+                   "wbc_type) and the accuracy of the suggested type of detected cells")
+    p.add_argument("--growth", metavar="PNG", help="also simulate the annotation loop on the "
+                   "reference set (review-queue vs random order) and plot it here")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a store copy, the cells table and label images")
+    p.add_argument("--store", required=True, help="reference store file")
+    p.add_argument("-o", "--output", required=True, help="folder to write into")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("merge", help="merge another reference store into this one (images and "
+                       "cells deduplicated by content; the model sets must match)")
+    p.add_argument("other", help="the store to import")
+    p.add_argument("--store", required=True, help="the store to merge into")
+    p.add_argument("--labels-only", action="store_true",
+                   help="only copy labels onto cells both stores already share")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("models", help="list, download or check the model zoo")
+    p.add_argument("action", choices=["list", "pull", "check"])
+    p.add_argument("names", nargs="*", help="model names (pull, check)")
+    p.add_argument("--weights-dir", help="local weights folder (default $CELLSEEK_WEIGHTS_DIR)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("bench", help="measure embedding throughput, search latency, store speed")
+    p.add_argument("--crops", type=int, default=512, help="crops to embed (512)")
+    p.add_argument("--references", type=int, default=20_000, help="reference cells (20000)")
+    p.add_argument("--queries", type=int, default=1000, help="query cells (1000)")
+    p.add_argument("--random-weights", action="store_true", help="time timm-family models "
+                   "built at random initialisation when their weights are absent (speed only)")
+    p.add_argument("--index", action="store_true", help="index scaling benchmark instead")
+    p.add_argument("--sam-click", action="store_true", help="SAM click-to-segment latency on a "
+                   "cached image embedding instead (random weights when SAM's are absent)")
+    p.add_argument("--sizes", default="10000,100000,1000000", help="--index: reference sizes")
+    p.add_argument("--dim", type=int, default=512, help="--index: vector size (512)")
+    p.add_argument("--json", help="write the results as JSON here")
+    _common(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="run the whole loop on the bundled sample data")
+    p.add_argument("-o", "--output", default="cellseek-demo", help="output folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``cellseek`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from cellseek.errors import CellseekError
+
+    try:
+        return int(args.func(args) or 0)
+    except CellseekError as err:
+        print(f"cellseek: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cellseek: interrupted; everything confirmed before is saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

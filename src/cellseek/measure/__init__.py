@@ -1,0 +1,1 @@
+"""Measurement (accuracy, speed): never imported by product code."""

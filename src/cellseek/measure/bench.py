@@ -1,0 +1,276 @@
+"""``cellseek bench``: throughput and latency, as ratios measured in one run.
+
+- Embedding: the pipeline (:func:`cellseek.zoo.embed.embed_crops`: batching, resizing,
+  normalisation, progress) against the raw batched forward pass of the same model on the same,
+  already preprocessed crops.
+- Search: :class:`cellseek.search.index.CellIndex` against NumPy brute force, and the full
+  suggestion
+  step (search + adaptive vote) for many query cells against many reference cells.
+- Store: open, one label commit (fsync'd), a bulk insert of the reference cells.
+
+Timings are medians of repeats; the machine may be shared, so compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cellseek.config import Config
+from cellseek.types import Cell, run_work
+
+logger = logging.getLogger(__name__)
+
+
+def _median_time(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def sample_crops(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` real cell crops from the bundled smear fields (repeated to reach ``n``)."""
+    from cellseek.config import CropConfig, SegmentConfig
+    from cellseek.crops import cells_from_labels, extract_crops
+    from cellseek.data import sample_fields
+    from cellseek.io import iter_planes, read_image
+    from cellseek.segment import segment_plane
+
+    crops, masks = [], []
+    cfg = SegmentConfig(method="classical")
+    for path in sample_fields():
+        _, _, plane = next(iter_planes(read_image(path)))
+        plane = np.asarray(plane)
+        labels = run_work(segment_plane(plane, cfg))
+        c, m = extract_crops(plane, labels, cells_from_labels(labels), CropConfig(size=size))
+        crops.append(c)
+        masks.append(m)
+    crops, masks = np.concatenate(crops), np.concatenate(masks)
+    if len(crops) == 0:
+        raise RuntimeError("the bundled sample fields gave no cells to benchmark")
+    reps = int(np.ceil(n / len(crops)))
+    return np.tile(crops, (reps, 1, 1, 1))[:n], np.tile(masks, (reps, 1, 1))[:n]
+
+
+def random_checkpoint(name: str, folder: Path) -> Path:
+    """Save a timm-family model of the zoo at random initialisation (for speed only).
+
+    Speed does not depend on the weights' values, so throughput can be measured on machines
+    without the real weights. Accuracy must never be measured this way.
+    """
+    import torch
+
+    from cellseek.zoo import get_spec
+    from cellseek.zoo.timm_backend import create_model
+
+    spec = get_spec(name)
+    if spec.backend not in ("timm", "dinobloom"):
+        raise ValueError(f"--random-weights supports timm-family models, not {name} "
+                         f"({spec.backend})")
+    path = Path(folder) / f"{name}-random.pth"
+    torch.save(create_model(spec).state_dict(), path)
+    return path
+
+
+def bench_embedding(config: Config, n_crops: int, *, random_weights: bool = False) -> list[dict]:
+    """Pipeline vs raw forward throughput of every configured model."""
+    from cellseek.zoo import get_spec, load_embedder, resolve_models
+    from cellseek.zoo.embed import embed_crops, raw_forward_fn
+
+    crops, masks = sample_crops(n_crops, config.crop.size)
+    rows = []
+    tmp = tempfile.TemporaryDirectory()
+    for name in resolve_models(config.embed.preset, config.embed.models):
+        checkpoint = None
+        if random_weights and get_spec(name).needs_weights:
+            checkpoint = random_checkpoint(name, Path(tmp.name))
+        embedder = load_embedder(name, weights_dir=config.embed.weights_dir,
+                                 device=config.embed.device, checkpoint=checkpoint)
+        bs = config.embed.batch_size
+        hook = raw_forward_fn(embedder)
+        # Preprocessing happens outside the timed region: the raw figure is the model alone.
+        batches = [hook.prepare(crops[i : i + bs], masks[i : i + bs])
+                   for i in range(0, n_crops, bs)]
+
+        def raw(batches=batches, forward=hook.forward):
+            for batch in batches:
+                forward(batch)
+
+        raw()  # warm-up (lazy initialisation, allocator)
+        t_raw = _median_time(raw)
+
+        def pipeline(e=embedder, bs=bs):
+            return run_work(embed_crops(e, crops, masks, batch_size=bs))
+
+        t_pipe = _median_time(pipeline)
+        rows.append({
+            "benchmark": f"embed {name}" + (" (random weights)" if checkpoint else ""),
+            "n": n_crops,
+            "pipeline_crops_per_s": n_crops / t_pipe, "raw_crops_per_s": n_crops / t_raw,
+            "ratio": t_raw / t_pipe,
+        })
+    tmp.cleanup()
+    return rows
+
+
+def bench_search(dim: int, n_reference: int, n_queries: int, k: int = 15) -> list[dict]:
+    """Index search vs NumPy brute force, and the whole suggestion step."""
+    from cellseek.search.index import CellIndex, brute_force_search
+    from cellseek.search.vote import suggest_from_neighbours
+    from cellseek.search.weighting import l2_normalise
+
+    rng = np.random.default_rng(0)
+    centres = l2_normalise(rng.normal(size=(50, dim)))
+    codes = rng.integers(0, 50, n_reference)
+    ref = l2_normalise(centres[codes] + 0.3 * rng.normal(size=(n_reference, dim)) / np.sqrt(dim))
+    qry = l2_normalise(centres[rng.integers(0, 50, n_queries)]
+                       + 0.3 * rng.normal(size=(n_queries, dim)) / np.sqrt(dim))
+    index = CellIndex(dim)
+    t_build = _median_time(lambda: (index.rebuild(ref, np.arange(n_reference))), repeats=1)
+    t_index = _median_time(lambda: index.search(qry, k))
+    t_numpy = _median_time(lambda: brute_force_search(ref, qry, k))
+    id_to_label = {i: f"class{c % 8}" for i, c in enumerate(codes)}
+
+    def suggest():
+        sims, ids = index.search(qry, k)
+        suggest_from_neighbours(sims, ids, id_to_label)
+
+    t_suggest = _median_time(suggest)
+    return [
+        {"benchmark": "index build", "n": n_reference, "dim": dim, "seconds": t_build},
+        {"benchmark": "search", "n": n_reference, "queries": n_queries, "dim": dim,
+         "index_s": t_index, "numpy_s": t_numpy, "ratio": t_numpy / t_index},
+        {"benchmark": "suggest", "n": n_reference, "queries": n_queries, "dim": dim,
+         "seconds": t_suggest},
+    ]
+
+
+def bench_store(n_cells: int, dims: dict[str, int]) -> list[dict]:
+    """Store bulk insert, open and single-label commit times."""
+    from cellseek.store import ReferenceStore
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.cellseek"
+        store = ReferenceStore.create(path, dims)
+        image_id = store.add_image("bench.tif", "0" * 64)
+        cells = [Cell(label=i + 1, bbox=(0, 0, 1, 1), area=1) for i in range(n_cells)]
+        embs = {m: rng.normal(size=(n_cells, d)).astype(np.float32) for m, d in dims.items()}
+        start = time.perf_counter()
+        ids = store.add_cells(image_id, cells, embs)
+        t_insert = time.perf_counter() - start
+        store.close()
+        t_open = _median_time(lambda: ReferenceStore.open(path).close())
+        store = ReferenceStore.open(path)
+        it = iter(ids.tolist())
+        t_commit = _median_time(lambda: store.set_label(next(it), "a"), repeats=21)
+        store.close()
+    return [
+        {"benchmark": "store insert", "n": n_cells, "seconds": t_insert},
+        {"benchmark": "store open", "n": n_cells, "seconds": t_open},
+        {"benchmark": "store label commit", "n": n_cells, "seconds": t_commit},
+    ]
+
+
+def bench_sam_click(
+    *, model_type: str = "vit_b", weights_dir=None, repeats: int = 10
+) -> list[dict]:
+    """SAM click-to-segment latency once the plane's image embedding is cached.
+
+    Uses the real checkpoint when present; otherwise the real architecture at random
+    initialisation (the latency of the prompt encoder and mask decoder does not depend on the
+    weights' values; the masks are meaningless and are not looked at).
+    """
+    import torch
+
+    from cellseek.data import sample_fields
+    from cellseek.io import iter_planes, read_image
+    from cellseek.segment.sam import SamSegmenter
+    from cellseek.zoo.sam_backend import sam_checkpoint_path
+
+    _, _, plane = next(iter_planes(read_image(sample_fields()[0])))
+    plane = np.asarray(plane)
+    with tempfile.TemporaryDirectory() as tmp:
+        random = sam_checkpoint_path(model_type, weights_dir=weights_dir) is None
+        if random:
+            from segment_anything import sam_model_registry
+
+            from cellseek.zoo.registry import get_spec
+
+            name = get_spec(f"sam_{model_type}").weights_id
+            torch.save(sam_model_registry[model_type]().state_dict(), Path(tmp) / name)
+            weights_dir = tmp
+        seg = SamSegmenter(model_type, weights_dir=weights_dir, cache_dir=Path(tmp) / "cache")
+        start = time.perf_counter()
+        seg.image_embedding(plane)
+        t_embed = time.perf_counter() - start
+        rng = np.random.default_rng(0)
+        points = [(int(rng.integers(0, plane.shape[0])), int(rng.integers(0, plane.shape[1])))
+                  for _ in range(repeats + 1)]
+        seg.segment_point(plane, points[0])  # warm-up
+        times = []
+        for p in points[1:]:
+            start = time.perf_counter()
+            seg.segment_point(plane, p)
+            times.append(time.perf_counter() - start)
+        # the same clicks through segment_anything's own SamPredictor.predict, for the ratio
+        from cellseek.segment.sam import _torch_threads, plane_to_uint8_rgb
+
+        predictor = seg._restore(seg._embedding(plane_to_uint8_rgb(plane)))
+        baseline = []
+        with _torch_threads(1):  # the same thread count as segment_point
+            for p in points[1:]:
+                start = time.perf_counter()
+                predictor.predict(point_coords=np.array([[p[1], p[0]]], np.float32),
+                                  point_labels=np.array([1]), multimask_output=True)
+                baseline.append(time.perf_counter() - start)
+    suffix = " (random weights)" if random else ""
+    return [
+        {"benchmark": f"sam {model_type} image embedding{suffix}", "n": 1, "seconds": t_embed},
+        {"benchmark": f"sam {model_type} click{suffix}", "n": repeats,
+         "seconds": float(np.median(times)), "p95_s": float(np.percentile(times, 95))},
+        {"benchmark": f"sam {model_type} click, SamPredictor{suffix}", "n": repeats,
+         "seconds": float(np.median(baseline)), "p95_s": float(np.percentile(baseline, 95))},
+    ]
+
+
+def run_benchmarks(
+    config: Config | None = None, *, n_crops: int = 512, n_reference: int = 20_000,
+    n_queries: int = 1000, random_weights: bool = False,
+) -> list[dict]:
+    """All benchmarks of ``cellseek bench``."""
+    from cellseek.zoo import get_spec, resolve_models
+
+    config = config or Config()
+    models = resolve_models(config.embed.preset, config.embed.models)
+    dims = {m: get_spec(m).dim for m in models}
+    rows = bench_embedding(config, n_crops, random_weights=random_weights)
+    rows += bench_search(sum(dims.values()), n_reference, n_queries)
+    rows += bench_store(n_reference, dims)
+    return rows
+
+
+def format_results(rows: list[dict]) -> str:
+    """Plain-text table of benchmark rows."""
+    lines = []
+    for r in rows:
+        if r["benchmark"].startswith("embed"):
+            lines.append(f"{r['benchmark']:<28} pipeline {r['pipeline_crops_per_s']:8.1f} crops/s"
+                         f"  raw {r['raw_crops_per_s']:8.1f} crops/s  ratio {r['ratio']:.2f}")
+        elif r["benchmark"] == "search":
+            lines.append(f"{'search':<28} {r['queries']} x {r['n']} (dim {r['dim']}): index "
+                         f"{1e3 * r['index_s']:.1f} ms, numpy {1e3 * r['numpy_s']:.1f} ms, "
+                         f"numpy/index {r['ratio']:.2f}")
+        elif r["benchmark"] == "suggest":
+            lines.append(f"{'suggest':<28} {r['queries']} queries x {r['n']} references: "
+                         f"{1e3 * r['seconds']:.1f} ms")
+        else:
+            lines.append(f"{r['benchmark']:<28} n={r['n']}: {1e3 * r['seconds']:.1f} ms")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Similarity search: model weights, per-model reduction, source alignment, index and vote."""

@@ -1,0 +1,124 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _shared import shared_data
+from cellseek.cli.main import build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_command_has_help(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert {"segment", "embed", "suggest", "evaluate", "export", "models", "bench", "demo"} <= set(
+        sub.choices
+    )
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: cellseek " + name in capsys.readouterr().out
+
+
+def test_cli_docs_are_current():
+    spec = importlib.util.spec_from_file_location("gen", REPO / "scripts" / "gen_cli_docs.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert (REPO / "docs" / "cli.md").read_text() == gen.render(), (
+        "docs/cli.md is stale: run python scripts/gen_cli_docs.py"
+    )
+
+
+def test_missing_image_gives_one_line_error(tmp_path, capsys):
+    assert main(["segment", str(tmp_path / "nope.tif")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.tif" in err and "Traceback" not in err
+
+
+def test_segment_writes_labels(tmp_path, capsys):
+    from PIL import Image
+
+    from _shared import synthetic_field
+    from cellseek.io import read_labels
+
+    rgb, _, _ = synthetic_field()
+    path = tmp_path / "field.png"
+    Image.fromarray(rgb).save(path)
+    assert main(["segment", str(path), "--method", "classical", "-q",
+                 "-o", str(tmp_path / "lab.tif")]) == 0
+    labels = read_labels(tmp_path / "lab.tif")
+    assert labels.shape == rgb.shape[:2] and labels.max() >= 4
+
+
+def test_reference_evaluate_and_suggest_on_real_crops(tmp_path, capsys):
+    pbc = shared_data("pbc_subset", "labels.csv")
+    rows = pbc.read_text().splitlines()
+    header, body = rows[0], rows[1:]
+    keep = [r for r in body if r.split(",")[1] in ("lymphocyte", "eosinophil")]
+    rng = np.random.default_rng(0)
+    picked = [keep[i] for i in rng.choice(len(keep), 40, replace=False)]
+    csv = tmp_path / "small.csv"
+    csv.write_text("\n".join([header] + [str(pbc.parent / r.split(",")[0]) + "," +
+                                         ",".join(r.split(",")[1:]) for r in picked]) + "\n")
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--reference", str(csv), "--folds", "2", "--json", str(out),
+                 "-q"]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["per_class_recall"]) == {"lymphocyte", "eosinophil"}
+    assert result["macro_accuracy"] > 0.7  # two very different classes
+    store = tmp_path / "ref.cellseek"
+    assert main(["reference", str(csv), "--store", str(store), "-q"]) == 0
+    assert "added 40 labelled cells" in capsys.readouterr().out
+
+
+def test_embed_merge_export_roundtrip(tmp_path, capsys):
+    from PIL import Image
+
+    from _shared import synthetic_field
+
+    for seed in (0, 1):
+        Image.fromarray(synthetic_field(seed)[0]).save(tmp_path / f"f{seed}.png")
+    a, b = tmp_path / "a.cellseek", tmp_path / "b.cellseek"
+    assert main(["embed", str(tmp_path / "f0.png"), "--store", str(a), "--method",
+                 "classical", "-q"]) == 0
+    assert main(["embed", str(tmp_path / "f1.png"), "--store", str(b), "--method",
+                 "classical", "-q"]) == 0
+    assert main(["merge", str(b), "--store", str(a)]) == 0
+    assert "images added 1" in capsys.readouterr().out
+    assert main(["export", "--store", str(a), "-o", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "cells.csv").exists()
+    assert len(list((tmp_path / "out").glob("labels_image*_t0_z0.tif"))) == 2
+
+
+def test_embed_and_suggest_through_the_batch_runner(tmp_path, capsys):
+    from cellseek.data import sample_fields
+    from cellseek.store import ReferenceStore
+
+    store = tmp_path / "batch.cellseek"
+    fields = [str(p) for p in sample_fields()[:2]]
+    assert main(["embed", *fields, "--store", str(store), "--scheduler", "sync", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "results" not in summary
+    with ReferenceStore.open(store) as s:
+        assert len(s.images()) == 2 and s.n_cells() >= 2
+    # suggestions with a reference: label one cell, then suggest through the runner
+    with ReferenceStore.open(store) as s:
+        first = s.cells()[0]["id"]
+        s.set_labels([first], ["neutrophil"])
+    out_csv = tmp_path / "cells.csv"
+    assert main(["suggest", *fields, "--store", str(store), "--scheduler", "sync",
+                 "-o", str(out_csv), "-q"]) == 0
+    assert out_csv.exists() and out_csv.read_text().count("\n") >= 2
+
+
+def test_suggest_pca_option_reaches_the_index_config():
+    from cellseek.cli.main import _config, build_parser
+
+    args = build_parser().parse_args(["suggest", "--store", "s.cellseek", "--pca", "32"])
+    assert _config(args).index.pca_components == 32
+    args = build_parser().parse_args(["suggest", "--store", "s.cellseek"])
+    assert _config(args).index.pca_components == 0

@@ -1,0 +1,18 @@
+from cellseek.measure.bench import bench_search, bench_store, format_results, sample_crops
+
+
+def test_sample_crops_are_real_cells():
+    crops, masks = sample_crops(10, 32)
+    assert crops.shape == (10, 32, 32, 3) and masks.shape == (10, 32, 32)
+    assert masks.any(axis=(1, 2)).all()
+
+
+def test_search_and_store_benchmarks_report_consistent_rows():
+    rows = bench_search(16, 500, 20, k=5) + bench_store(50, {"m": 4})
+    names = [r["benchmark"] for r in rows]
+    assert names == ["index build", "search", "suggest", "store insert", "store open",
+                     "store label commit"]
+    search = rows[1]
+    assert search["ratio"] == search["numpy_s"] / search["index_s"] > 0
+    text = format_results(rows)
+    assert "numpy/index" in text and "store label commit" in text
