@@ -2,7 +2,3 @@
 :mod:`~cellseek.cli.progress` (terminal progress), :mod:`~cellseek.cli.models` (``cellseek models``)
 and :mod:`~cellseek.cli.demo` (``cellseek demo``). Heavy modules load after argument parsing.
 """
-
-from cellseek.cli.main import build_parser, main
-
-__all__ = ["build_parser", "main"]
