@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cellseek.config import CropConfig
-from cellseek.crops import cells_from_labels, extract_crops, normalise_plane
+from cellseek.crops import cells_from_labels, extract_crops
 
 
 def _two_cells():
@@ -68,18 +68,6 @@ def test_pixel_size_normalisation_gives_same_physical_scale():
         _, m = extract_crops(lab.astype(float), lab, cells_from_labels(lab), cfg, pixel_size_um=px)
         fractions.append(m.mean())
     assert fractions[0] == pytest.approx(fractions[1], rel=0.1)
-
-
-def test_normalise_plane_handles_grey_nan_and_rgba():
-    grey = np.arange(100, dtype=np.float32).reshape(10, 10)
-    grey[0, 0] = np.nan
-    out = normalise_plane(grey)
-    assert out.shape == (10, 10, 3) and np.isfinite(out).all()
-    rgba = np.full((4, 4, 4), 255, np.uint8)
-    assert normalise_plane(rgba).shape == (4, 4, 3)
-    assert normalise_plane(np.full((3, 3), np.nan)).max() == 0
-    with pytest.raises(ValueError, match="plane"):
-        normalise_plane(np.zeros((2, 2, 2, 2)))
 
 
 def test_labels_shape_mismatch_is_an_error():

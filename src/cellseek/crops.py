@@ -9,42 +9,10 @@ from scipy import ndimage as ndi
 from skimage.transform import resize
 
 from cellseek.config import CropConfig
+from cellseek.io.planes import plane_to_float_rgb
 from cellseek.types import Cell
 
 logger = logging.getLogger(__name__)
-
-
-def normalise_plane(plane: np.ndarray) -> np.ndarray:
-    """Turn any plane into float32 ``(Y, X, 3)`` in [0, 1].
-
-    Integer RGB is divided by its dtype's maximum. Grey planes (and float RGB) are scaled between
-    their 0.5th and 99.5th percentiles (NaN ignored, then set to 0) and replicated to 3 channels.
-
-    Parameters
-    ----------
-    plane : ndarray
-        ``(Y, X)`` or ``(Y, X, 3|4)``.
-
-    Returns
-    -------
-    ndarray
-        float32 ``(Y, X, 3)``.
-    """
-    arr = np.asarray(plane)
-    if arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    if arr.ndim == 3 and arr.shape[-1] == 3 and np.issubdtype(arr.dtype, np.integer):
-        return (arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)).clip(0, 1)
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
-        raise ValueError(f"a plane must be (Y, X) or (Y, X, 3), got shape {arr.shape}")
-    arr = arr.astype(np.float32)
-    finite = np.isfinite(arr)
-    if not finite.any():
-        return np.zeros((*arr.shape[:2], 3), np.float32)
-    lo, hi = np.percentile(arr[finite], [0.5, 99.5])
-    scale = np.float32(hi - lo) if hi > lo else np.float32(1.0)
-    out = np.where(finite, (arr - lo) / scale, 0.0).clip(0, 1).astype(np.float32)
-    return out if out.ndim == 3 else np.repeat(out[..., None], 3, axis=-1)
 
 
 def cells_from_labels(labels: np.ndarray, *, t: int = 0, z: int = 0) -> list[Cell]:
@@ -132,7 +100,7 @@ def extract_crops(
     ----------
     plane : ndarray
         ``(Y, X)`` or ``(Y, X, 3)`` image plane (any dtype; normalised with
-        :func:`normalise_plane`).
+        :func:`cellseek.io.planes.plane_to_float_rgb`).
     labels : ndarray
         Instance labels of the plane.
     cells : list of Cell
@@ -162,7 +130,7 @@ def extract_crops(
     masks = np.zeros((len(cells), size, size), bool)
     if not cells:
         return crops, masks
-    image = normalise_plane(plane)
+    image = plane_to_float_rgb(plane)
     background = np.median(image[labels == 0], axis=0) if (labels == 0).any() else np.zeros(3)
     physical_side = None
     if pixel_size_um and config.target_pixel_size_um:

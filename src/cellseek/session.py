@@ -25,17 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import Config, CropConfig, SegmentConfig
-from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
 from cellseek.errors import CellseekError
-from cellseek.search.index import CellIndex
-from cellseek.search.vote import adaptive_k, review_queue, suggest_from_neighbours
-from cellseek.search.weighting import entropy_weights, fuse, uniform_weights
+from cellseek.pipeline import Pipeline, PlaneCells, PlaneKey
+from cellseek.search.cellset import CellSet
+from cellseek.search.suggester import Suggester, compute_weights, predict
+from cellseek.search.vote import review_queue
 from cellseek.store import ReferenceStore
 from cellseek.types import ImageData, Progress, Suggestion, Work
 
 logger = logging.getLogger(__name__)
-
-PlaneKey = tuple[int, int]
 
 
 def _config_from_meta(raw: str | None, fallback: Config) -> Config:
@@ -53,6 +51,8 @@ def _config_from_meta(raw: str | None, fallback: Config) -> Config:
     return replace(fallback, crop=crop, embed=embed_cfg)
 
 
+
+
 class Session:
     """An annotation session over one reference store.
 
@@ -61,22 +61,29 @@ class Session:
     store : ReferenceStore
         The open store (the session owns it and closes it in :meth:`close`).
     config : Config, optional
-        Settings; the crop and embedding settings stored in the store win over these so that
-        every cell of a store is embedded the same way.
+        Settings; the crop and model settings stored in the store win over these so that every
+        cell of a store is embedded the same way.
+
+    Attributes
+    ----------
+    pipeline : Pipeline
+        Image -> cells -> embeddings, with this store's settings (:mod:`cellseek.pipeline`).
     """
 
     def __init__(self, store: ReferenceStore, config: Config | None = None) -> None:
         self.store = store
         self.config = _config_from_meta(store.meta("config"), config or Config())
         self.models: tuple[str, ...] = tuple(store.models)
-        self._embedders: dict = {}
-        self._index: CellIndex | None = None
-        self._reducer = None  # per-model PCA of the current index (IndexConfig.pca_components)
+        target = store.meta("target_pixel_size_um")
+        if target is not None and self.config.crop.target_pixel_size_um is None:
+            self.config = replace(self.config, crop=replace(self.config.crop,
+                                                            target_pixel_size_um=float(target)))
+        self.pipeline = Pipeline(self.config, self.models)
+        self._suggester: Suggester | None = None
         self._weights: dict[str, float] | None = store.model_weights()
         # Stored weights were computed on (about) the labelled cells the store holds now.
         self._weights_n_labelled = store.n_cells(labelled=True) if self._weights else -1
         self._labels_cache: dict[int, str] | None = None
-        self._offsets: dict[str, dict[str, np.ndarray]] | None = None
         self._predicted: dict[int, str] = {}
         self._cell_sources: dict[int, str] | None = None
         self._plane_labels: dict[int, dict[PlaneKey, np.ndarray]] = {}
@@ -87,10 +94,11 @@ class Session:
         cls, path, config: Config | None = None, *, overwrite: bool = False
     ) -> Session:
         """Create a new store for the configured model set and open a session on it."""
-        from cellseek.zoo import get_spec, resolve_models
+        from cellseek.pipeline import resolve_models
+        from cellseek.zoo import get_spec
 
         config = config or Config()
-        models = resolve_models(config.embed.preset, config.embed.models)
+        models = resolve_models(config)
         dims = {m: get_spec(m).dim for m in models}
         store = ReferenceStore.create(path, dims, overwrite=overwrite)
         embed = asdict(config.embed) | {"models": list(models)}
@@ -121,31 +129,17 @@ class Session:
     # ------------------------------------------------------------------ models
     def embedders(self) -> dict:
         """The session's embedders, built once (weights are loaded here)."""
-        from cellseek.zoo import load_embedder
-
-        for name in self.models:
-            if name not in self._embedders:
-                self._embedders[name] = load_embedder(
-                    name, weights_dir=self.config.embed.weights_dir, device=self.config.embed.device
-                )
-        return self._embedders
+        return self.pipeline.embedders()
 
     # ------------------------------------------------------------------ images
     def segment(
         self, image: ImageData, config: SegmentConfig | None = None, **plane_kw
     ) -> Work[dict[PlaneKey, np.ndarray]]:
-        """Segment every plane of an image (see :func:`cellseek.io.iter_planes` for options)."""
-        from cellseek.io import iter_planes
-        from cellseek.segment import segment_plane
-
-        config = config or self.config.segment
-        planes = list(iter_planes(image, **plane_kw))
-        out: dict[PlaneKey, np.ndarray] = {}
-        for i, (t, z, plane) in enumerate(planes):
-            yield Progress(i, len(planes), "segment", f"plane t={t} z={z}")
-            out[(t, z)] = yield from segment_plane(np.asarray(plane), config)
-        yield Progress(len(planes), len(planes), "segment", "done")
-        return out
+        """Segment every plane of an image (see :meth:`cellseek.pipeline.Pipeline.segment`)."""
+        pipeline = self.pipeline
+        if config is not None and config != self.config.segment:
+            pipeline = Pipeline(replace(self.config, segment=config), self.models)
+        return (yield from pipeline.segment(image, **plane_kw))
 
     def add_image(
         self,
@@ -156,6 +150,9 @@ class Session:
         **plane_kw,
     ) -> Work[int]:
         """Segment (unless ``labels`` are given), crop and embed an image; store its cells.
+
+        Planes the store already holds for this image (same pixel content) are kept as they
+        are, with their cells and labels.
 
         Parameters
         ----------
@@ -173,12 +170,10 @@ class Session:
         int
             The image id in the store.
         """
-        from cellseek.io import content_hash, iter_planes, read_image
+        from cellseek.io import content_hash, read_image
 
         if not isinstance(image, ImageData):
             image = read_image(image)
-        if labels is None:
-            labels = yield from self.segment(image, **plane_kw)
         image_id = self.store.add_image(
             image.path,
             content_hash(image),
@@ -187,15 +182,10 @@ class Session:
             pixel_size_um=image.pixel_size_um,
             shape=image.shape,
         )
-        planes = [(t, z, p) for t, z, p in iter_planes(image, **plane_kw) if (t, z) in labels]
         known = {(c["t"], c["z"]) for c in self.store.cells(image_id)}
-        for i, (t, z, plane) in enumerate(planes):
-            if (t, z) in known:
-                continue  # the same image was added before: keep its cells and labels
-            yield Progress(i, len(planes), "embed", f"plane t={t} z={z}")
-            yield from self.add_cells(image_id, np.asarray(plane), labels[(t, z)], t=t, z=z,
-                                      pixel_size_um=image.pixel_size_um)
-        yield Progress(len(planes), len(planes), "embed", "done")
+        yield from self.pipeline.process(
+            image, labels=labels, skip=known,
+            on_plane=lambda plane: self._save_plane(image_id, plane), **plane_kw)
         return image_id
 
     def add_cells(
@@ -215,44 +205,39 @@ class Session:
         ndarray
             The new cell ids.
         """
-        from cellseek.zoo.embed import embed_all
+        result = yield from self.pipeline.embed_plane(plane, labels, t=t, z=z,
+                                                      pixel_size_um=pixel_size_um)
+        return self._save_plane(image_id, result)
 
-        labels = np.asarray(labels)
-        self.store.set_plane_labels(image_id, t, z, labels)
-        self.plane_labels(image_id)[(t, z)] = labels
-        cells = cells_from_labels(labels, t=t, z=z)
-        if not cells:
+    def _save_plane(self, image_id: int, plane: PlaneCells) -> np.ndarray:
+        """Store one embedded plane: its label image, then its cells (each one transaction)."""
+        self._persist_target()
+        self.store.set_plane_labels(image_id, plane.t, plane.z, plane.labels)
+        self.plane_labels(image_id)[(plane.t, plane.z)] = plane.labels
+        if not plane.cells:
             return np.zeros(0, np.int64)
-        crops, masks = extract_crops(plane, labels, cells, self.crop_config_for(cells,
-                                                                               pixel_size_um),
-                                     pixel_size_um=pixel_size_um)
-        embeddings = yield from embed_all(
-            self.embedders(), crops, masks, batch_size=self.config.embed.batch_size
-        )
-        thumbs = [thumbnail_png(c) for c in crops]
-        ids = self.store.add_cells(image_id, cells, embeddings, thumbnails=thumbs)
-        self._offsets = None  # a source's offset changes with its cells (index keeps its own)
+        ids = self.store.add_cells(image_id, plane.cells, plane.embeddings,
+                                   thumbnails=plane.thumbnails)
+        self._cell_sources = None
         return ids
+
+    def _persist_target(self) -> None:
+        """Save the physical crop pixel size once the pipeline has fixed it."""
+        target = self.pipeline.target_pixel_size_um
+        if target is not None and self.store.meta("target_pixel_size_um") is None:
+            self.store.set_meta("target_pixel_size_um", float(target))
+            self.config = replace(self.config, crop=replace(self.config.crop,
+                                                            target_pixel_size_um=float(target)))
 
     def crop_config_for(self, cells, pixel_size_um: float | None) -> CropConfig:
         """The crop settings for cells of an image with this pixel size.
 
-        When the pixel size is known, crops are resampled to one physical pixel size per store,
-        so cells from a 20x and a 40x device compare at the same scale. Unless the config names
-        it, that target is fixed by the first image with a known pixel size: the size at which
-        its median cell window fills the crop. It is saved in the store (meta
-        ``target_pixel_size_um``). Without a pixel size the crop follows each cell's box.
+        See :meth:`cellseek.pipeline.Pipeline.crop_config` (the pixel-size rule); the target it
+        fixes is saved in the store (meta ``target_pixel_size_um``).
         """
-        crop = self.config.crop
-        if not pixel_size_um or crop.target_pixel_size_um or not cells:
-            return crop
-        target = self.store.meta("target_pixel_size_um")
-        if target is None:
-            sides = [max(c.bbox[2] - c.bbox[0], c.bbox[3] - c.bbox[1]) for c in cells]
-            target = float(np.median(sides)) * (1 + 2 * crop.margin) * pixel_size_um / crop.size
-            self.store.set_meta("target_pixel_size_um", target)
-            logger.info("%s: crops resampled to %.4g um/pixel", self.store.path, target)
-        return replace(crop, target_pixel_size_um=float(target))
+        crop = self.pipeline.crop_config(cells, pixel_size_um)
+        self._persist_target()
+        return crop
 
     # ------------------------------------------------------------------ labels
     def _id_to_label(self) -> dict[int, str]:
@@ -286,72 +271,37 @@ class Session:
         return restored
 
     def _after_label_change(self, cell_ids: Iterable[int]) -> None:
+        """Keep the fitted suggester's index in step with the confirmed labels."""
         self._labels_cache = None
         labelled = self._id_to_label()
-        if self._index is None:
+        suggester = self._suggester
+        if suggester is None:
             return
-        present = set(self._index.ids().tolist())
-        new = [c for c in cell_ids if c in labelled and c not in present]
+        cell_ids = list(dict.fromkeys(int(c) for c in cell_ids))
+        present = set(suggester.labels)
         gone = [c for c in cell_ids if c not in labelled and c in present]
-        if gone:
-            self._index.remove(np.array(gone, np.int64))
+        new = [c for c in cell_ids if c in labelled and c not in present]
+        changed = [c for c in cell_ids if c in labelled and c in present]
+        suggester.remove(gone)
+        suggester.relabel(changed, [labelled[c] for c in changed])
         if new:
-            self._index.add(self.fused_vectors(new), np.array(new, np.int64))
+            cells = self.cell_set(new, labelled=True)
+            if not suggester.knows(cells.sources):
+                self._suggester = None  # a new source: refit on next use
+                return
+            suggester.add(cells)
 
-    # ------------------------------------------------------------------ weights, index
+    # ------------------------------------------------------------------ weights, suggester
     def model_weights(self, *, refresh: bool = False) -> dict[str, float]:
         """Current model weights; recomputed when asked or when the labelled set grew by 20 %."""
         n = self.store.n_cells(labelled=True)
         stale = self._weights is None or n > 1.2 * max(self._weights_n_labelled, 1)
         if refresh or stale:
-            self._weights = self._compute_weights()
+            self._weights = compute_weights(self.reference_set(), self.config, self.models)
             self._weights_n_labelled = n
             self.store.set_model_weights(self._weights)
-            self._index = None
+            self._suggester = None
         return dict(self._weights)
-
-    def _compute_weights(self) -> dict[str, float]:
-        cfg = self.config.weighting
-        ids, labs = self.store.labelled()
-        if cfg.mode == "uniform" or len(self.models) == 1 or len(set(labs)) < 2:
-            return uniform_weights(self.models)
-        embs = {m: self.store.embeddings(m, ids) for m in self.models}
-        return entropy_weights(embs, labs, k=cfg.k, tau=cfg.tau)
-
-    def fused_vectors(self, cell_ids: Sequence[int]) -> np.ndarray:
-        """Fused vectors of cells under the current model weights (source offsets removed,
-        reduced by the index's per-model PCA when ``config.index.pca_components`` is set)."""
-        return self._fuse(self._aligned_embeddings(cell_ids))
-
-    def _fuse(self, embs: dict[str, np.ndarray]) -> np.ndarray:
-        """Aligned per-model embeddings -> fused vectors (through the index's PCA, if any)."""
-        weights = self.model_weights()
-        if self._reducer is not None:
-            embs = self._reducer.transform(embs)
-        return fuse(embs, weights, self.models)
-
-    def _aligned_embeddings(self, cell_ids: Sequence[int]) -> dict[str, np.ndarray]:
-        """Model -> embeddings of cells with their source's offset removed."""
-        cell_ids = [int(c) for c in cell_ids]
-        embs = {m: self.store.embeddings(m, cell_ids) for m in self.models}
-        offsets = self.source_offsets() if cell_ids else {}
-        if offsets:
-            sources = self._sources_of(cell_ids)
-            for m in self.models:
-                embs[m] = embs[m] - np.stack([offsets[src][m] for src in sources])
-        return embs
-
-    def _fit_reducer(self, embs: dict[str, np.ndarray]):
-        """The per-model PCA fitted on the index's aligned embeddings, or None when it is off
-        or there is nothing to fit or shrink."""
-        from cellseek.search.reduce import ModelReducer
-
-        n = int(self.config.index.pca_components)
-        if n <= 0 or len(embs[self.models[0]]) < 2:
-            return None
-        if all(self.store.models[m] <= n for m in self.models):
-            return None  # nothing to shrink
-        return ModelReducer.fit(embs, n)
 
     def _sources_of(self, cell_ids: Sequence[int]) -> list[str]:
         """Source name of each cell (its image's source), from a map cached per cell set."""
@@ -359,112 +309,120 @@ class Session:
             source_of_image = {im["id"]: im["source"] for im in self.store.images()}
             self._cell_sources = {c["id"]: source_of_image[c["image_id"]]
                                   for c in self.store.cells()}
-        return [self._cell_sources[c] for c in cell_ids]
+        return [self._cell_sources[int(c)] for c in cell_ids]
 
-    def source_offsets(self) -> dict[str, dict[str, np.ndarray]]:
-        """Source -> model -> class-balanced offset (empty when alignment is off).
+    def cell_set(self, cell_ids: Sequence[int], *, labelled: bool = False,
+                 classes: Sequence | None = None) -> CellSet:
+        """Cells of the store as a :class:`~cellseek.search.cellset.CellSet`.
 
-        See :class:`cellseek.config.AlignConfig` and :func:`cellseek.search.align.source_offsets`.
+        Parameters
+        ----------
+        cell_ids : sequence of int
+        labelled : bool
+            Attach the confirmed labels (every cell must have one).
+        classes : sequence, optional
+            Labels to attach instead (e.g. current suggestions).
         """
-        from cellseek.search.align import source_offsets
+        ids = [int(c) for c in cell_ids]
+        embs = {m: self.store.embeddings(m, ids) for m in self.models}
+        labels = [self._id_to_label()[c] for c in ids] if labelled else \
+            (list(classes) if classes is not None else None)
+        return CellSet(np.asarray(ids, np.int64), embs, self._sources_of(ids), labels,
+                       str(self.store.path))
 
-        if self.config.align.method == "none":
-            return {}
-        if self.config.align.method != "balanced":
-            raise CellseekError(f"unknown alignment {self.config.align.method!r}; "
-                                "choose 'none' or 'balanced'")
-        if self._offsets is None:
-            cells = self.store.cells()
-            ids = [c["id"] for c in cells]
-            classes = [c["label"] or self._predicted.get(c["id"]) or c["suggestion"]
-                       for c in cells]
-            sources = self._sources_of(ids)
-            per_model = {m: source_offsets(self.store.embeddings(m, ids), sources, classes,
-                                           min_count=self.config.align.min_count)
-                         for m in self.models}
-            self._offsets = {src: {m: per_model[m][src] for m in self.models}
-                             for src in dict.fromkeys(sources)}
-        return self._offsets
+    def reference_set(self) -> CellSet:
+        """Every confirmed cell, with its label."""
+        return self.cell_set(list(self._id_to_label()), labelled=True)
 
-    def index(self) -> CellIndex:
-        """The reference index (built from the store on first use)."""
-        self.model_weights()
-        if self._index is None:
-            ids = np.fromiter(self._id_to_label(), np.int64)
-            embs = self._aligned_embeddings(ids)  # read once: fits the PCA and fills the index
-            self._reducer = self._fit_reducer(embs)
-            dims = self._reducer.dims if self._reducer is not None else self.store.models
-            dim = sum(dims[m] for m in self.models)
-            self._index = CellIndex(dim, self.config.index)
-            if len(ids):
-                self._index.rebuild(self._fuse(embs), ids)
-        return self._index
+    def _current_class(self, cell: Mapping) -> str | None:
+        return cell["label"] or self._predicted.get(cell["id"]) or cell["suggestion"]
+
+    def _context(self, exclude: Iterable[int] = ()) -> CellSet | None:
+        """The unconfirmed cells (minus ``exclude``) with their current classes, for alignment."""
+        exclude = set(exclude)
+        cells = [c for c in self.store.cells(labelled=False) if c["id"] not in exclude]
+        if not cells:
+            return None
+        return self.cell_set([c["id"] for c in cells],
+                             classes=[self._current_class(c) for c in cells])
+
+    def suggester(self) -> Suggester:
+        """The fitted suggester (fitted from the store on first use)."""
+        weights = self.model_weights()
+        if self._suggester is None:
+            self._suggester = Suggester(self.config, self.models).fit(
+                self.reference_set(), self._context(), weights=weights)
+        return self._suggester
+
+    def index(self):
+        """The reference index (:class:`~cellseek.search.index.CellIndex`) of the suggester."""
+        return self.suggester().index
+
+    def fused_vectors(self, cell_ids: Sequence[int]) -> np.ndarray:
+        """The vectors suggestions are computed in: source offsets removed, model weights
+        applied, reduced by the per-model PCA when ``config.index.pca_components`` is set."""
+        cells = self.cell_set(cell_ids)
+        if not self.suggester().knows(cells.sources):
+            self._suggester = None
+        return self.suggester().vectors(cells)
 
     def refresh(self) -> None:
-        """Forget cached labels and the index after the store was changed directly.
+        """Forget cached labels and the suggester after the store was changed directly.
 
         Call it after :meth:`ReferenceStore.rename_class`, :meth:`~ReferenceStore.merge_classes`
         or :meth:`~ReferenceStore.merge_from` on ``self.store``.
         """
         self._labels_cache = None
-        self._index = None
-        self._offsets = None
+        self._suggester = None
+        self._cell_sources = None
 
-    def rebuild_index(self) -> CellIndex:
-        """Drop the cached index and rebuild it from the store."""
-        self._index = None
+    def rebuild_index(self):
+        """Refit the suggester from the store and return its index."""
+        self._suggester = None
         return self.index()
 
     # ------------------------------------------------------------------ suggestions
     def suggest_cells(self, cell_ids: Sequence[int], *, k: int | None = None) -> list[Suggestion]:
         """Suggestions (with neighbours) for the given cells; nothing is stored."""
-        index = self.index()
-        labelled = self._id_to_label()
-        k = k or adaptive_k(self.store.classes(), self.config.suggest)
-        if not len(cell_ids) or k == 0:
-            return [Suggestion(label=None, confidence=0.0, entropy=0.0) for _ in cell_ids]
-        queries = self.fused_vectors(cell_ids)
-        # A labelled query finds itself first: ask for one more and drop self-matches.
-        sims, ids = index.search(queries, k + 1)
-        own = ids == np.asarray(cell_ids, np.int64)[:, None]
-        sims = np.where(own, -np.inf, sims)
-        ids = np.where(own, -1, ids)
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        sims = np.take_along_axis(sims, order, axis=1)
-        ids = np.take_along_axis(ids, order, axis=1)
-        return suggest_from_neighbours(sims, ids, labelled, self.config.suggest)
+        if not len(cell_ids):
+            return []
+        cells = self.cell_set(cell_ids)
+        if not self.suggester().knows(cells.sources):
+            self._suggester = None  # cells of a source added since the fit
+        return self.suggester().suggest(cells, k)
 
     def suggest(self, cell_ids: Sequence[int] | None = None, *, batch: int = 4096) -> Work[dict]:
         """Suggest labels for cells (default: every unlabelled cell) and store the suggestions.
+
+        The suggestion run of :func:`cellseek.search.suggester.predict`: with source alignment
+        on, the alignment is refitted on the latest suggestions ``config.align.iterations``
+        times. The final fit stays in use for clicks until the next run.
 
         Returns
         -------
         dict
             Cell id -> :class:`~cellseek.types.Suggestion`.
         """
+        cells = self.store.cells(labelled=False)
         if cell_ids is None:
-            cell_ids = [c["id"] for c in self.store.cells(labelled=False)]
+            cell_ids = [c["id"] for c in cells]
         cell_ids = [int(c) for c in cell_ids]
-        passes = self.config.align.iterations if self.config.align.method != "none" else 1
-        total = len(cell_ids) * passes
-        out: dict[int, Suggestion] = {}
-        for p in range(max(passes, 1)):
-            # Source offsets follow the latest suggestions (classes of unlabelled cells), so
-            # every pass recomputes them and rebuilds the index over the labelled cells.
-            self._offsets = None
-            self._index = None
-            for start in range(0, len(cell_ids), batch):
-                yield Progress(p * len(cell_ids) + start, total, "suggest")
-                chunk = cell_ids[start : start + batch]
-                sugg = self.suggest_cells(chunk)
-                out.update(zip(chunk, sugg))
-                self._predicted.update((c, s.best_label) for c, s in zip(chunk, sugg)
-                                       if s.best_label)
+        current = {c["id"]: self._current_class(c) for c in cells}
+        weights = self.model_weights()
+        yield Progress(0, 2, "suggest", f"{len(cell_ids)} cells")
+        query = self.cell_set(cell_ids, classes=[current.get(c) for c in cell_ids])
+        background = self._context(exclude=cell_ids)
+        result = predict(self.reference_set(), query, self.config, models=self.models,
+                         weights=weights, background=background)
+        self._suggester = result.suggester
+        out = dict(zip(cell_ids, result.suggestions))
+        self._predicted.update((c, s.best_label) for c, s in out.items() if s.best_label)
+        yield Progress(1, 2, "suggest", "saving")
         for start in range(0, len(cell_ids), batch):
             chunk = cell_ids[start : start + batch]
             self.store.set_suggestions(chunk, [out[c].label for c in chunk],
                                        [out[c].confidence for c in chunk])
-        yield Progress(total, total, "suggest", "done")
+        yield Progress(2, 2, "suggest", "done")
         return out
 
     def review_order(self, suggestions: Mapping[int, Suggestion]) -> list[int]:

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cellseek.batch.inputs import collect_inputs
 from cellseek.batch.merge import merge_shards, remove_stale_temporaries
 from cellseek.batch.runner import embed_many, resolve_run_config, suggest_many
 from cellseek.batch.shards import Shard, ShardError, read_shard, shard_path, signature, write_shard
 from cellseek.batch.tasks import process_image
 from cellseek.config import Config
 from cellseek.errors import CellseekError
+from cellseek.io.inputs import collect_inputs
 from cellseek.session import Session
 from cellseek.store import ReferenceStore
 from cellseek.types import Cell, run_work

@@ -39,19 +39,96 @@ def test_missing_image_gives_one_line_error(tmp_path, capsys):
     assert "nope.tif" in err and "Traceback" not in err
 
 
-def test_segment_writes_labels(tmp_path, capsys):
+def _fields(folder, seeds=(0, 1, 2)):
     from PIL import Image
 
     from _shared import synthetic_field
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        Image.fromarray(synthetic_field(seed)[0]).save(folder / f"f{seed}.png")
+    return folder
+
+
+def test_segment_writes_every_image_of_a_folder_outside_it(tmp_path, capsys):
     from cellseek.io import read_labels
 
-    rgb, _, _ = synthetic_field()
-    path = tmp_path / "field.png"
-    Image.fromarray(rgb).save(path)
-    assert main(["segment", str(path), "--method", "classical", "-q",
-                 "-o", str(tmp_path / "lab.tif")]) == 0
-    labels = read_labels(tmp_path / "lab.tif")
-    assert labels.shape == rgb.shape[:2] and labels.max() >= 4
+    fields = _fields(tmp_path / "fields")
+    out = tmp_path / "labels"
+    assert main(["segment", str(fields), "--method", "classical", "-q", "-o", str(out)]) == 0
+    assert "3 images: 3 done, 0 failed" in capsys.readouterr().out
+    written = sorted(p.name for p in out.glob("*.tif"))
+    assert written == ["f0_labels.tif", "f1_labels.tif", "f2_labels.tif"]
+    assert read_labels(out / "f0_labels.tif").max() >= 4
+    assert sorted(p.name for p in fields.iterdir()) == ["f0.png", "f1.png", "f2.png"]
+    # never into the input folder
+    assert main(["segment", str(fields), "-q", "-o", str(fields / "sub")]) == 1
+    assert "inside the input folder" in capsys.readouterr().err
+    # a later embed of a folder that holds the label folder does not take them for images
+    (tmp_path / "all").mkdir()
+    out.rename(tmp_path / "all" / "labels")
+    fields.rename(tmp_path / "all" / "fields")
+    store = tmp_path / "s.cellseek"
+    assert main(["embed", str(tmp_path / "all"), "--store", str(store), "--method",
+                 "classical", "-q"]) == 0
+    assert "3 images: 3 done, 0 failed" in capsys.readouterr().out
+
+
+def test_embed_and_suggest_take_every_image_of_a_folder_or_glob(tmp_path, capsys):
+    from cellseek.store import ReferenceStore
+
+    fields = _fields(tmp_path / "fields", seeds=(0, 1, 2, 3))
+    store = tmp_path / "s.cellseek"
+    assert main(["embed", str(fields), "--store", str(store), "--method", "classical",
+                 "-q"]) == 0
+    assert "4 images: 4 done, 0 failed" in capsys.readouterr().out
+    with ReferenceStore.open(store) as s:
+        assert len(s.images()) == 4
+        first = s.cells()[0]["id"]
+        s.set_labels([first], ["red"])
+    # again with a glob: every image is already there
+    assert main(["embed", str(fields / "f*.png"), "--store", str(store), "-q"]) == 0
+    assert "4 images: 0 done, 4 skipped (already in the store), 0 failed" in \
+        capsys.readouterr().out
+    _fields(tmp_path / "more", seeds=(4, 5))
+    assert main(["suggest", str(tmp_path / "more"), "--store", str(store), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "2 images: 2 done, 0 failed" in out
+    with ReferenceStore.open(store) as s:
+        assert len(s.images()) == 6
+
+
+def test_a_failed_embed_leaves_no_new_store_and_model_sets_are_checked(tmp_path, capsys):
+    fields = _fields(tmp_path / "fields", seeds=(0,))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not a png at all")
+    store = tmp_path / "new.cellseek"
+    assert main(["embed", str(bad), "--store", str(store), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "Traceback" not in err and "was not kept" in err
+    assert not store.exists()
+    assert main(["embed", str(fields), "--store", str(store), "--method", "classical",
+                 "-q"]) == 0
+    capsys.readouterr()
+    assert main(["embed", str(fields), "--store", str(store), "--preset", "paper", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "holds the models classical" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["suggest", "--store", "s", "--threshold", "2"], "between 0 and 1"),
+    (["suggest", "--store", "s", "--pca", "-3"], "at least 0"),
+    (["embed", "x", "--store", "s", "--min-area", "-5"], "at least 0"),
+    (["embed", "x", "--store", "s", "--workers", "-2"], "at least 1"),
+    (["evaluate", "--reference", "r.csv", "--folds", "1"], "at least 2"),
+    (["bench", "--sizes", "10,-1"], "at least 1"),
+])
+def test_option_values_out_of_range_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_reference_evaluate_and_suggest_on_real_crops(tmp_path, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cellseek.io import iter_planes
+from cellseek.io import iter_planes, plane_to_float_rgb
 from cellseek.types import ImageData
 
 
@@ -79,3 +79,28 @@ def test_lazy_planes_computed_one_at_a_time():
     out = [(t, z, p) for t, z, p in iter_planes(img, z_mode="best_focus", channel=1)]
     assert [(t, z) for t, z, _ in out] == [(0, 2), (1, 2)]
     assert isinstance(out[0][2], np.ndarray)
+
+
+def test_plane_to_float_rgb_handles_grey_nan_and_rgba():
+    grey = np.arange(100, dtype=np.float32).reshape(10, 10)
+    grey[0, 0] = np.nan
+    out = plane_to_float_rgb(grey)
+    assert out.shape == (10, 10, 3) and np.isfinite(out).all()
+    rgba = np.full((4, 4, 4), 255, np.uint8)
+    assert plane_to_float_rgb(rgba).shape == (4, 4, 3)
+    assert plane_to_float_rgb(np.full((3, 3), np.nan)).max() == 0
+    with pytest.raises(ValueError, match="plane"):
+        plane_to_float_rgb(np.zeros((2, 2, 2, 2)))
+
+
+def test_plane_to_uint8_rgb_follows_the_float_convention():
+    """uint8 RGB is kept; every other plane is the float convention scaled to 0..255."""
+    from cellseek.io.planes import plane_to_float_rgb, plane_to_uint8_rgb
+
+    rgb = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    assert plane_to_uint8_rgb(rgb) is not rgb and np.array_equal(plane_to_uint8_rgb(rgb), rgb)
+    grey16 = np.linspace(100, 4000, 64).reshape(8, 8).astype(np.uint16)
+    expect = np.rint(plane_to_float_rgb(grey16) * 255).astype(np.uint8)
+    out = plane_to_uint8_rgb(grey16)
+    assert out.dtype == np.uint8 and out.shape == (8, 8, 3) and np.array_equal(out, expect)
+    assert out.min() == 0 and out.max() == 255  # grey is stretched, not divided by 65535

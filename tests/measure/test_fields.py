@@ -2,7 +2,7 @@ import numpy as np
 from PIL import Image
 
 from _shared import synthetic_field
-from cellseek.measure.evaluate import EvalSet
+from cellseek.measure.evaluate import eval_set
 from cellseek.measure.fields import evaluate_fields, read_boxes
 from cellseek.types import run_work
 
@@ -25,7 +25,7 @@ def test_fields_detection_and_type_on_synthetic_boxes(tmp_path):
     cells2 = cells_from_labels(labels2)
     crops, masks = extract_crops(rgb2, labels2, cells2)
     emb = load_embedder("classical").embed(crops, masks)
-    ref = EvalSet("ref", {"classical": emb}, [classes2[c.label] for c in cells2])
+    ref = eval_set("ref", {"classical": emb}, [classes2[c.label] for c in cells2])
     cfg = Config(segment=SegmentConfig(method="classical", stain="label-free", min_area=50))
     out = run_work(evaluate_fields(tmp_path / "boxes.csv", ref, config=cfg, target="CELL",
                                    align="none"))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from cellseek.measure.evaluate import EvalSet
+from cellseek.measure.evaluate import eval_set
 from cellseek.measure.growth import plot_growth, simulate_growth
 from cellseek.types import run_work
 
@@ -10,7 +10,7 @@ def _blobs(seed=0, n=60, dim=6):
     centres = rng.normal(size=(3, dim)) * 3
     codes = np.repeat(np.arange(3), n)
     emb = centres[codes] + rng.normal(size=(len(codes), dim))
-    return EvalSet("blobs", {"m": emb.astype(np.float32)}, [f"c{c}" for c in codes])
+    return eval_set("blobs", {"m": emb.astype(np.float32)}, [f"c{c}" for c in codes])
 
 
 def test_growth_curves_and_plot(tmp_path):

@@ -56,16 +56,42 @@ def test_transform_unseen_source_and_errors():
         SourceAligner().fit(a, ["a"])
 
 
-def test_balanced_center_is_robust_to_class_mix():
-    from cellseek.search.align import balanced_center
+def test_balanced_alignment_in_the_suggester_is_robust_to_class_mix():
+    """A shifted query dominated by one class: the class-balanced offset (fitted on the query's
+    own suggestions, refined over passes) recovers it; the plain mean does not do as well."""
+    from cellseek.config import AlignConfig, Config
+    from cellseek.search.cellset import CellSet
+    from cellseek.search.suggester import predict
 
     a, b, y = _two_sources(n=90)
-    # the query is dominated by one class (label shift) and shifted (device shift)
     keep = np.concatenate(
         [np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:5], np.flatnonzero(y == 2)[:5]]
     )
     qb, qy = b[keep] / 1.5, y[keep]
-    ref_c, q_c = balanced_center(a, y, qb)
-    assert ref_c.shape == a.shape and q_c.shape == qb.shape
-    acc = (_knn1(ref_c, y, q_c) == qy).mean()
-    assert acc > 0.9
+    ref = CellSet(np.arange(len(a)), {"m": a}, ["ref"] * len(a), [str(c) for c in y])
+    qry = CellSet(np.arange(len(qb)) + 1000, {"m": qb}, ["qry"] * len(qb))
+    accuracy = {}
+    for method in ("balanced", "center"):
+        cfg = Config(align=AlignConfig(method=method, iterations=3))
+        pred = predict(ref, qry, cfg).votes.best()
+        accuracy[method] = np.mean(np.array(pred) == qy.astype(str))
+    assert accuracy["balanced"] > 0.9 and accuracy["balanced"] >= accuracy["center"]
+
+
+def test_alignment_transforms_known_sources_and_refuses_unknown_ones():
+    from cellseek.search.align import Alignment, UnknownSourceError
+
+    a, b, y = _two_sources(n=30)
+    emb = {"m": np.concatenate([a, b])}
+    sources = ["a"] * len(a) + ["b"] * len(b)
+    classes = [str(c) for c in y] + [None] * len(b)
+    al = Alignment.fit("balanced", emb, sources, classes)
+    out = al.transform({"m": b}, ["b"] * len(b))["m"]
+    assert np.allclose(out.mean(0), 0, atol=1e-4)  # no class known in b: its plain mean
+    assert al.knows(["a", "b"]) and not al.knows(["c"])
+    with pytest.raises(UnknownSourceError):
+        al.transform({"m": b[:2]}, ["c", "c"])
+    none = Alignment.fit("none", emb, sources)
+    assert np.array_equal(none.transform({"m": a}, ["z"] * len(a))["m"], a.astype(np.float32))
+
+

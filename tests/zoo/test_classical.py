@@ -127,27 +127,20 @@ def test_speed(embedder):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_pbc_reduced_cv():
-    """Reduced PBC cross-validation (40 per class, 3 folds) stays above a floor."""
+    """Reduced PBC cross-validation (40 per class, 3 folds) through the pipeline and the
+    suggester users run stays above a floor."""
     from _shared import shared_data
-    from cellseek.io.labelled_set import load_labelled_set, read_rgb, single_cell_crop
+    from cellseek.config import Config
+    from cellseek.io.labelled_set import load_labelled_set
+    from cellseek.measure.evaluate import cross_validate, eval_set
+    from cellseek.pipeline import Pipeline
+    from cellseek.types import run_work
 
     ls = load_labelled_set(shared_data("pbc_subset", "labels.csv"))
     y_all = np.array(ls.labels)
     keep = np.concatenate([np.flatnonzero(y_all == c)[:40] for c in ls.classes])
-    crops, masks = zip(*(single_cell_crop(read_rgb(ls.paths[i]), size=128) for i in keep))
-    emb = build(SPEC).embed(np.stack(crops), np.stack(masks))
-    y = y_all[keep]
-    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    fold = np.arange(len(y)) % 3
-    pred = np.empty_like(y)
-    for f in range(3):
-        tr, te = fold != f, fold == f
-        sim = e[te] @ e[tr].T
-        nn = np.argsort(-sim, axis=1)[:, :10]
-        for r, row in enumerate(np.flatnonzero(te)):
-            votes = {}
-            for j, s in zip(nn[r], sim[r, nn[r]]):
-                votes[y[tr][j]] = votes.get(y[tr][j], 0.0) + max(s, 0.0)
-            pred[row] = max(votes, key=votes.get)
-    macro = np.mean([(pred[y == c] == c).mean() for c in ls.classes])
+    planes = run_work(Pipeline(Config(), ("classical",)).single_cells([ls.paths[i] for i in keep]))
+    emb = np.concatenate([p.embeddings["classical"] for p in planes])
+    data = eval_set("pbc-40", {"classical": emb}, list(y_all[keep]))
+    macro = cross_validate(data, folds=3)["macro_accuracy"]
     assert macro > 0.70, f"reduced PBC CV macro accuracy {macro:.3f}"

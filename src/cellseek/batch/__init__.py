@@ -3,7 +3,7 @@
 Layout
 ------
 inputs.py
-    :func:`~cellseek.batch.inputs.collect_inputs`: folder, plate export, list file or glob ->
+    :func:`~cellseek.io.inputs.collect_inputs`: folder, plate export, list file or glob ->
     image paths.
 shards.py
     One ``.npz`` shard per image (cells, float16 embeddings, label images, thumbnails), keyed by

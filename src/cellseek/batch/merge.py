@@ -10,7 +10,7 @@ that the next merge removes).
 Canonical order
 ---------------
 Images enter in the order of ``shard_paths`` (the runner passes the input order of
-:func:`cellseek.batch.inputs.collect_inputs`), the first occurrence of a content hash wins, and
+:func:`cellseek.io.inputs.collect_inputs`), the first occurrence of a content hash wins, and
 images already in the target are skipped. Within an image, planes keep the order of
 :func:`cellseek.io.iter_planes` and cells are ordered by ``(t, z, label)``. This is exactly the
 order in which :meth:`cellseek.session.Session.add_image` called on the same inputs, one after
@@ -71,6 +71,8 @@ def _check_config(store, config: Config) -> None:
     if not raw:
         return
     crop = json.loads(raw).get("crop")
+    if crop is not None and crop.get("target_pixel_size_um") is None:
+        crop["target_pixel_size_um"] = store.meta("target_pixel_size_um")
     if crop is not None and crop != json.loads(json.dumps(asdict(config.crop))):
         raise IncompatibleStoreError(
             f"{store.path}: the store's cells were cropped with {crop}, this run with "

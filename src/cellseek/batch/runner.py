@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from cellseek.batch.inputs import collect_inputs
 from cellseek.batch.merge import merge_shards
 from cellseek.batch.shards import signature
 from cellseek.batch.tasks import embedders_for, limit_threads, process_image
 from cellseek.config import Config
 from cellseek.errors import CellseekError
+from cellseek.io.inputs import collect_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,20 @@ def default_shard_dir(store_path) -> Path:
     return store_path.with_name(store_path.name + ".shards")
 
 
-def resolve_run_config(store_path, config: Config | None) -> tuple[Config, dict[str, int]]:
+def resolve_run_config(store_path, config: Config | None, inputs=(),
+                       plane_kw: Mapping | None = None) -> tuple[Config, dict[str, int]]:
     """The settings a run must use, and the model dims.
 
     An existing store's crop and embedding settings win over ``config`` (as in
     :class:`~cellseek.session.Session`); ``segment.method="auto"`` is resolved here, once, so
-    that every worker segments the same way.
+    that every worker segments the same way; and the physical crop pixel size is fixed here
+    (from the store, or from the first calibrated input, as a session adding the same inputs in
+    the same order would: :meth:`cellseek.pipeline.Pipeline.fix_target`).
     """
+    from cellseek.pipeline import Pipeline, resolve_models
     from cellseek.segment import resolve_method
     from cellseek.session import Session
-    from cellseek.zoo import get_spec, resolve_models
+    from cellseek.zoo import get_spec
 
     config = config or Config()
     if Path(store_path).expanduser().exists():
@@ -60,8 +64,12 @@ def resolve_run_config(store_path, config: Config | None) -> tuple[Config, dict[
             config = session.config
     method = resolve_method(config.segment, weights_dir=config.embed.weights_dir)
     config = replace(config, segment=replace(config.segment, method=method))
-    models = resolve_models(config.embed.preset, config.embed.models)
+    models = resolve_models(config)
     dims = {m: int(get_spec(m).dim) for m in sorted(models)}
+    if config.crop.target_pixel_size_um is None and inputs:
+        target = Pipeline(config, tuple(dims)).fix_target(inputs, **dict(plane_kw or {}))
+        if target is not None:
+            config = replace(config, crop=replace(config.crop, target_pixel_size_um=target))
     return config, dims
 
 
@@ -147,7 +155,7 @@ def embed_many(
     Parameters
     ----------
     inputs : str, Path or sequence
-        Anything :func:`cellseek.batch.inputs.collect_inputs` accepts.
+        Anything :func:`cellseek.io.inputs.collect_inputs` accepts.
     store_path : path-like
         The reference store; created when missing (with the configured model set), otherwise
         opened with a model-set check. Its stored crop/embedding settings win over ``config``.
@@ -183,9 +191,9 @@ def embed_many(
     start = time.perf_counter()
     store_path = Path(store_path).expanduser().absolute()
     paths = collect_inputs(inputs)
-    config, dims = resolve_run_config(store_path, config)
-    models = tuple(dims)
     plane_kw = dict(plane_kw or {})
+    config, dims = resolve_run_config(store_path, config, paths, plane_kw)
+    models = tuple(dims)
     sig = signature(config, models, plane_kw)
     shard_dir = Path(shard_dir) if shard_dir is not None else default_shard_dir(store_path)
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -334,7 +342,8 @@ def bench_workers(inputs, config: Config | None = None, workers=(1, 2), *,
     from distributed import Client, LocalCluster, wait
 
     paths = [str(p) for p in collect_inputs(inputs)]
-    config, dims = resolve_run_config("/nonexistent/cellseek-bench-store", config)
+    config, dims = resolve_run_config("/nonexistent/cellseek-bench-store", config, paths,
+                                      plane_kw)
     models = tuple(dims)
     sig = signature(config, models, plane_kw)
     rows = []

@@ -22,6 +22,7 @@ import numpy as np
 from cellseek.batch.shards import Shard, is_valid, shard_path, write_shard
 from cellseek.config import Config, EmbedConfig
 from cellseek.errors import CellseekError
+from cellseek.types import run_work
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,16 @@ def _write_pointer(pointer: Path, path: Path, content_hash: str) -> None:
     os.replace(tmp, pointer)
 
 
+def _half(embedding: np.ndarray, model: str, plane) -> np.ndarray:
+    """float16 as the store keeps it; refuses values float16 cannot hold."""
+    with np.errstate(over="ignore"):
+        half = np.asarray(embedding, np.float32).astype("<f2")
+    if not np.isfinite(half).all():
+        raise CellseekError(f"model {model!r} gave NaN, infinite or too large (> 65504) "
+                            f"embeddings for plane t={plane.t} z={plane.z}")
+    return half
+
+
 def process_image(
     path,
     *,
@@ -106,7 +117,9 @@ def process_image(
     path : path-like
         An image file (or a folder :func:`cellseek.io.read_image` reads as one stack).
     config : Config
-        Segmentation (method already resolved), crop and embedding settings.
+        Segmentation (method already resolved), crop (physical target already fixed) and
+        embedding settings: this image goes through :class:`cellseek.pipeline.Pipeline` with
+        them, as it would in a session.
     models : sequence of str
         Model names, in store order.
     sig : str
@@ -124,11 +137,8 @@ def process_image(
         ``status`` (``"computed"``, ``"skipped"`` or ``"failed"``), ``input``,
         ``content_hash``, ``shard``, ``n_cells``, ``seconds``, ``error``.
     """
-    from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
-    from cellseek.io import content_hash, iter_planes, read_image
-    from cellseek.segment import segment_plane
-    from cellseek.types import run_work
-    from cellseek.zoo.embed import embed_all
+    from cellseek.io import content_hash, read_image
+    from cellseek.pipeline import Pipeline
 
     start = time.perf_counter()
     path = Path(path)
@@ -150,32 +160,19 @@ def process_image(
             _write_pointer(pointer, path, digest)
             out["seconds"] = time.perf_counter() - start
             return out
-        embedders = embedders_for(models, config.embed)
+        pipeline = Pipeline(config, models, embedders=embedders_for(models, config.embed))
+        embedders = pipeline.embedders()
         cells, thumbs, planes = [], [], {}
         embs: dict[str, list[np.ndarray]] = {m: [] for m in models}
-        for t, z, plane in iter_planes(image, **plane_kw):
-            plane = np.asarray(plane)
-            labels = np.asarray(run_work(segment_plane(plane, config.segment)))
-            planes[(t, z)] = labels
-            found = cells_from_labels(labels, t=t, z=z)
-            if not found:
-                continue
-            crops, masks = extract_crops(plane, labels, found, config.crop,
-                                         pixel_size_um=image.pixel_size_um)
-            result = run_work(embed_all(embedders, crops, masks,
-                                        batch_size=config.embed.batch_size))
+
+        def keep(plane) -> None:
+            planes[(plane.t, plane.z)] = plane.labels
             for m in models:
-                with np.errstate(over="ignore"):
-                    half = np.asarray(result[m], np.float32).astype("<f2")
-                if not np.isfinite(half).all():
-                    raise CellseekError(
-                        f"model {m!r} gave NaN, infinite or too large (> 65504) embeddings "
-                        f"for plane t={t} z={z}"
-                    )
-                embs[m].append(half)
-            thumbs.extend(thumbnail_png(c) for c in crops)
-            cells.extend(found)
-            del crops, masks
+                embs[m].append(_half(plane.embeddings[m], m, plane))
+            thumbs.extend(plane.thumbnails)
+            cells.extend(plane.cells)
+
+        run_work(pipeline.process(image, on_plane=keep, **plane_kw))
     except CellseekError as exc:
         logger.warning("%s: %s", path, exc)
         out.update(status="failed", error=str(exc), seconds=time.perf_counter() - start)

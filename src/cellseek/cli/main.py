@@ -10,8 +10,41 @@ from pathlib import Path
 
 from cellseek import __version__
 from cellseek.cli.progress import run_with_progress
+from cellseek.errors import CellseekError, IncompatibleStoreError
 
 logger = logging.getLogger("cellseek")
+
+
+def at_least(low: int):
+    """An argparse type: an integer not below ``low`` (a clear message otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated positive integers."""
+    parse = at_least(1)
+    return tuple(parse(s) for s in text.split(",") if s.strip())
 
 
 def _config(args):
@@ -41,35 +74,123 @@ def _config(args):
     index = cfg.index
     if getattr(args, "pca", None):
         index = replace(index, pca_components=args.pca)
-    return replace(cfg, embed=embed, segment=segment, suggest=suggest, index=index)
+    weighting = cfg.weighting
+    if getattr(args, "weighting", None):
+        weighting = replace(weighting, mode=args.weighting)
+    align = cfg.align
+    if getattr(args, "align", None):
+        align = replace(align, method=args.align)
+    return replace(cfg, embed=embed, segment=segment, suggest=suggest, index=index,
+                   weighting=weighting, align=align)
 
 
 # ------------------------------------------------------------------------------- commands
 def cmd_segment(args) -> int:
-    from cellseek.io import iter_planes, read_image, write_labels
-    from cellseek.segment import segment_plane
+    from cellseek.cli.images import Tally, check_output_folder, image_inputs
+    from cellseek.io import read_image, write_labels
+    from cellseek.io.inputs import LABELS_MARKER
+    from cellseek.pipeline import Pipeline
 
     cfg = _config(args)
-    image = read_image(args.image)
-    out = Path(args.output or Path(args.image).with_suffix("").as_posix() + "_labels.tif")
-    planes = list(iter_planes(image, z_mode=args.z_mode))
-    for t, z, plane in planes:
-        labels = run_with_progress(segment_plane(plane, cfg.segment), quiet=args.quiet)
-        path = out if len(planes) == 1 else out.with_name(f"{out.stem}_t{t}_z{z}{out.suffix}")
-        write_labels(path, labels)
-        print(f"{args.image} t={t} z={z}: {int(labels.max())} cells -> {path}")
-    return 0
+    paths = image_inputs(args.images)
+    out = Path(args.output)
+    check_output_folder(out, args.images)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / LABELS_MARKER).write_text("label images written by cellseek segment\n")
+    except OSError as err:
+        raise CellseekError(f"{out}: cannot write the label images there ({err})") from err
+    pipeline = Pipeline(cfg, ())
+    tally, used = Tally(), set()
+    for path in paths:
+        try:
+            image = read_image(path)
+            labels = run_with_progress(pipeline.segment(image, z_mode=args.z_mode),
+                                       quiet=args.quiet)
+            stem = _unique_stem(Path(path), used)
+            for (t, z), lab in labels.items():
+                name = f"{stem}_labels.tif" if len(labels) == 1 else \
+                    f"{stem}_t{t}_z{z}_labels.tif"
+                write_labels(out / name, lab)
+                print(f"{path} t={t} z={z}: {_cells(int(lab.max()))} -> {out / name}")
+            tally.done.append(str(path))
+        except CellseekError as err:
+            tally.fail(path, err)
+    print(f"{tally.summary()} ({pipeline.segment_method()} segmentation) -> {out}")
+    return tally.exit_code
 
 
-def _open_or_create(store_path, cfg):
+def _cells(n: int) -> str:
+    return f"{n} cell" + ("" if n == 1 else "s")
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    """The file's stem, made unique among the outputs of one run."""
+    stem, n = path.stem, 1
+    while stem in used:
+        n += 1
+        stem = f"{path.stem}_{n}"
+    used.add(stem)
+    return stem
+
+
+def _open_or_create(store_path, cfg, args):
+    """A session on the store (created when missing) and whether this command created it.
+
+    ``--preset``/``--models`` naming another model set than an existing store holds is an
+    error, not silently ignored.
+    """
+    from cellseek.pipeline import resolve_models
     from cellseek.session import Session
 
     if Path(store_path).exists():
-        return Session.open(store_path, cfg)
-    return Session.create(store_path, cfg)
+        session = Session.open(store_path, cfg)
+        if getattr(args, "preset", None) or getattr(args, "models", None):
+            wanted = resolve_models(cfg)
+            if tuple(wanted) != tuple(session.models):
+                session.close()
+                raise IncompatibleStoreError(
+                    f"{store_path}: this reference set holds the models "
+                    f"{', '.join(session.models)}; --preset/--models asked for "
+                    f"{', '.join(wanted)}. Leave them out, or give a new --store.")
+        return session, False
+    return Session.create(store_path, cfg), True
+
+
+def _remove_new_store(path) -> None:
+    """Remove a store this command created and could not fill (nothing of the user's is lost)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    print(f"cellseek: {path} was not kept: nothing was added to it", file=sys.stderr)
+
+
+def _add_images(session, paths, args, tally) -> None:
+    """Segment, crop and embed every image into the session's store."""
+    from cellseek.io import content_hash, read_image
+
+    for path in paths:
+        try:
+            image = read_image(path)
+            known = session.store.image_by_hash(content_hash(image))
+            before = len(session.store.cells(known["id"])) if known else 0
+            image_id = run_with_progress(
+                session.add_image(image, source=args.source,
+                                  z_mode=getattr(args, "z_mode", "all")),
+                quiet=args.quiet)
+            n = len(session.store.cells(image_id))
+            if known is not None and n == before:
+                tally.skipped.append(str(path))
+                print(f"{path}: already in the store ({_cells(n)}, image id {image_id})")
+            else:
+                tally.done.append(str(path))
+                print(f"{path}: {_cells(n)} (image id {image_id})")
+        except CellseekError as err:
+            tally.fail(path, err)
 
 
 def cmd_embed(args) -> int:
+    from cellseek.cli.images import Tally, image_inputs
+
     cfg = _config(args)
     if args.workers or args.scheduler:
         from cellseek.batch.runner import embed_many
@@ -79,31 +200,40 @@ def cmd_embed(args) -> int:
                              plane_kw={"z_mode": args.z_mode}, source=args.source)
         summary.pop("results", None)  # one entry per image: too long for the terminal
         print(json.dumps(summary, indent=2, default=str))
-        return 0
-    with _open_or_create(args.store, cfg) as session:
-        for path in args.images:
-            image_id = run_with_progress(
-                session.add_image(path, source=args.source, z_mode=args.z_mode),
-                quiet=args.quiet,
-            )
-            n = len(session.store.cells(image_id))
-            print(f"{path}: {n} cells (image id {image_id})")
-        print(f"{args.store}: {session.store.n_cells()} cells, "
+        return 1 if summary["failed"] else 0
+    paths = image_inputs(args.images)
+    session, created = _open_or_create(args.store, cfg, args)
+    tally = Tally()
+    try:
+        _add_images(session, paths, args, tally)
+        print(f"{tally.summary()}; {args.store}: {_cells(session.store.n_cells())}, "
               f"{session.store.n_cells(labelled=True)} labelled")
-    return 0
+    finally:
+        empty = session.store.n_cells() == 0 and not session.store.images()
+        session.close()
+        if created and empty:
+            _remove_new_store(args.store)
+    return tally.exit_code
 
 
 def cmd_reference(args) -> int:
     from cellseek.reference import add_labelled_csv
 
     cfg = _config(args)
-    with _open_or_create(args.store, cfg) as session:
+    session, created = _open_or_create(args.store, cfg, args)
+    try:
         n = run_with_progress(add_labelled_csv(session, args.csv), quiet=args.quiet)
         print(f"{args.store}: added {n} labelled cells; classes: {session.store.classes()}")
+    finally:
+        empty = session.store.n_cells() == 0
+        session.close()
+        if created and empty:
+            _remove_new_store(args.store)
     return 0
 
 
 def cmd_suggest(args) -> int:
+    from cellseek.cli.images import Tally, image_inputs
     from cellseek.session import Session
 
     cfg = _config(args)
@@ -115,32 +245,37 @@ def cmd_suggest(args) -> int:
                                progress=not args.quiet, source=args.source)
         summary.pop("results", None)
         print(json.dumps(summary, indent=2, default=str))
-        return 0
+        return 1 if summary["failed"] else 0
+    paths = image_inputs(args.images) if args.images else []
+    tally = Tally()
     with Session.open(args.store, cfg) as session:
-        for path in args.images:
-            run_with_progress(session.add_image(path, source=args.source), quiet=args.quiet)
+        if paths:
+            _add_images(session, paths, args, tally)
+            print(tally.summary())
+        if not session.store.n_cells(labelled=True):
+            raise CellseekError(f"{args.store}: no confirmed cells to suggest from; add a "
+                                "labelled set first (cellseek reference CSV --store ...)")
         weights = session.model_weights(refresh=True)
         sugg = run_with_progress(session.suggest(), quiet=args.quiet)
         n_uncertain = sum(s.uncertain for s in sugg.values())
-        print(f"{len(sugg)} cells: {len(sugg) - n_uncertain} suggested, "
-              f"{n_uncertain} uncertain (threshold {cfg.suggest.threshold})")
+        print(f"{_cells(len(sugg))}: {len(sugg) - n_uncertain} suggested, "
+              f"{n_uncertain} uncertain (threshold {session.config.suggest.threshold})")
         print("model weights: " + ", ".join(f"{m}={w:.3f}" for m, w in weights.items()))
         if args.output:
             session.store.export_cells_csv(args.output)
             print(f"cells table -> {args.output}")
-    return 0
+    return tally.exit_code
 
 
 def cmd_evaluate(args) -> int:
     from cellseek.measure.evaluate import evaluate, format_table
-    from cellseek.zoo import resolve_models
+    from cellseek.pipeline import resolve_models
 
     cfg = _config(args)
-    models = resolve_models(cfg.embed.preset, cfg.embed.models)
+    models = resolve_models(cfg)
     result = run_with_progress(
-        evaluate(args.reference, args.query, models=models, folds=args.folds,
-                 weighting=args.weighting, config=cfg, run_ablations=not args.no_ablations,
-                 align=args.align),
+        evaluate(args.reference, args.query, models=models, folds=args.folds, config=cfg,
+                 run_ablations=not args.no_ablations),
         quiet=args.quiet,
     )
     print(format_table(result))
@@ -149,8 +284,7 @@ def cmd_evaluate(args) -> int:
         from cellseek.measure.fields import evaluate_fields
 
         data = run_with_progress(load_eval_set(args.reference, models, cfg), quiet=args.quiet)
-        f = run_with_progress(evaluate_fields(args.fields, data, config=cfg, align=args.align),
-                              quiet=args.quiet)
+        f = run_with_progress(evaluate_fields(args.fields, data, config=cfg), quiet=args.quiet)
         result["fields"] = f
         print(f"whole fields ({f['n_fields']}): detection recall {100 * f['recall']:.1f} %, "
               f"precision {100 * f['precision']:.1f} %, mean IoU {f['mean_iou']:.2f} "
@@ -222,8 +356,7 @@ def cmd_bench(args) -> int:
     if args.index:
         from cellseek.measure.bench_index import main_args
 
-        sizes = tuple(int(s) for s in args.sizes.split(","))
-        main_args(sizes=sizes, dim=args.dim, n_queries=args.queries)
+        main_args(sizes=args.sizes, dim=args.dim, n_queries=args.queries)
         return 0
     from cellseek.measure.bench import bench_sam_click, format_results, run_benchmarks
 
@@ -259,7 +392,8 @@ def _common(p: argparse.ArgumentParser, *, models=True, segment=False) -> None:
     if segment:
         p.add_argument("--method", choices=["auto", "sam", "classical"],
                        help="segmenter (default auto: SAM when its weights are present)")
-        p.add_argument("--min-area", type=int, help="drop objects smaller than this (pixels)")
+        p.add_argument("--min-area", type=at_least(0),
+                       help="drop objects smaller than this (pixels)")
         p.add_argument("--z-mode", default="all",
                        choices=["all", "index", "best_focus", "max", "mean"],
                        help="which planes of a z-stack to use (default all)")
@@ -276,17 +410,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("segment", help="segment the cells of an image into a label image")
-    p.add_argument("image", help="image file or folder (TIFF, OME-TIFF, PNG, JPG, BMP, ...)")
-    p.add_argument("-o", "--output", help="label image to write (default IMAGE_labels.tif)")
+    p = sub.add_parser("segment", help="segment the cells of images into label images")
+    p.add_argument("images", nargs="+", help="image files, folders, glob patterns or list files "
+                   "(TIFF, OME-TIFF, Lionheart, Nanolive, PNG, JPG, BMP, ...)")
+    p.add_argument("-o", "--output", default="cellseek-labels",
+                   help="folder for the label images, outside every input folder "
+                   "(default ./cellseek-labels); one NAME_labels.tif per image, "
+                   "NAME_tT_zZ_labels.tif per plane of a stack")
     _common(p, models=False, segment=True)
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("embed", help="segment, crop and embed images into a reference store")
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("images", nargs="+", help="image files, folders, glob patterns or list files")
     p.add_argument("--store", required=True, help="reference store file (created if missing)")
     p.add_argument("--source", help="device / dataset / batch name recorded with the cells")
-    p.add_argument("--workers", type=int, help="run on a local Dask cluster with N workers")
+    p.add_argument("--workers", type=at_least(1),
+                   help="run on a local Dask cluster with N workers")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
     _common(p, segment=True)
     p.set_defaults(func=cmd_embed)
@@ -299,14 +438,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reference)
 
     p = sub.add_parser("suggest", help="suggest labels for the unlabelled cells of a store")
-    p.add_argument("images", nargs="*", help="images to add first (optional)")
+    p.add_argument("images", nargs="*", help="images to add first (optional): files, folders, "
+                   "glob patterns or list files")
     p.add_argument("--store", required=True, help="reference store file")
     p.add_argument("--source", help="source name of the added images")
-    p.add_argument("--threshold", type=float, help="confidence below which a cell is uncertain")
+    p.add_argument("--threshold", type=fraction,
+                   help="confidence below which a cell is uncertain")
     p.add_argument("-o", "--output", help="write the cells table (CSV) here")
-    p.add_argument("--workers", type=int, help="embed the images on a local Dask cluster")
+    p.add_argument("--workers", type=at_least(1), help="embed the images on a local Dask cluster")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
-    p.add_argument("--pca", type=int, metavar="N", help="index at most N principal components "
+    p.add_argument("--pca", type=at_least(0), metavar="N",
+                   help="index at most N principal components "
                    "per model (smaller, faster index for very large reference sets; default: off)")
     _common(p, models=False)
     p.set_defaults(func=cmd_suggest)
@@ -314,14 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="measure macro accuracy on labelled data")
     p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or store")
     p.add_argument("--query", help="labelled set from another source (transfer)")
-    p.add_argument("--folds", type=int, default=5, help="folds of the cross-validation (5)")
-    p.add_argument("--weighting", default="global_entropy",
-                   choices=["uniform", "global_entropy", "per_query_entropy"])
-    p.add_argument("--align", default="balanced",
-                   choices=["none", "center", "center_scale", "coral", "balanced"],
-                   help="transfer only: remove the source offset of each model's embeddings "
-                   "(transductive, query labels never used; default balanced: class-balanced "
-                   "centring, the best on average over the measured transfers)")
+    p.add_argument("--folds", type=at_least(2), default=5, help="folds of the cross-validation (5)")
+    p.add_argument("--weighting", choices=["uniform", "global_entropy", "per_query_entropy"],
+                   help="model weights (default global_entropy, as in a session)")
+    p.add_argument("--align", choices=["none", "balanced", "center", "center_scale", "coral"],
+                   help="per-source alignment of the embeddings (default balanced, as in a "
+                   "session: class-balanced centring fitted on the query cells' own "
+                   "suggestions; query labels are never used)")
     p.add_argument("--json", help="write the full result as JSON here")
     p.add_argument("--no-ablations", action="store_true", help="skip per-model/weighting rows")
     p.add_argument("--fields", metavar="BOXES_CSV", help="also segment whole fields and report "
@@ -352,16 +493,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("bench", help="measure embedding throughput, search latency, store speed")
-    p.add_argument("--crops", type=int, default=512, help="crops to embed (512)")
-    p.add_argument("--references", type=int, default=20_000, help="reference cells (20000)")
-    p.add_argument("--queries", type=int, default=1000, help="query cells (1000)")
+    p.add_argument("--crops", type=at_least(1), default=512, help="crops to embed (512)")
+    p.add_argument("--references", type=at_least(1), default=20_000, help="reference cells (20000)")
+    p.add_argument("--queries", type=at_least(1), default=1000, help="query cells (1000)")
     p.add_argument("--random-weights", action="store_true", help="time timm-family models "
                    "built at random initialisation when their weights are absent (speed only)")
     p.add_argument("--index", action="store_true", help="index scaling benchmark instead")
     p.add_argument("--sam-click", action="store_true", help="SAM click-to-segment latency on a "
                    "cached image embedding instead (random weights when SAM's are absent)")
-    p.add_argument("--sizes", default="10000,100000,1000000", help="--index: reference sizes")
-    p.add_argument("--dim", type=int, default=512, help="--index: vector size (512)")
+    p.add_argument("--sizes", type=sizes, default=sizes("10000,100000,1000000"),
+                   help="--index: reference sizes")
+    p.add_argument("--dim", type=at_least(1), default=512, help="--index: vector size (512)")
     p.add_argument("--json", help="write the results as JSON here")
     _common(p)
     p.set_defaults(func=cmd_bench)

@@ -20,7 +20,15 @@ from cellseek.io._stack import LAZY_THRESHOLD_BYTES
 from cellseek.io.hashing import content_hash
 from cellseek.io.labels import read_labels, write_labels
 from cellseek.io.layers import colormap_for, image_to_layer_data
-from cellseek.io.planes import Z_MODES, channel_index, focus_score, get_plane, iter_planes
+from cellseek.io.planes import (
+    Z_MODES,
+    channel_index,
+    focus_score,
+    get_plane,
+    iter_planes,
+    plane_to_float_rgb,
+    plane_to_uint8_rgb,
+)
 from cellseek.io.reader import SUPPORTED_SUFFIXES, is_supported, read_all, read_image
 
 __all__ = [
@@ -35,6 +43,8 @@ __all__ = [
     "image_to_layer_data",
     "is_supported",
     "iter_planes",
+    "plane_to_float_rgb",
+    "plane_to_uint8_rgb",
     "read_all",
     "read_image",
     "read_labels",

@@ -1,4 +1,10 @@
-"""Iterate over the 2-D planes of an image, one plane in memory at a time."""
+"""The 2-D planes of an image: the one plane loop and the one plane -> RGB convention.
+
+:func:`iter_planes` yields the planes of an image one at a time (also for lazy stacks);
+:func:`plane_to_float_rgb` / :func:`plane_to_uint8_rgb` turn any plane into the RGB image that
+crops, embedders, SAM and thumbnails are made from (as scikit-image's ``img_as_float`` does for
+dtypes, with a percentile stretch for grey and float data, whose range says nothing).
+"""
 
 from __future__ import annotations
 
@@ -140,3 +146,58 @@ def _project(img: ImageData, t: int, n_z: int, c, mode: str) -> np.ndarray:
     if mode == "mean":
         acc = (acc / n_z).astype(np.float32)
     return acc
+
+
+#: Percentiles of a grey (or float) plane mapped to 0 and 1 by :func:`plane_to_float_rgb`.
+STRETCH_PERCENTILES = (0.5, 99.5)
+
+
+def plane_to_float_rgb(plane: np.ndarray) -> np.ndarray:
+    """Any plane as float32 ``(Y, X, 3)`` RGB in [0, 1] (the input is not modified).
+
+    The one convention of cellseek: integer RGB(A) is divided by its dtype's maximum (alpha
+    dropped); bool becomes 0/1; grey planes and float RGB are stretched linearly between their
+    0.5th and 99.5th percentiles (NaN and infinities ignored, then set to 0) and grey is repeated
+    to three channels.
+
+    Parameters
+    ----------
+    plane : ndarray
+        ``(Y, X)``, ``(Y, X, 1)``, ``(Y, X, 3)`` or ``(Y, X, 4)``.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(Y, X, 3)``.
+
+    Raises
+    ------
+    ValueError
+        Any other shape.
+    """
+    arr = np.asarray(plane)
+    if arr.ndim == 3 and arr.shape[-1] in (1, 4):
+        arr = arr[..., 0] if arr.shape[-1] == 1 else arr[..., :3]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3) or 0 in arr.shape:
+        raise ValueError(f"a plane must be (Y, X) or (Y, X, 3), got shape {np.shape(plane)}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.float32)
+        return arr if arr.ndim == 3 else np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim == 3 and np.issubdtype(arr.dtype, np.integer):
+        return (arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)).clip(0, 1)
+    arr = arr.astype(np.float32)
+    finite = np.isfinite(arr)
+    if not finite.any():
+        return np.zeros((*arr.shape[:2], 3), np.float32)
+    lo, hi = np.percentile(arr[finite], STRETCH_PERCENTILES)
+    scale = np.float32(hi - lo) if hi > lo else np.float32(1.0)
+    out = np.where(finite, (arr - lo) / scale, 0.0).clip(0, 1).astype(np.float32)
+    return out if out.ndim == 3 else np.repeat(out[..., None], 3, axis=-1)
+
+
+def plane_to_uint8_rgb(plane: np.ndarray) -> np.ndarray:
+    """:func:`plane_to_float_rgb` as C-contiguous uint8 ``(Y, X, 3)`` (uint8 RGB is kept as is)."""
+    arr = np.asarray(plane)
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        return np.ascontiguousarray(arr[..., :3])
+    return np.ascontiguousarray(np.rint(plane_to_float_rgb(arr) * 255).astype(np.uint8))

@@ -36,20 +36,25 @@ def _median_time(fn, repeats: int = 3) -> float:
 
 
 def sample_crops(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` real cell crops from the bundled smear fields (repeated to reach ``n``)."""
-    from cellseek.config import CropConfig, SegmentConfig
-    from cellseek.crops import cells_from_labels, extract_crops
-    from cellseek.data import sample_fields
-    from cellseek.io import iter_planes, read_image
-    from cellseek.segment import segment_plane
+    """``n`` real cell crops from the bundled smear fields (repeated to reach ``n``).
 
+    Cut by the pipeline users run (:class:`cellseek.pipeline.Pipeline`, classical
+    segmentation).
+    """
+    from cellseek.config import CropConfig, SegmentConfig
+    from cellseek.crops import cells_from_labels
+    from cellseek.data import sample_fields
+    from cellseek.io import read_image
+    from cellseek.pipeline import Pipeline
+
+    config = Config(segment=SegmentConfig(method="classical"), crop=CropConfig(size=size))
+    pipeline = Pipeline(config, ())
     crops, masks = [], []
-    cfg = SegmentConfig(method="classical")
     for path in sample_fields():
-        _, _, plane = next(iter_planes(read_image(path)))
-        plane = np.asarray(plane)
-        labels = run_work(segment_plane(plane, cfg))
-        c, m = extract_crops(plane, labels, cells_from_labels(labels), CropConfig(size=size))
+        image = read_image(path)
+        (_, _, plane), = pipeline.planes(image)
+        labels = run_work(pipeline.segment_plane(plane))
+        c, m = pipeline.crops(plane, labels, cells_from_labels(labels), image.pixel_size_um)
         crops.append(c)
         masks.append(m)
     crops, masks = np.concatenate(crops), np.concatenate(masks)
@@ -121,9 +126,14 @@ def bench_embedding(config: Config, n_crops: int, *, random_weights: bool = Fals
 
 
 def bench_search(dim: int, n_reference: int, n_queries: int, k: int = 15) -> list[dict]:
-    """Index search vs NumPy brute force, and the whole suggestion step."""
+    """Index search vs NumPy brute force, and the whole suggestion step.
+
+    The suggestion step is :meth:`cellseek.search.suggester.Suggester.suggest`, what a session
+    runs: source alignment, fusion, search (own cell excluded) and the adaptive vote.
+    """
+    from cellseek.search.cellset import CellSet
     from cellseek.search.index import CellIndex, brute_force_search
-    from cellseek.search.vote import suggest_from_neighbours
+    from cellseek.search.suggester import Suggester
     from cellseek.search.weighting import l2_normalise
 
     rng = np.random.default_rng(0)
@@ -136,13 +146,11 @@ def bench_search(dim: int, n_reference: int, n_queries: int, k: int = 15) -> lis
     t_build = _median_time(lambda: (index.rebuild(ref, np.arange(n_reference))), repeats=1)
     t_index = _median_time(lambda: index.search(qry, k))
     t_numpy = _median_time(lambda: brute_force_search(ref, qry, k))
-    id_to_label = {i: f"class{c % 8}" for i, c in enumerate(codes)}
-
-    def suggest():
-        sims, ids = index.search(qry, k)
-        suggest_from_neighbours(sims, ids, id_to_label)
-
-    t_suggest = _median_time(suggest)
+    reference = CellSet(np.arange(n_reference), {"bench": ref}, ["bench"] * n_reference,
+                        [f"class{c % 8}" for c in codes])
+    queries = CellSet(np.arange(n_queries) + n_reference, {"bench": qry}, ["bench"] * n_queries)
+    suggester = Suggester(Config(), ["bench"]).fit(reference, queries)
+    t_suggest = _median_time(lambda: suggester.suggest(queries))
     return [
         {"benchmark": "index build", "n": n_reference, "dim": dim, "seconds": t_build},
         {"benchmark": "search", "n": n_reference, "queries": n_queries, "dim": dim,

@@ -1,7 +1,9 @@
 """Measured accuracy: stratified k-fold on one labelled set, transfer to another, ablations.
 
 Macro accuracy is the mean of per-class recall. Every figure in ``docs/benchmarks.md`` comes from
-:func:`evaluate` (``cellseek evaluate``).
+:func:`evaluate` (``cellseek evaluate``), which embeds through :class:`cellseek.pipeline.Pipeline`
+and suggests through :func:`cellseek.search.suggester.predict`: the pipeline and the suggester a
+session uses.
 """
 
 from __future__ import annotations
@@ -11,54 +13,24 @@ import importlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from cellseek.config import Config
-from cellseek.search.vote import adaptive_k, vote_matrix
-from cellseek.search.weighting import (
-    entropy_weights,
-    fuse,
-    l2_normalise,
-    per_query_model_weights,
-    uniform_weights,
-)
+from cellseek.errors import CellseekError
+from cellseek.search.align import ALIGN_METHODS
+from cellseek.search.cellset import CellSet
+from cellseek.search.weighting import WEIGHTING_MODES
 from cellseek.types import Progress, Work
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class EvalSet:
-    """Embeddings of a labelled cell set.
-
-    Parameters
-    ----------
-    name : str
-        Where it came from (CSV or store path).
-    embeddings : dict
-        Model -> ``(N, d)`` float32.
-    labels : list of str
-        N class labels.
-    sources : list of str
-        N source names (device / dataset).
-    """
-
-    name: str
-    embeddings: dict[str, np.ndarray]
-    labels: list[str]
-    sources: list[str] = field(default_factory=list)
-
-    def subset(self, rows: np.ndarray) -> EvalSet:
-        """The rows given, as a new set."""
-        return EvalSet(
-            self.name,
-            {m: e[rows] for m, e in self.embeddings.items()},
-            [self.labels[i] for i in rows],
-            [self.sources[i] for i in rows] if self.sources else [],
-        )
+def eval_set(name: str, embeddings, labels, sources=None) -> CellSet:
+    """A labelled set of embeddings (ids are row numbers)."""
+    return CellSet.from_rows(embeddings, labels, sources, name)
 
 
 def macro_accuracy(truth: Sequence[str], predicted: Sequence[str | None]) -> tuple[float, dict]:
@@ -79,91 +51,42 @@ def macro_accuracy(truth: Sequence[str], predicted: Sequence[str | None]) -> tup
     return float(np.mean(list(per_class.values()))) if per_class else 0.0, per_class
 
 
-def knn_predict(
-    reference: EvalSet,
-    query: EvalSet,
-    *,
-    weighting: str = "global_entropy",
-    config: Config | None = None,
-    models: Sequence[str] | None = None,
-) -> tuple[list[str], dict[str, float]]:
-    """Predict query labels by the adaptive kNN vote over the reference set.
+def knn_predict(reference: CellSet, query: CellSet, *, config: Config | None = None,
+                models: Sequence[str] | None = None) -> tuple[list[str], dict[str, float]]:
+    """The best label of every query cell, by the suggester users run.
 
-    Parameters
-    ----------
-    reference, query : EvalSet
-    weighting : {"uniform", "global_entropy", "per_query_entropy"}
-    config : Config, optional
-        Weighting and suggestion settings.
-    models : sequence of str, optional
-        Models to use (default: all of the reference's).
+    Query labels are hidden from the suggester (they never shape the alignment).
 
     Returns
     -------
     predicted : list of str
-        The best label of every query (the vote never abstains here).
+        The winning class of every query (the vote never abstains here).
     weights : dict
-        Global model weights used.
+        Model weights used.
     """
-    shares, classes, weights = vote_shares(reference, query, weighting=weighting,
-                                           config=config, models=models)
-    return [classes[i] for i in shares.argmax(axis=1)], weights
+    result = _predict(reference, query, config, models)
+    return result.votes.best(), result.suggester.weights
 
 
-def vote_shares(
-    reference: EvalSet,
-    query: EvalSet,
-    *,
-    weighting: str = "global_entropy",
-    config: Config | None = None,
-    models: Sequence[str] | None = None,
-) -> tuple[np.ndarray, list[str], dict[str, float]]:
-    """The adaptive kNN vote of every query: class shares, the class order and the weights.
+def _predict(reference: CellSet, query: CellSet, config: Config | None,
+             models: Sequence[str] | None):
+    from cellseek.search.suggester import predict
 
-    See :func:`knn_predict` for the parameters; ``shares`` is ``(Q, C)``.
-    """
-    config = config or Config()
-    models = list(models or reference.embeddings)
-    classes = sorted(set(reference.labels))
-    code_of = {c: i for i, c in enumerate(classes)}
-    ref_codes = np.array([code_of[c] for c in reference.labels])
-    counts = {c: int((ref_codes == i).sum()) for i, c in enumerate(classes)}
-    k = adaptive_k(counts, config.suggest)
-    ref_embs = {m: reference.embeddings[m] for m in models}
-    if weighting == "uniform" or len(models) == 1:
-        weights = uniform_weights(models)
-    elif weighting in ("global_entropy", "per_query_entropy"):
-        wc = config.weighting
-        weights = entropy_weights(ref_embs, reference.labels, k=wc.k, tau=wc.tau)
-    else:
-        raise ValueError(f"unknown weighting {weighting!r}")
-    if weighting == "per_query_entropy" and len(models) > 1:
-        shares = _per_query_shares(ref_embs, ref_codes, query, models, k, len(classes), config)
-    else:
-        ref = fuse(ref_embs, weights, models)
-        qry = fuse({m: query.embeddings[m] for m in models}, weights, models)
-        sims, rows = _search(ref, qry, k)
-        shares = vote_matrix(sims, ref_codes[rows], len(classes), config.suggest.temperature)
-    return shares, classes, weights
+    query = CellSet(np.arange(len(query)) + _id_offset(reference), query.embeddings,
+                    query.sources, None, query.name)
+    return predict(reference, query, config or Config(), models=models)
 
 
-def _search(ref: np.ndarray, qry: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    from cellseek.search.index import CellIndex
-
-    index = CellIndex(ref.shape[1])
-    index.add(ref, np.arange(len(ref)))
-    return index.search(qry, k)
+def _id_offset(reference: CellSet) -> int:
+    """Query ids start above every reference id, so a query never counts as its own neighbour."""
+    return int(reference.ids.max()) + 1 if len(reference) else 0
 
 
-def _per_query_shares(ref_embs, ref_codes, query, models, k, n_classes, config) -> np.ndarray:
-    per_model_shares, per_model_codes = {}, {}
-    for m in models:
-        sims, rows = _search(l2_normalise(ref_embs[m]), l2_normalise(query.embeddings[m]), k)
-        codes = ref_codes[rows]
-        per_model_codes[m] = codes
-        per_model_shares[m] = vote_matrix(sims, codes, n_classes, config.suggest.temperature)
-    w = per_query_model_weights(per_model_codes, n_classes, tau=config.weighting.tau)
-    return sum(w[m][:, None] * per_model_shares[m] for m in models)
+def vote_shares(reference: CellSet, query: CellSet, *, config: Config | None = None,
+                models: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], dict]:
+    """The vote of every query: ``(Q, C)`` class shares, the class order and the weights."""
+    result = _predict(reference, query, config, models)
+    return result.votes.shares, result.votes.classes, result.suggester.weights
 
 
 def stratified_folds(labels: Sequence[str], folds: int, seed: int = 0) -> np.ndarray:
@@ -178,142 +101,153 @@ def stratified_folds(labels: Sequence[str], folds: int, seed: int = 0) -> np.nda
     return fold
 
 
+def with_modes(config: Config | None, *, weighting: str | None = None,
+               align: str | None = None) -> Config:
+    """``config`` with another weighting mode and/or source alignment (None: keep)."""
+    config = config or Config()
+    if weighting is not None:
+        config = replace(config, weighting=replace(config.weighting, mode=weighting))
+    if align is not None:
+        config = replace(config, align=replace(config.align, method=align))
+    return config
+
+
 def cross_validate(
-    data: EvalSet,
+    data: CellSet,
     *,
     folds: int = 5,
-    weighting: str = "global_entropy",
     config: Config | None = None,
     models: Sequence[str] | None = None,
     seed: int = 0,
 ) -> dict:
-    """Stratified k-fold macro accuracy of the kNN vote on one labelled set."""
+    """Stratified k-fold macro accuracy of the suggester on one labelled set.
+
+    Each fold's held-out cells are suggested from the other folds exactly as a session suggests
+    unlabelled cells (same weighting, alignment, index and vote; :func:`knn_predict`).
+    """
+    config = config or Config()
     if folds < 2:
-        raise ValueError(f"folds must be >= 2, got {folds}")
+        raise CellseekError(f"--folds must be at least 2, got {folds}")
+    counts = {c: data.labels.count(c) for c in set(data.labels)}
+    if len(counts) < 2:
+        raise CellseekError(f"{data.name}: cross-validation needs at least two classes, "
+                            f"found {sorted(counts)}")
     fold = stratified_folds(data.labels, folds, seed)
     predicted: list = [None] * len(data.labels)
     weights_per_fold = []
     for f in range(folds):
         test = np.flatnonzero(fold == f)
         train = np.flatnonzero(fold != f)
-        pred, w = knn_predict(data.subset(train), data.subset(test), weighting=weighting,
-                              config=config, models=models)
+        pred, w = knn_predict(data.subset(train), data.subset(test), config=config,
+                              models=models)
         for i, p in zip(test, pred):
             predicted[i] = p
         weights_per_fold.append(w)
     macro, per_class = macro_accuracy(data.labels, predicted)
     mean_w = {m: float(np.mean([w[m] for w in weights_per_fold])) for m in weights_per_fold[0]}
     return {"macro_accuracy": macro, "per_class_recall": per_class, "weights": mean_w,
-            "n": len(data.labels), "folds": folds}
+            "n": len(data.labels), "folds": folds, "align": config.align.method,
+            "weighting": config.weighting.mode}
 
 
-ALIGNMENTS = ("none", "center", "center_scale", "coral", "balanced")
+#: Source alignments compared by the ablations (:data:`cellseek.search.align.ALIGN_METHODS`).
+ALIGNMENTS = ALIGN_METHODS
 
 
-def align_sets(reference: EvalSet, query: EvalSet, method: str) -> tuple[EvalSet, EvalSet]:
-    """Remove the source-specific offset of every model's embedding (transductive).
-
-    ``balanced`` centres the reference on the mean of its class means and the query on the mean
-    of the class means of its *predicted* classes (:func:`cellseek.search.align.balanced_center`);
-    the others fit :class:`cellseek.search.align.SourceAligner` with one source per set. Query
-    labels are never used.
-    """
-    from cellseek.search.align import SourceAligner, balanced_center
-
-    if method == "none":
-        return reference, query
-    if method not in ALIGNMENTS:
-        raise ValueError(f"unknown alignment {method!r}; choose from {ALIGNMENTS}")
-    ref_e, qry_e = {}, {}
-    for m in reference.embeddings:
-        r, q = reference.embeddings[m], query.embeddings[m]
-        if method == "balanced":
-            ref_e[m], qry_e[m] = balanced_center(r, reference.labels, q)
-        else:
-            both = np.concatenate([r, q])
-            src = np.array(["reference"] * len(r) + ["query"] * len(q))
-            out = SourceAligner(method).fit_transform(both, src)
-            ref_e[m], qry_e[m] = out[: len(r)], out[len(r) :]
-    return (EvalSet(reference.name, ref_e, reference.labels, reference.sources),
-            EvalSet(query.name, qry_e, query.labels, query.sources))
+def shared_classes(reference: CellSet, query: CellSet) -> tuple[CellSet, CellSet, list[str]]:
+    """Both sets restricted to the classes they share."""
+    shared = sorted(set(reference.labels) & set(query.labels))
+    if not shared:
+        raise CellseekError(f"{reference.name} and {query.name} share no class: "
+                            f"{sorted(set(reference.labels))} vs {sorted(set(query.labels))}")
+    return (reference.subset(np.flatnonzero(np.isin(reference.labels, shared))),
+            query.subset(np.flatnonzero(np.isin(query.labels, shared))), shared)
 
 
 def transfer(
-    reference: EvalSet,
-    query: EvalSet,
+    reference: CellSet,
+    query: CellSet,
     *,
-    weighting: str = "global_entropy",
     config: Config | None = None,
     models: Sequence[str] | None = None,
-    align: str = "none",
 ) -> dict:
     """Macro accuracy on a query set from another source; only shared classes count.
 
-    ``align`` removes source offsets first (see :func:`align_sets`).
+    The query cells are suggested as a session suggests the cells of a new device: its source
+    alignment (``config.align``) is fitted on the query cells' own suggestions, never on their
+    labels. Each set keeps its own source names; a set without any gets one (its name).
     """
-    shared = sorted(set(reference.labels) & set(query.labels))
-    if not shared:
-        raise ValueError(f"{reference.name} and {query.name} share no class")
-    ref = reference.subset(np.flatnonzero(np.isin(reference.labels, shared)))
-    qry = query.subset(np.flatnonzero(np.isin(query.labels, shared)))
-    ref, qry = align_sets(ref, qry, align)
-    pred, w = knn_predict(ref, qry, weighting=weighting, config=config, models=models)
+    config = config or Config()
+    ref, qry, shared = shared_classes(reference, query)
+    ref, qry = _distinct_sources(ref, qry)
+    pred, w = knn_predict(ref, qry, config=config, models=models)
     macro, per_class = macro_accuracy(qry.labels, pred)
     return {"macro_accuracy": macro, "per_class_recall": per_class, "weights": w,
             "classes": shared, "n_reference": len(ref.labels), "n_query": len(qry.labels),
-            "align": align}
+            "align": config.align.method, "weighting": config.weighting.mode}
+
+
+def _distinct_sources(reference: CellSet, query: CellSet) -> tuple[CellSet, CellSet]:
+    """Make sure a transfer's two sets do not share a source name (they come from two devices)."""
+    if not set(reference.sources) & set(query.sources):
+        return reference, query
+    return (CellSet(reference.ids, reference.embeddings,
+                    [f"reference:{s}" for s in reference.sources], reference.labels,
+                    reference.name),
+            CellSet(query.ids, query.embeddings, [f"query:{s}" for s in query.sources],
+                    query.labels, query.name))
 
 
 def ablations(
-    reference: EvalSet,
-    query: EvalSet | None = None,
+    reference: CellSet,
+    query: CellSet | None = None,
     *,
     folds: int = 5,
     config: Config | None = None,
 ) -> list[dict]:
-    """Every weighting with all models, and every model alone.
+    """Every weighting with all models, every model alone, and (transfer) every alignment.
 
     Returns
     -------
     list of dict
         One row per variant: ``variant``, ``macro_accuracy``, ``weights``.
     """
+    config = config or Config()
     models = list(reference.embeddings)
-    variants: list[tuple[str, str, list[str]]] = []
+    variants: list[tuple[str, Config, list[str]]] = []
     if len(models) > 1:
-        variants += [(f"all models, {w}", w, models) for w in
-                     ("uniform", "global_entropy", "per_query_entropy")]
-    variants += [(f"{m} alone", "uniform", [m]) for m in models]
-    rows = []
-    for name, weighting, ms in variants:
-        if query is None:
-            res = cross_validate(reference, folds=folds, weighting=weighting, config=config,
-                                 models=ms)
-        else:
-            res = transfer(reference, query, weighting=weighting, config=config, models=ms)
-        rows.append({"variant": name, **res})
+        variants += [(f"all models, {w}", with_modes(config, weighting=w), models)
+                     for w in WEIGHTING_MODES]
+    variants += [(f"{m} alone", with_modes(config, weighting="uniform"), [m]) for m in models]
     if query is not None:
-        for method in ALIGNMENTS:
-            res = transfer(reference, query, config=config, align=method)
-            rows.append({"variant": f"all models, source alignment {method}", **res})
+        variants += [(f"all models, source alignment {a}", with_modes(config, align=a), models)
+                     for a in ALIGNMENTS]
+    rows = []
+    for name, cfg, ms in variants:
+        if query is None:
+            res = cross_validate(reference, folds=folds, config=cfg, models=ms)
+        else:
+            res = transfer(reference, query, config=cfg, models=ms)
+        rows.append({"variant": name, **res})
     return rows
 
 
 # ---------------------------------------------------------------------------- embedding sets
-#: Modules whose source is part of the embedding cache key: the central-cell segmenter and the
-#: classical features (foundation models are identified by their spec and weights).
-_CROP_CODE = ("cellseek.segment.classical", "cellseek.segment.stain", "cellseek.reference",
-              "cellseek.crops", "cellseek.zoo.classical", "cellseek.zoo.classical_features")
+#: Modules whose source is part of the embedding cache key: the pipeline, the central-cell
+#: segmenter and the classical features (foundation models are identified by their spec).
+_CROP_CODE = ("cellseek.pipeline", "cellseek.crops", "cellseek.io.planes",
+              "cellseek.segment.classical", "cellseek.segment.stain", "cellseek.zoo.classical",
+              "cellseek.zoo.classical_features", "cellseek.zoo.normalise")
+
 
 def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
-    h = hashlib.sha256()
-    h.update(csv_path.read_bytes())
+    from cellseek import __version__
     from cellseek.zoo import get_spec
 
+    h = hashlib.sha256()
+    h.update(csv_path.read_bytes())
     specs = [repr(get_spec(m)) for m in models]
     h.update(json.dumps([specs, repr(config.crop), repr(config.embed.weights_dir)]).encode())
-    from cellseek import __version__
-
     h.update(__version__.encode())
     for module in _CROP_CODE:  # a change to the segmenter or the features invalidates the cache
         h.update(Path(importlib.import_module(module).__file__).read_bytes())
@@ -322,19 +256,17 @@ def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
 
 def embed_labelled_csv(
     csv_path, models: Sequence[str], config: Config | None = None, *, cache_dir=None
-) -> Work[EvalSet]:
+) -> Work[CellSet]:
     """Embed every single-cell image of a labelled CSV (``path,label[,source]``).
 
-    The cell of each image is the segmented object nearest its centre
-    (:func:`cellseek.reference.single_cell_crops`). Results are cached in ``cache_dir``
-    (default ``~/.cache/cellseek/eval``) keyed by the CSV content, the models and the crop
-    settings.
+    Through the pipeline users run (:meth:`cellseek.pipeline.Pipeline.single_cells`, as
+    ``cellseek reference`` does). Results are cached in ``cache_dir`` (default
+    ``~/.cache/cellseek/eval``) keyed by the CSV content, the models, the crop settings and the
+    source of the pipeline's modules.
     """
     from cellseek.config import default_cache_dir
     from cellseek.io.labelled_set import load_labelled_set
-    from cellseek.reference import single_cell_crops
-    from cellseek.zoo import load_embedder
-    from cellseek.zoo.embed import embed_all
+    from cellseek.pipeline import Pipeline
 
     config = config or Config()
     csv_path = Path(csv_path)
@@ -345,11 +277,9 @@ def embed_labelled_csv(
         with np.load(cache, allow_pickle=False) as f:
             embs = {m: f[f"emb_{m}"] for m in models}
         logger.info("embeddings of %s read from cache %s", csv_path, cache)
-        return EvalSet(str(csv_path), embs, list(lset.labels), list(lset.sources))
-    crops, masks, _ = yield from single_cell_crops(lset.paths, config.crop)
-    embedders = {m: load_embedder(m, weights_dir=config.embed.weights_dir,
-                                  device=config.embed.device) for m in models}
-    embs = yield from embed_all(embedders, crops, masks, batch_size=config.embed.batch_size)
+        return eval_set(str(csv_path), embs, list(lset.labels), list(lset.sources))
+    planes = yield from Pipeline(config, models).single_cells(list(lset.paths))
+    embs = {m: np.concatenate([p.embeddings[m] for p in planes]) for m in models}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
@@ -357,24 +287,23 @@ def embed_labelled_csv(
         tmp.replace(cache)
     except OSError as err:
         logger.warning("could not cache embeddings in %s: %s", cache_dir, err)
-    return EvalSet(str(csv_path), embs, list(lset.labels), list(lset.sources))
+    return eval_set(str(csv_path), embs, list(lset.labels), list(lset.sources))
 
 
-def embed_store(path, models: Sequence[str] | None = None) -> EvalSet:
-    """The confirmed cells of a reference store as an :class:`EvalSet`."""
-    from cellseek.store import ReferenceStore
+def embed_store(path, models: Sequence[str] | None = None) -> CellSet:
+    """The confirmed cells of a reference store, with their store ids and sources."""
+    from cellseek.session import Session
 
-    with ReferenceStore.open(path, readonly=True) as store:
-        ids, labels = store.labelled()
-        models = list(models or store.models)
-        embs = {m: store.embeddings(m, ids) for m in models}
-        cells = {c["id"]: c for c in store.cells(labelled=True)}
-        images = {im["id"]: im for im in store.images()}
-        sources = [images[cells[int(i)]["image_id"]].get("source", "") for i in ids]
-    return EvalSet(str(path), embs, list(labels), sources)
+    with Session.open(path, readonly=True) as session:
+        cells = session.reference_set()
+        if models:
+            cells = cells.select_models(models)
+    if not len(cells):
+        raise CellseekError(f"{path}: the reference set has no confirmed cells to evaluate")
+    return cells
 
 
-def load_eval_set(path, models: Sequence[str], config: Config | None = None) -> Work[EvalSet]:
+def load_eval_set(path, models: Sequence[str], config: Config | None = None) -> Work[CellSet]:
     """A labelled set from a CSV or a reference store file."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
@@ -388,12 +317,13 @@ def evaluate(
     *,
     models: Sequence[str],
     folds: int = 5,
-    weighting: str = "global_entropy",
     config: Config | None = None,
     run_ablations: bool = True,
-    align: str = "balanced",
 ) -> Work[dict]:
-    """The whole ``cellseek evaluate`` measurement.
+    """The whole ``cellseek evaluate`` measurement, through the suggester sessions use.
+
+    Weighting, source alignment, index and vote come from ``config`` (its defaults are the
+    session's).
 
     Returns
     -------
@@ -406,13 +336,13 @@ def evaluate(
     qry = (yield from load_eval_set(query, models, config)) if query else None
     yield Progress(0, 1, "evaluate")
     if qry is None:
-        result = cross_validate(ref, folds=folds, weighting=weighting, config=config)
+        result = cross_validate(ref, folds=folds, config=config)
         result["mode"] = "cross-validation"
     else:
-        result = transfer(ref, qry, weighting=weighting, config=config, align=align)
+        result = transfer(ref, qry, config=config)
         result["mode"] = "transfer"
     result.update(reference=str(reference), query=str(query) if query else None,
-                  models=list(models), weighting=weighting, suggest=asdict(config.suggest))
+                  models=list(models), suggest=asdict(config.suggest))
     if run_ablations:
         result["ablations"] = ablations(ref, qry, folds=folds, config=config)
     yield Progress(1, 1, "evaluate", "done")

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import Config
-from cellseek.crops import cells_from_labels, extract_crops
+from cellseek.crops import cells_from_labels
 from cellseek.errors import CellseekError
-from cellseek.measure.evaluate import EvalSet, align_sets, knn_predict, macro_accuracy
+from cellseek.measure.evaluate import eval_set, knn_predict, macro_accuracy, shared_classes
+from cellseek.search.cellset import CellSet
 from cellseek.types import Progress, Work
 
 logger = logging.getLogger(__name__)
@@ -49,13 +50,13 @@ def read_boxes(boxes_csv, *, target: str = "WBC") -> dict[Path, list[tuple[np.nd
 
 def evaluate_fields(
     boxes_csv,
-    reference: EvalSet | None = None,
+    reference: CellSet | None = None,
     *,
     config: Config | None = None,
     target: str = "WBC",
     iou: float = 0.5,
     limit: int | None = None,
-    align: str = "balanced",
+    align: str | None = None,
 ) -> Work[dict]:
     """Detection recall/precision on whole fields and accuracy of the suggested type.
 
@@ -63,7 +64,7 @@ def evaluate_fields(
     ----------
     boxes_csv : path
         Ground-truth boxes.
-    reference : EvalSet, optional
+    reference : CellSet, optional
         Labelled reference cells (same models as ``config``); without it only detection is
         measured.
     config : Config, optional
@@ -74,9 +75,9 @@ def evaluate_fields(
         Match threshold.
     limit : int, optional
         Only the first ``limit`` fields.
-    align : str
-        Source alignment of the detected cells against the reference
-        (:func:`cellseek.measure.evaluate.align_sets`).
+    align : str, optional
+        Source alignment of the detected cells against the reference (default
+        ``config.align.method``).
 
     Returns
     -------
@@ -87,20 +88,20 @@ def evaluate_fields(
     """
     from cellseek.io import iter_planes, read_image
     from cellseek.measure.detection import match_boxes
-    from cellseek.segment import segment_plane
-    from cellseek.zoo import load_embedder
-    from cellseek.zoo.embed import embed_all
+    from cellseek.measure.evaluate import with_modes
+    from cellseek.pipeline import Pipeline
 
-    config = config or Config()
+    config = with_modes(config, align=align)
+    pipeline = Pipeline(config, list(reference.embeddings) if reference is not None else ())
     fields = read_boxes(boxes_csv, target=target)
     items = sorted(fields.items())[:limit]
     n_gt = n_pred = n_matched = 0
     ious, crops, masks, types = [], [], [], []
     for i, (path, boxes) in enumerate(items):
         yield Progress(i, len(items), "fields", path.name)
-        _, _, plane = next(iter_planes(read_image(path)))
-        plane = np.asarray(plane)
-        labels = yield from segment_plane(plane, config.segment)
+        image = read_image(path)
+        _, _, plane = next(iter_planes(image))
+        labels = yield from pipeline.segment_plane(plane)
         gt = np.array([b for b, _ in boxes]).reshape(-1, 4)
         m = match_boxes(labels, gt, iou=iou)
         n_gt += m["n_gt"]
@@ -110,7 +111,7 @@ def evaluate_fields(
         typed = {lab: boxes[g][1] for lab, g in m["matches"].items() if boxes[g][1]}
         if reference is not None and typed:
             cells = [c for c in cells_from_labels(labels) if c.label in typed]
-            c, k = extract_crops(plane, labels, cells, config.crop)
+            c, k = pipeline.crops(plane, labels, cells, image.pixel_size_um)
             crops.append(c)
             masks.append(k)
             types += [typed[c.label] for c in cells]
@@ -120,22 +121,18 @@ def evaluate_fields(
         "recall": n_matched / n_gt if n_gt else float("nan"),
         "precision": n_matched / n_pred if n_pred else float("nan"),
         "mean_iou": float(np.mean(ious)) if ious else float("nan"),
-        "segmenter": config.segment.method,
+        "segmenter": pipeline.segment_method(),
     }
     if reference is not None and types:
         yield Progress(len(items), len(items), "fields", "embedding detected cells")
-        embedders = {m: load_embedder(m, weights_dir=config.embed.weights_dir,
-                                      device=config.embed.device) for m in reference.embeddings}
-        embs = yield from embed_all(embedders, np.concatenate(crops), np.concatenate(masks),
-                                    batch_size=config.embed.batch_size)
-        query = EvalSet(f"{boxes_csv} (detected)", embs, types)
-        shared = sorted(set(reference.labels) & set(types))
-        keep_r = np.flatnonzero(np.isin(reference.labels, shared))
-        keep_q = np.flatnonzero(np.isin(types, shared))
-        ref_a, qry_a = align_sets(reference.subset(keep_r), query.subset(keep_q), align)
-        pred, weights = knn_predict(ref_a, qry_a, config=config)
-        macro, per_class = macro_accuracy([types[i] for i in keep_q], pred)
+        embs = yield from pipeline.embed_crops(np.concatenate(crops), np.concatenate(masks))
+        query = eval_set(f"{boxes_csv} (detected)", embs, types,
+                         [f"fields:{boxes_csv}"] * len(types))
+        ref, qry, shared = shared_classes(reference, query)
+        pred, weights = knn_predict(ref, qry, config=config)
+        macro, per_class = macro_accuracy(qry.labels, pred)
         result.update(type_macro_accuracy=macro, type_per_class_recall=per_class,
-                      n_typed=int(len(keep_q)), classes=shared, weights=weights, align=align)
+                      n_typed=len(qry), classes=shared, weights=weights,
+                      align=config.align.method)
     yield Progress(len(items), len(items), "fields", "done")
     return result

@@ -15,20 +15,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from cellseek.config import Config
-from cellseek.measure.evaluate import (
-    EvalSet,
-    knn_predict,
-    macro_accuracy,
-    stratified_folds,
-    vote_shares,
-)
+from cellseek.measure.evaluate import knn_predict, macro_accuracy, stratified_folds, vote_shares
+from cellseek.search.cellset import CellSet
 from cellseek.types import Progress, Work
 
 logger = logging.getLogger(__name__)
 
 
 def simulate_growth(
-    data: EvalSet,
+    data: CellSet,
     *,
     start_per_class: Sequence[int] = (1, 5, 20),
     step: int = 10,

@@ -18,13 +18,17 @@ into the mean; the effect is measured in ``docs/classical.md``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
+#: Methods of :class:`SourceAligner`.
 METHODS = ("none", "center", "center_scale", "coral")
+#: Every alignment the suggester offers (:class:`cellseek.config.AlignConfig`).
+ALIGN_METHODS = ("none", "balanced", "center", "center_scale", "coral")
 
 
 def center_scale_per_source(emb, sources, *, scale: bool = True, eps: float = 1e-6) -> np.ndarray:
@@ -169,73 +173,14 @@ class SourceAligner:
         return self.fit(emb, sources).transform(emb, sources)
 
 
-def _cosine_knn_labels(ref, ref_labels, qry, k):
-    ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
-    qry = qry / np.maximum(np.linalg.norm(qry, axis=1, keepdims=True), 1e-12)
-    sim = qry @ ref.T
-    k = min(k, ref.shape[0])
-    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    w = np.maximum(np.take_along_axis(sim, idx, axis=1), 0) + 1e-6
-    classes, codes = np.unique(ref_labels, return_inverse=True)
-    votes = np.zeros((qry.shape[0], len(classes)))
-    np.add.at(votes, (np.arange(qry.shape[0])[:, None], codes[idx]), w)
-    return classes[votes.argmax(1)]
-
-
-def _balanced_mean(x, labels, min_count):
-    groups = [
-        x[labels == c].mean(axis=0) for c in np.unique(labels) if (labels == c).sum() >= min_count
-    ]
-    return np.mean(groups, axis=0) if groups else x.mean(axis=0)
-
-
-def balanced_center(ref, ref_labels, qry, *, n_iter: int = 3, k: int = 10, min_count: int = 3):
-    """Centre reference and query on their *class-balanced* means (transductive, label-shift safe).
-
-    Plain per-source centring subtracts the query mean, which depends on the query's class mix
-    (a neutrophil-rich smear has its mean near the neutrophils). Here the reference is centred on
-    the mean of its class means; the query on the mean of the class means of its *predicted*
-    classes, re-estimated ``n_iter`` times with a cosine kNN vote against the centred reference.
-    Query labels are never used.
-
-    Parameters
-    ----------
-    ref : ndarray
-        ``(N, D)`` reference embeddings.
-    ref_labels : sequence
-        ``N`` reference labels.
-    qry : ndarray
-        ``(M, D)`` query embeddings from one source.
-    n_iter : int
-        Re-estimation rounds.
-    k : int
-        Neighbours of the kNN vote.
-    min_count : int
-        Predicted classes with fewer query cells are ignored in the query's balanced mean.
-
-    Returns
-    -------
-    ref_c, qry_c : ndarray
-        float32 centred reference and query.
-    """
-    ref = np.asarray(ref, np.float64)
-    qry = np.asarray(qry, np.float64)
-    ref_labels = np.asarray(ref_labels)
-    ref_c = ref - _balanced_mean(ref, ref_labels, 1)
-    mu_q = qry.mean(axis=0)
-    for _ in range(n_iter):
-        pred = _cosine_knn_labels(ref_c, ref_labels, qry - mu_q, k)
-        mu_q = _balanced_mean(qry, pred, min_count)
-    return ref_c.astype(np.float32), (qry - mu_q).astype(np.float32)
-
-
 def source_offsets(emb, sources, classes=None, *, min_count: int = 3) -> dict[str, np.ndarray]:
     """Class-balanced offset of every source: the mean of its class means.
 
-    The generalisation of :func:`balanced_center` to any number of sources, used by
-    :class:`cellseek.session.Session`: a cell's class is its confirmed label, else its current
-    suggestion; classes with fewer than ``min_count`` cells in a source are ignored, and a source
-    without any usable class falls back to its plain mean.
+    A cell's class is its confirmed label, else its current suggestion; classes with fewer than
+    ``min_count`` cells in a source are ignored, and a source without any usable class falls back
+    to its plain mean. Plain per-source centring subtracts the source mean, which depends on the
+    source's class mix (a neutrophil-rich smear has its mean near the neutrophils); the
+    class-balanced mean does not.
 
     Parameters
     ----------
@@ -265,3 +210,100 @@ def source_offsets(emb, sources, classes=None, *, min_count: int = 3) -> dict[st
                   if (labels == c).sum() >= min_count]
         out[s] = (np.mean(groups, axis=0) if groups else emb[rows].mean(axis=0)).astype(np.float32)
     return out
+
+
+class UnknownSourceError(KeyError):
+    """An alignment was asked to transform cells of a source it was not fitted on."""
+
+
+@dataclass
+class Alignment:
+    """Per-source alignment of every model's embeddings, fitted once, applied to any cells.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`ALIGN_METHODS`. ``"balanced"``: subtract the source's class-balanced mean
+        (:func:`source_offsets`); ``"center"``: its plain mean; ``"center_scale"``,
+        ``"coral"``: :class:`SourceAligner` fitted per model.
+    offsets : dict
+        ``"balanced"``/``"center"``: source -> model -> float32 offset.
+    aligners : dict
+        ``"center_scale"``/``"coral"``: model -> fitted :class:`SourceAligner`.
+    """
+
+    method: str = "none"
+    offsets: dict = field(default_factory=dict)
+    aligners: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, method: str, embeddings: Mapping[str, np.ndarray], sources: Sequence[str],
+            classes: Sequence | None = None, *, min_count: int = 3) -> Alignment:
+        """Fit on cells of every source (reference and query cells alike: transductive).
+
+        Parameters
+        ----------
+        method : str
+            One of :data:`ALIGN_METHODS`.
+        embeddings : mapping
+            Model -> ``(N, d)``.
+        sources : sequence of str
+            ``N`` source names.
+        classes : sequence, optional
+            ``N`` classes (confirmed label or current suggestion; None where unknown); used by
+            ``"balanced"`` only. Query labels are never used.
+        min_count : int
+            ``"balanced"``: smallest class size that counts in a source's mean.
+        """
+        if method not in ALIGN_METHODS:
+            raise ValueError(f"unknown alignment {method!r}; choose from {ALIGN_METHODS}")
+        out = cls(method)
+        if method == "none":
+            return out
+        sources = [str(s) for s in sources]
+        if method in ("balanced", "center"):
+            per_model = {m: source_offsets(e, sources, classes if method == "balanced" else None,
+                                           min_count=min_count)
+                         for m, e in embeddings.items()}
+            out.offsets = {s: {m: per_model[m][s] for m in embeddings}
+                           for s in dict.fromkeys(sources)}
+        else:
+            out.aligners = {m: SourceAligner(method).fit(e, sources)
+                            for m, e in embeddings.items()}
+        return out
+
+    @property
+    def sources(self) -> set[str]:
+        """Sources the alignment knows (every source for ``"none"``: empty set)."""
+        if self.aligners:
+            return set(next(iter(self.aligners.values())).stats_)
+        return set(self.offsets)
+
+    def knows(self, sources: Sequence[str]) -> bool:
+        """Whether every source given was seen by :meth:`fit` (always true for ``"none"``)."""
+        return self.method == "none" or set(map(str, sources)) <= self.sources
+
+    def transform(self, embeddings: Mapping[str, np.ndarray],
+                  sources: Sequence[str]) -> dict[str, np.ndarray]:
+        """Model -> float32 aligned embeddings.
+
+        Raises
+        ------
+        UnknownSourceError
+            A source was not seen by :meth:`fit` (refit with its cells).
+        """
+        if self.method == "none":
+            return {m: np.asarray(e, np.float32) for m, e in embeddings.items()}
+        sources = [str(s) for s in sources]
+        if not self.knows(sources):
+            raise UnknownSourceError(sorted(set(sources) - self.sources))
+        if self.aligners:
+            return {m: self.aligners[m].transform(e, sources) for m, e in embeddings.items()}
+        out = {}
+        for m, e in embeddings.items():
+            e = np.asarray(e, np.float32)
+            if not len(sources):
+                out[m] = e
+                continue
+            out[m] = e - np.stack([self.offsets[s][m] for s in sources])
+        return out

@@ -2,7 +2,8 @@
 
 Accepted specs (:func:`collect_inputs`):
 
-- a folder: every supported image file below it, recursively; one-file-per-plane series
+- a folder: every supported image file below it, recursively (folders of label images written
+  by ``cellseek segment``, marked by :data:`LABELS_MARKER`, are skipped); one-file-per-plane series
   (Lionheart / Gen5 plate exports, Nanolive) count once per stack (their first file, which
   :func:`cellseek.io.read_image` opens as the whole stack);
 - a list file (``.txt``, ``.lst``, ``.list``): one path per line, relative to the list file's
@@ -27,6 +28,9 @@ from cellseek.errors import CellseekError
 
 logger = logging.getLogger(__name__)
 
+#: File that marks a folder of label images written by ``cellseek segment``: folder scans skip
+#: it, so label images are never read back as images.
+LABELS_MARKER = ".cellseek-labels"
 #: Endings of list files.
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 _GLOB_CHARS = set("*?[")
@@ -70,6 +74,10 @@ def _scan_folder(folder: Path) -> list[Path]:
 
     files = []
     for root, dirs, names in os.walk(folder):
+        if LABELS_MARKER in names:
+            dirs[:] = []
+            logger.info("%s: skipped (label images written by cellseek segment)", root)
+            continue
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in names:
             if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES:

@@ -1,0 +1,394 @@
+"""The one suggester: labelled reference cells -> suggestions for any cells.
+
+Everything that turns embeddings into suggested labels goes through here: the
+:class:`~cellseek.session.Session` (napari and the CLI), ``cellseek evaluate`` (k-fold, transfer,
+ablations), the growth simulation and the whole-field evaluation. Its defaults are read from
+:class:`cellseek.config.Config`.
+
+A :class:`Suggester` is *fitted* on labelled reference cells (and, for the source alignment, on
+the other cells of their sources and of the query sources, with their current classes):
+
+1. model weights (:mod:`cellseek.search.weighting`; given, or computed from the reference),
+2. per-source alignment (:class:`cellseek.search.align.Alignment`),
+3. optional per-model PCA (:class:`cellseek.search.reduce.ModelReducer`),
+4. the fused index of the reference cells (:class:`cellseek.search.index.CellIndex`),
+
+and then answers :meth:`Suggester.suggest` for any cells of known sources with the adaptive,
+similarity-weighted kNN vote (:mod:`cellseek.search.vote`). The fitted transform is frozen
+between fits; confirmed cells join and leave the index incrementally (:meth:`Suggester.add`,
+:meth:`Suggester.remove`).
+
+:func:`predict` is the transductive run: the alignment uses the query cells' own suggestions,
+so it fits, suggests and refits ``config.align.iterations`` times.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cellseek.config import Config
+from cellseek.search.align import Alignment
+from cellseek.search.cellset import CellSet, concat
+from cellseek.search.vote import adaptive_k, suggestions_from_votes, vote_matrix
+from cellseek.search.weighting import (
+    entropy_weights,
+    fuse,
+    l2_normalise,
+    per_query_model_weights,
+    uniform_weights,
+)
+from cellseek.types import Suggestion
+
+logger = logging.getLogger(__name__)
+
+
+def compute_weights(reference: CellSet, config: Config,
+                    models: Sequence[str] | None = None) -> dict[str, float]:
+    """Model weights from the labelled reference cells, as ``config.weighting`` says.
+
+    Uniform for ``mode="uniform"``, a single model or fewer than two classes; otherwise the
+    global entropy-guided weights (also the prior of ``"per_query_entropy"``).
+    """
+    models = list(models or reference.models)
+    cfg = config.weighting
+    if cfg.mode not in ("uniform", "global_entropy", "per_query_entropy"):
+        raise ValueError(f"unknown weighting {cfg.mode!r}")
+    labels = reference.labels or []
+    if cfg.mode == "uniform" or len(models) == 1 or len(set(labels)) < 2:
+        return uniform_weights(models)
+    return entropy_weights({m: reference.embeddings[m] for m in models}, labels,
+                           k=cfg.k, tau=cfg.tau)
+
+
+@dataclass
+class Votes:
+    """The vote of every query cell.
+
+    Parameters
+    ----------
+    shares : ndarray
+        ``(Q, C)`` vote shares (rows sum to 1, or 0 without neighbours).
+    classes : list of str
+        The C classes, sorted.
+    sims, ids : ndarray
+        ``(Q, k)`` similarities and cell ids of the nearest reference cells, best first
+        (``-inf`` / -1 where missing).
+    codes : ndarray
+        ``(Q, k)`` class codes of those neighbours (-1 where missing).
+    """
+
+    shares: np.ndarray
+    classes: list[str]
+    sims: np.ndarray
+    ids: np.ndarray
+    codes: np.ndarray
+
+    def best(self) -> list[str | None]:
+        """The winning class of every query (None without any neighbour)."""
+        return [self.classes[int(np.argmax(r))] if r.sum() > 0 else None for r in self.shares]
+
+
+class Suggester:
+    """Suggest labels from labelled reference cells (see the module docstring).
+
+    Parameters
+    ----------
+    config : Config
+        Weighting, alignment, index and suggestion settings.
+    models : sequence of str
+        The models used, in fusion order.
+    """
+
+    def __init__(self, config: Config, models: Sequence[str]) -> None:
+        self.config = config
+        self.models = tuple(models)
+        self.weights: dict[str, float] = uniform_weights(self.models)
+        self.alignment = Alignment()
+        self.reducer = None
+        self.index = None
+        self.labels: dict[int, str] = {}
+        self._model_index: dict = {}
+        self._ref_unit: dict = {}
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, reference: CellSet, context: CellSet | None = None, *,
+            weights: Mapping[str, float] | None = None) -> Suggester:
+        """Fit weights, alignment, PCA and the index on labelled reference cells.
+
+        Parameters
+        ----------
+        reference : CellSet
+            Labelled cells (``labels`` set, one per cell).
+        context : CellSet, optional
+            Other cells of the sources to align (query cells, unlabelled cells of the store),
+            with their current classes as ``labels`` (None where unknown). They shape the
+            per-source alignment only; they never enter the index.
+        weights : mapping, optional
+            Model weights to use instead of computing them.
+
+        Returns
+        -------
+        Suggester
+            ``self``.
+        """
+        if reference.labels is None:
+            raise ValueError("the reference cells of a suggester need labels")
+        reference = reference.select_models(self.models)
+        self.weights = dict(weights) if weights is not None else compute_weights(
+            reference, self.config, self.models)
+        everything = concat([reference, context.select_models(self.models)]) \
+            if context is not None and len(context) else reference
+        align = self.config.align
+        self.alignment = Alignment.fit(align.method, everything.embeddings, everything.sources,
+                                       everything.labels, min_count=align.min_count)
+        aligned = self.alignment.transform(reference.embeddings, reference.sources)
+        self.reducer = self._fit_reducer(aligned)
+        self.labels = dict(zip(reference.ids.tolist(), map(str, reference.labels)))
+        from cellseek.search.index import CellIndex
+
+        fused = self._fuse(aligned)
+        self.index = CellIndex(fused.shape[1], self.config.index)
+        if len(reference):
+            self.index.rebuild(fused, reference.ids)
+        self._fit_per_model(aligned, reference.ids)
+        return self
+
+    def _fit_reducer(self, aligned: Mapping[str, np.ndarray]):
+        from cellseek.search.reduce import ModelReducer
+
+        n = int(self.config.index.pca_components)
+        if n <= 0 or len(next(iter(aligned.values()))) < 2:
+            return None
+        if all(np.shape(aligned[m])[1] <= n for m in self.models):
+            return None  # nothing to shrink
+        return ModelReducer.fit(aligned, n)
+
+    def _fit_per_model(self, aligned: Mapping[str, np.ndarray], ids: np.ndarray) -> None:
+        """Per-model unit vectors for ``per_query_entropy`` (exact search per model)."""
+        self._ref_unit = {}
+        if self.config.weighting.mode != "per_query_entropy" or len(self.models) < 2:
+            return
+        blocks = self.reducer.transform(aligned) if self.reducer is not None else aligned
+        self._ref_unit = {m: (ids.copy(), l2_normalise(blocks[m])) for m in self.models}
+
+    # ------------------------------------------------------------------ vectors
+    def knows(self, sources: Sequence[str]) -> bool:
+        """Whether the fitted alignment covers these sources (else refit with their cells)."""
+        return self.alignment.knows(sources)
+
+    def _fuse(self, aligned: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.reducer is not None:
+            aligned = self.reducer.transform(aligned)
+        return fuse(aligned, self.weights, self.models)
+
+    def vectors(self, cells: CellSet) -> np.ndarray:
+        """Fused search vectors of cells (aligned, reduced, weighted): the space suggestions use.
+
+        Raises
+        ------
+        cellseek.search.align.UnknownSourceError
+            A source the fitted alignment does not know.
+        """
+        cells = cells.select_models(self.models)
+        return self._fuse(self.alignment.transform(cells.embeddings, cells.sources))
+
+    # ------------------------------------------------------------------ incremental updates
+    def add(self, cells: CellSet) -> None:
+        """Add labelled cells to the index (the fitted transform is kept)."""
+        if self.index is None:
+            raise RuntimeError("fit the suggester first")
+        if not len(cells):
+            return
+        self.index.add(self.vectors(cells), cells.ids)
+        self.labels.update(zip(cells.ids.tolist(), map(str, cells.labels)))
+        if self._ref_unit:
+            aligned = self.alignment.transform(cells.select_models(self.models).embeddings,
+                                               cells.sources)
+            blocks = self.reducer.transform(aligned) if self.reducer is not None else aligned
+            for m in self.models:
+                ids, unit = self._ref_unit[m]
+                self._ref_unit[m] = (np.concatenate([ids, cells.ids]),
+                                     np.concatenate([unit, l2_normalise(blocks[m])]))
+
+    def remove(self, ids: Sequence[int]) -> None:
+        """Remove cells from the index."""
+        ids = np.asarray(list(ids), np.int64)
+        if self.index is not None and len(ids):
+            self.index.remove(ids)
+        for c in ids.tolist():
+            self.labels.pop(c, None)
+        for m, (ref_ids, unit) in list(self._ref_unit.items()):
+            keep = ~np.isin(ref_ids, ids)
+            self._ref_unit[m] = (ref_ids[keep], unit[keep])
+
+    def relabel(self, ids: Sequence[int], labels: Sequence[str]) -> None:
+        """Change the label of cells already in the index."""
+        self.labels.update(zip(map(int, ids), map(str, labels)))
+
+    # ------------------------------------------------------------------ suggestions
+    @property
+    def classes(self) -> list[str]:
+        """Sorted classes of the reference cells."""
+        return sorted(set(self.labels.values()))
+
+    def codes_of(self, ids: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """Class code (index into ``classes``) of each reference id; -1 for unknown ids."""
+        ids = np.asarray(ids, np.int64)
+        if not self.labels or not ids.size:
+            return np.full(ids.shape, -1, np.int64)
+        code_of = {c: i for i, c in enumerate(classes)}
+        keys = np.fromiter(self.labels.keys(), np.int64, len(self.labels))
+        vals = np.fromiter((code_of.get(v, -1) for v in self.labels.values()), np.int64,
+                           len(self.labels))
+        order = np.argsort(keys)
+        keys, vals = keys[order], vals[order]
+        pos = np.clip(np.searchsorted(keys, ids), 0, len(keys) - 1)
+        return np.where(keys[pos] == ids, vals[pos], -1)
+
+    def k(self) -> int:
+        """The adaptive k of the current reference set."""
+        counts: dict[str, int] = {}
+        for lab in self.labels.values():
+            counts[lab] = counts.get(lab, 0) + 1
+        return adaptive_k(counts, self.config.suggest)
+
+    def neighbours(self, cells: CellSet, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest reference cells of each cell, the cell itself excluded.
+
+        Returns
+        -------
+        sims, ids : ndarray
+            ``(Q, k)``, best first; ``-inf`` / -1 where fewer than k exist.
+        """
+        queries = self.vectors(cells)
+        return _without_self(*self.index.search(queries, k + 1), cells.ids, k)
+
+    def votes(self, cells: CellSet, k: int | None = None) -> Votes:
+        """The adaptive kNN vote of every cell (see :class:`Votes`)."""
+        classes = self.classes
+        k = k or self.k()
+        q = len(cells)
+        if k == 0 or not q:
+            empty = np.zeros((q, 0))
+            return Votes(np.zeros((q, len(classes))), classes, empty, empty.astype(np.int64),
+                         empty.astype(np.int64))
+        sims, ids = self.neighbours(cells, k)
+        codes = self.codes_of(ids, classes)
+        code_of = {c: i for i, c in enumerate(classes)}
+        temperature = self.config.suggest.temperature
+        if self._ref_unit:
+            shares = self._per_query_shares(cells, k, code_of, len(classes))
+        else:
+            shares = vote_matrix(sims, codes, len(classes), temperature)
+        return Votes(shares, classes, sims, ids, codes)
+
+    def _per_query_shares(self, cells: CellSet, k: int, code_of: dict, n_classes: int):
+        """Per-model votes weighted by the entropy of each model's own neighbours per query."""
+        aligned = self.alignment.transform(cells.select_models(self.models).embeddings,
+                                           cells.sources)
+        blocks = self.reducer.transform(aligned) if self.reducer is not None else aligned
+        temperature = self.config.suggest.temperature
+        per_shares, per_codes = {}, {}
+        for m in self.models:
+            ref_ids, unit = self._ref_unit[m]
+            sims = l2_normalise(blocks[m]) @ unit.T
+            sims[ref_ids[None, :] == cells.ids[:, None]] = -np.inf
+            kk = min(k, unit.shape[0])
+            top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            s = np.take_along_axis(sims, top, axis=1)
+            codes = self.codes_of(ref_ids[top], list(code_of))
+            codes = np.where(np.isfinite(s), codes, -1)
+            per_codes[m] = codes
+            per_shares[m] = vote_matrix(s, codes, n_classes, temperature)
+        w = per_query_model_weights(per_codes, n_classes, tau=self.config.weighting.tau)
+        return sum(w[m][:, None] * per_shares[m] for m in self.models)
+
+    def suggest(self, cells: CellSet, k: int | None = None) -> list[Suggestion]:
+        """One :class:`~cellseek.types.Suggestion` per cell (with its neighbours)."""
+        v = self.votes(cells, k)
+        return suggestions_from_votes(v.shares, v.classes, self.config.suggest,
+                                      sims=v.sims, ids=v.ids, codes=v.codes)
+
+
+def _without_self(sims: np.ndarray, ids: np.ndarray, query_ids: np.ndarray, k: int):
+    """Drop each query's own id from its neighbours and keep the best ``k``."""
+    own = ids == np.asarray(query_ids, np.int64)[:, None]
+    sims = np.where(own, -np.inf, sims)
+    ids = np.where(own, -1, ids)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict` found.
+
+    Parameters
+    ----------
+    suggestions : list of Suggestion
+        One per query cell.
+    votes : Votes
+        The final vote.
+    suggester : Suggester
+        The suggester of the final pass (fitted, reusable for clicks on the same cells).
+    """
+
+    suggestions: list[Suggestion]
+    votes: Votes
+    suggester: Suggester
+
+
+def predict(reference: CellSet, query: CellSet, config: Config | None = None, *,
+            models: Sequence[str] | None = None, weights: Mapping[str, float] | None = None,
+            background: CellSet | None = None, passes: int | None = None) -> Prediction:
+    """Suggest labels for query cells from labelled reference cells (transductive alignment).
+
+    With source alignment on, each pass fits the alignment on the reference cells (confirmed
+    labels), the query cells (their suggestion of the previous pass; their ``labels`` at the
+    first pass, which must therefore not be ground truth — pass ``query.with_labels(None)``) and
+    ``background`` cells, then suggests. ``config.align.iterations`` passes (1 without
+    alignment).
+
+    Parameters
+    ----------
+    reference : CellSet
+        Labelled cells.
+    query : CellSet
+        Cells to suggest labels for (their ``labels`` seed the first pass's alignment).
+    config : Config, optional
+    models : sequence of str, optional
+        Models to use (default: the reference's).
+    weights : mapping, optional
+        Model weights (default: computed from the reference).
+    background : CellSet, optional
+        More cells of the sources involved (e.g. the rest of a store), with their current
+        classes as labels, for the alignment only.
+    passes : int, optional
+        Override of the number of passes.
+
+    Returns
+    -------
+    Prediction
+    """
+    config = config or Config()
+    models = tuple(models or reference.models)
+    if passes is None:
+        passes = config.align.iterations if config.align.method != "none" else 1
+    classes = list(query.labels) if query.labels is not None else [None] * len(query)
+    suggester = Suggester(config, models)
+    if weights is None:
+        weights = compute_weights(reference, config, models)
+    votes = None
+    for _ in range(max(int(passes), 1)):
+        context = concat([query.with_labels(classes), background]) if background is not None \
+            else query.with_labels(classes)
+        suggester = Suggester(config, models).fit(reference, context, weights=weights)
+        votes = suggester.votes(query)
+        classes = votes.best()
+    suggestions = suggestions_from_votes(votes.shares, votes.classes, config.suggest,
+                                         sims=votes.sims, ids=votes.ids, codes=votes.codes)
+    return Prediction(suggestions, votes, suggester)
