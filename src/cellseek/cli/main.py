@@ -401,6 +401,11 @@ def _common(p: argparse.ArgumentParser, *, models=True, segment=False) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``cellseek`` command."""
+    from cellseek.config import Config
+    from cellseek.search.align import ALIGN_METHODS
+    from cellseek.search.weighting import WEIGHTING_MODES
+
+    defaults = Config()
     parser = argparse.ArgumentParser(
         prog="cellseek",
         description="Annotate cells by similarity search: segment, embed through a model zoo, "
@@ -457,10 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or store")
     p.add_argument("--query", help="labelled set from another source (transfer)")
     p.add_argument("--folds", type=at_least(2), default=5, help="folds of the cross-validation (5)")
-    p.add_argument("--weighting", choices=["uniform", "global_entropy", "per_query_entropy"],
-                   help="model weights (default global_entropy, as in a session)")
-    p.add_argument("--align", choices=["none", "balanced", "center", "center_scale", "coral"],
-                   help="per-source alignment of the embeddings (default balanced, as in a "
+    p.add_argument("--weighting", choices=WEIGHTING_MODES,
+                   help=f"model weights (default {defaults.weighting.mode}, as in a session)")
+    p.add_argument("--align", choices=ALIGN_METHODS,
+                   help=f"per-source alignment of the embeddings (default "
+                   f"{defaults.align.method}, as in a "
                    "session: class-balanced centring fitted on the query cells' own "
                    "suggestions; query labels are never used)")
     p.add_argument("--json", help="write the full result as JSON here")

@@ -35,6 +35,7 @@ from cellseek.search.align import Alignment
 from cellseek.search.cellset import CellSet, concat
 from cellseek.search.vote import adaptive_k, suggestions_from_votes, vote_matrix
 from cellseek.search.weighting import (
+    WEIGHTING_MODES,
     entropy_weights,
     fuse,
     l2_normalise,
@@ -55,7 +56,7 @@ def compute_weights(reference: CellSet, config: Config,
     """
     models = list(models or reference.models)
     cfg = config.weighting
-    if cfg.mode not in ("uniform", "global_entropy", "per_query_entropy"):
+    if cfg.mode not in WEIGHTING_MODES:
         raise ValueError(f"unknown weighting {cfg.mode!r}")
     labels = reference.labels or []
     if cfg.mode == "uniform" or len(models) == 1 or len(set(labels)) < 2:
