@@ -152,7 +152,7 @@ class Suggestion:
         The suggested class, or None when the vote abstains (confidence below threshold or no
         reference cells).
     confidence : float
-        Vote share of the winning class in [0, 1].
+        Vote share of the winning class times the familiarity, in [0, 1].
     entropy : float
         Shannon entropy (nats) of the similarity-weighted vote.
     votes : dict
@@ -161,6 +161,13 @@ class Suggestion:
         The k nearest reference cells, most similar first.
     best_label : str or None
         The winning class even when the suggestion abstains.
+    familiarity : float
+        How near the cell is to confirmed cells of its best class, relative to their own
+        spacing (1: as near as they are to each other; 0: unlike any of them). The confidence
+        is the vote share of the best class times this.
+    predictor : str
+        What decided the label: ``"knn"`` (the neighbours' vote), ``"head"`` (the head learned
+        from the confirmed cells) or ``"blend"`` (both); see :mod:`cellseek.search.choice`.
     """
 
     label: str | None
@@ -169,6 +176,8 @@ class Suggestion:
     votes: dict[str, float] = field(default_factory=dict)
     neighbours: tuple[Neighbour, ...] = ()
     best_label: str | None = None
+    familiarity: float = 1.0
+    predictor: str = "knn"
 
     @property
     def uncertain(self) -> bool:

@@ -64,12 +64,18 @@ def knn_predict(reference: CellSet, query: CellSet, *, config: Config | None = N
     weights : dict
         Model weights used.
     """
-    result = _predict(reference, query, config, models)
+    result = predict_set(reference, query, config=config, models=models)
     return result.votes.best(), result.suggester.weights
 
 
-def _predict(reference: CellSet, query: CellSet, config: Config | None,
-             models: Sequence[str] | None):
+def predict_set(reference: CellSet, query: CellSet, *, config: Config | None = None,
+                models: Sequence[str] | None = None):
+    """:func:`cellseek.search.suggester.predict` for a labelled query set, its labels hidden.
+
+    Returns
+    -------
+    cellseek.search.suggester.Prediction
+    """
     from cellseek.search.suggester import predict
 
     query = CellSet(np.arange(len(query)) + _id_offset(reference), query.embeddings,
@@ -85,7 +91,7 @@ def _id_offset(reference: CellSet) -> int:
 def vote_shares(reference: CellSet, query: CellSet, *, config: Config | None = None,
                 models: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], dict]:
     """The vote of every query: ``(Q, C)`` class shares, the class order and the weights."""
-    result = _predict(reference, query, config, models)
+    result = predict_set(reference, query, config=config, models=models)
     return result.votes.shares, result.votes.classes, result.suggester.weights
 
 
@@ -134,20 +140,35 @@ def cross_validate(
                             f"found {sorted(counts)}")
     fold = stratified_folds(data.labels, folds, seed)
     predicted: list = [None] * len(data.labels)
+    confidence = np.zeros(len(data.labels))
+    predictors: list = [None] * len(data.labels)
     weights_per_fold = []
     for f in range(folds):
         test = np.flatnonzero(fold == f)
         train = np.flatnonzero(fold != f)
-        pred, w = knn_predict(data.subset(train), data.subset(test), config=config,
-                              models=models)
-        for i, p in zip(test, pred):
-            predicted[i] = p
-        weights_per_fold.append(w)
+        result = predict_set(data.subset(train), data.subset(test), config=config,
+                             models=models)
+        for i, p, c, how in zip(test, result.votes.best(), result.votes.confidence,
+                                result.votes.predictors):
+            predicted[i], confidence[i], predictors[i] = p, c, how
+        weights_per_fold.append(result.suggester.weights)
     macro, per_class = macro_accuracy(data.labels, predicted)
     mean_w = {m: float(np.mean([w[m] for w in weights_per_fold])) for m in weights_per_fold[0]}
     return {"macro_accuracy": macro, "per_class_recall": per_class, "weights": mean_w,
             "n": len(data.labels), "folds": folds, "align": config.align.method,
-            "weighting": config.weighting.mode}
+            "weighting": config.weighting.mode,
+            **_confidence_report(data.labels, predicted, confidence, predictors, config)}
+
+
+def _confidence_report(truth, predicted, confidence, predictors, config: Config) -> dict:
+    """Coverage / precision above the threshold, reliability bins, predictors used."""
+    from cellseek.measure.calibration import coverage_precision, reliability
+
+    used = {p: predictors.count(p) for p in dict.fromkeys(predictors)}
+    return {"above_threshold": coverage_precision(truth, predicted, confidence,
+                                                  config.suggest.threshold),
+            "reliability": reliability(truth, predicted, confidence),
+            "predictors": used}
 
 
 #: Source alignments compared by the ablations (:data:`cellseek.search.align.ALIGN_METHODS`).
@@ -179,15 +200,19 @@ def transfer(
     """
     config = config or Config()
     ref, qry, shared = shared_classes(reference, query)
-    ref, qry = _distinct_sources(ref, qry)
-    pred, w = knn_predict(ref, qry, config=config, models=models)
+    ref, qry = distinct_sources(ref, qry)
+    result = predict_set(ref, qry, config=config, models=models)
+    pred = result.votes.best()
     macro, per_class = macro_accuracy(qry.labels, pred)
-    return {"macro_accuracy": macro, "per_class_recall": per_class, "weights": w,
-            "classes": shared, "n_reference": len(ref.labels), "n_query": len(qry.labels),
-            "align": config.align.method, "weighting": config.weighting.mode}
+    return {"macro_accuracy": macro, "per_class_recall": per_class,
+            "weights": result.suggester.weights, "classes": shared,
+            "n_reference": len(ref.labels), "n_query": len(qry.labels),
+            "align": config.align.method, "weighting": config.weighting.mode,
+            **_confidence_report(qry.labels, pred, result.votes.confidence,
+                                 result.votes.predictors, config)}
 
 
-def _distinct_sources(reference: CellSet, query: CellSet) -> tuple[CellSet, CellSet]:
+def distinct_sources(reference: CellSet, query: CellSet) -> tuple[CellSet, CellSet]:
     """Make sure a transfer's two sets do not share a source name (they come from two devices)."""
     if not set(reference.sources) & set(query.sources):
         return reference, query
@@ -362,6 +387,14 @@ def format_table(result: Mapping) -> str:
     lines += [f"  {c:<14} {100 * r:5.1f} %" for c, r in result["per_class_recall"].items()]
     weights = ", ".join(f"{m}={w:.3f}" for m, w in result["weights"].items())
     lines.append(f"model weights: {weights}")
+    above = result.get("above_threshold")
+    if above:
+        lines.append(f"confidence >= {above['threshold']:.2f}: coverage "
+                     f"{100 * above['coverage']:.1f} % of cells, precision "
+                     f"{100 * above['precision']:.1f} %")
+    if result.get("predictors"):
+        lines.append("predictor used: " + ", ".join(f"{k} for {v} cells"
+                                                    for k, v in result["predictors"].items()))
     if result.get("ablations"):
         lines.append("ablations:")
         lines += [f"  {row['variant']:<40} {100 * row['macro_accuracy']:5.1f} %"

@@ -13,10 +13,16 @@ the other cells of their sources and of the query sources, with their current cl
 3. optional per-model PCA (:class:`cellseek.search.reduce.ModelReducer`),
 4. the fused index of the reference cells (:class:`cellseek.search.index.CellIndex`),
 
-and then answers :meth:`Suggester.suggest` for any cells of known sources with the adaptive,
-similarity-weighted kNN vote (:mod:`cellseek.search.vote`). The fitted transform is frozen
-between fits; confirmed cells join and leave the index incrementally (:meth:`Suggester.add`,
-:meth:`Suggester.remove`).
+5. what it learns from the confirmed cells: a shrinkage-LDA head (:mod:`cellseek.search.head`),
+   used per source only where it is validated (:mod:`cellseek.search.choice`), and the classes'
+   own spacing (:mod:`cellseek.search.familiarity`),
+
+and then answers :meth:`Suggester.suggest` for any cells of known sources: the nearest reference
+cells (always the neighbours shown), the adaptive similarity-weighted kNN vote
+(:mod:`cellseek.search.vote`) or the validated head, and a confidence that falls when the
+neighbours are far. The fitted transform is frozen between fits; confirmed cells join and leave
+the index incrementally (:meth:`Suggester.add`, :meth:`Suggester.remove`) and the head refits on
+the next suggestion.
 
 :func:`predict` is the transductive run: the alignment uses the query cells' own suggestions,
 so it fits, suggests and refits ``config.align.iterations`` times.
@@ -33,6 +39,9 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.search.align import Alignment
 from cellseek.search.cellset import CellSet, concat
+from cellseek.search.choice import Choice, choose, combine
+from cellseek.search.familiarity import Familiarity
+from cellseek.search.head import LinearHead
 from cellseek.search.vote import adaptive_k, suggestions_from_votes, vote_matrix
 from cellseek.search.weighting import (
     WEIGHTING_MODES,
@@ -80,6 +89,10 @@ class Votes:
         (``-inf`` / -1 where missing).
     codes : ndarray
         ``(Q, k)`` class codes of those neighbours (-1 where missing).
+    familiarity : ndarray
+        ``(Q,)`` familiarity of the best class (:mod:`cellseek.search.familiarity`; 1 when off).
+    predictors : list of str
+        What produced each row's shares (``"knn"``, ``"blend"`` or ``"head"``).
     """
 
     shares: np.ndarray
@@ -87,10 +100,83 @@ class Votes:
     sims: np.ndarray
     ids: np.ndarray
     codes: np.ndarray
+    familiarity: np.ndarray | None = None
+    predictors: list[str] | None = None
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """``(Q,)`` best share times familiarity: the suggestion's confidence."""
+        best = self.shares.max(axis=1) if self.shares.size else np.zeros(len(self.shares))
+        return best * (self.familiarity if self.familiarity is not None else 1.0)
+
+    def suggestions(self, config) -> list[Suggestion]:
+        """One :class:`~cellseek.types.Suggestion` per query."""
+        return suggestions_from_votes(self.shares, self.classes, config, sims=self.sims,
+                                      ids=self.ids, codes=self.codes,
+                                      familiarity=self.familiarity, predictors=self.predictors)
 
     def best(self) -> list[str | None]:
         """The winning class of every query (None without any neighbour)."""
         return [self.classes[int(np.argmax(r))] if r.sum() > 0 else None for r in self.shares]
+
+
+@dataclass
+class TrainSample:
+    """The confirmed cells the head and the familiarity learn from (a capped, stratified sample).
+
+    Parameters
+    ----------
+    ids : ndarray
+        Cell ids.
+    x : ndarray
+        ``(n, d)`` their vectors in the search space.
+    labels, sources : list of str
+    """
+
+    ids: np.ndarray
+    x: np.ndarray
+    labels: list[str]
+    sources: list[str]
+
+    @classmethod
+    def of(cls, fused: np.ndarray, reference: CellSet, cap: int, seed: int = 0) -> TrainSample:
+        """At most ``cap`` rows, every class keeping its share (and at least its own cells up to
+        ``cap // n_classes``)."""
+        n = len(reference)
+        rows = np.arange(n)
+        if n > cap:
+            labels = np.asarray(reference.labels, dtype=object)
+            rng = np.random.default_rng(seed)
+            classes = sorted(set(labels.tolist()))
+            per = max(cap // max(len(classes), 1), 1)
+            rows = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per]
+                                           for c in classes]))
+        return cls(reference.ids[rows].copy(), np.asarray(fused[rows], np.float32),
+                   [str(reference.labels[i]) for i in rows],
+                   [reference.sources[i] for i in rows])
+
+    def add(self, vectors: np.ndarray, cells: CellSet, cap: int) -> None:
+        """Append newly confirmed cells (while under the cap)."""
+        room = max(cap - len(self.ids), 0)
+        if not room:
+            return
+        vectors, cells = vectors[:room], cells.subset(np.arange(min(room, len(cells))))
+        self.ids = np.concatenate([self.ids, cells.ids])
+        self.x = np.concatenate([self.x, np.asarray(vectors, np.float32)])
+        self.labels += [str(c) for c in cells.labels]
+        self.sources += list(cells.sources)
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Drop cells that are no longer confirmed."""
+        keep = ~np.isin(self.ids, ids)
+        self.ids, self.x = self.ids[keep], self.x[keep]
+        self.labels = [lab for lab, k in zip(self.labels, keep) if k]
+        self.sources = [s for s, k in zip(self.sources, keep) if k]
+
+    def relabel(self, ids: Sequence[int], labels: Sequence[str]) -> None:
+        """Change the labels of cells in the sample."""
+        new = dict(zip(map(int, ids), map(str, labels)))
+        self.labels = [new.get(int(i), lab) for i, lab in zip(self.ids, self.labels)]
 
 
 class Suggester:
@@ -112,12 +198,17 @@ class Suggester:
         self.reducer = None
         self.index = None
         self.labels: dict[int, str] = {}
-        self._model_index: dict = {}
+        self.choice = Choice()
+        self.head: LinearHead | None = None
+        self.familiarity: Familiarity | None = None
+        self._train: TrainSample | None = None
+        self._head_stale = False
         self._ref_unit: dict = {}
 
     # ------------------------------------------------------------------ fitting
     def fit(self, reference: CellSet, context: CellSet | None = None, *,
-            weights: Mapping[str, float] | None = None) -> Suggester:
+            weights: Mapping[str, float] | None = None,
+            choice: Choice | None = None) -> Suggester:
         """Fit weights, alignment, PCA and the index on labelled reference cells.
 
         Parameters
@@ -130,6 +221,9 @@ class Suggester:
             per-source alignment only; they never enter the index.
         weights : mapping, optional
             Model weights to use instead of computing them.
+        choice : Choice, optional
+            The per-source predictors to use instead of validating them again (e.g. from an
+            earlier pass of :func:`predict` on the same reference cells).
 
         Returns
         -------
@@ -156,7 +250,29 @@ class Suggester:
         if len(reference):
             self.index.rebuild(fused, reference.ids)
         self._fit_per_model(aligned, reference.ids)
+        self._fit_learned(TrainSample.of(fused, reference, self.config.learn.max_train), choice)
         return self
+
+    def _fit_learned(self, sample: TrainSample, choice: Choice | None = None) -> None:
+        """The per-source choice, the head and the familiarity from the confirmed cells."""
+        learn = self.config.learn
+        self._train = sample
+        self.choice = choice if choice is not None else choose(sample.x, sample.labels,
+                                                               sample.sources, self.config)
+        self.head = None
+        self._head_stale = self.choice.uses_head
+        self.familiarity = (Familiarity.fit(sample.x, sample.labels,
+                                            quantile=learn.familiarity_quantile)
+                            if learn.familiarity and len(sample.labels) else None)
+
+    def _current_head(self) -> LinearHead | None:
+        """The head, refitted when confirmed cells changed since it was fitted."""
+        if self._head_stale and self._train is not None:
+            labels = self._train.labels
+            self.head = LinearHead.fit(self._train.x, labels) if len(set(labels)) >= 2 \
+                else None
+            self._head_stale = False
+        return self.head
 
     def _fit_reducer(self, aligned: Mapping[str, np.ndarray]):
         from cellseek.search.reduce import ModelReducer
@@ -204,8 +320,12 @@ class Suggester:
             raise RuntimeError("fit the suggester first")
         if not len(cells):
             return
-        self.index.add(self.vectors(cells), cells.ids)
+        vectors = self.vectors(cells)
+        self.index.add(vectors, cells.ids)
         self.labels.update(zip(cells.ids.tolist(), map(str, cells.labels)))
+        if self._train is not None:
+            self._train.add(vectors, cells, self.config.learn.max_train)
+            self._head_stale = self.choice.uses_head
         if self._ref_unit:
             aligned = self.alignment.transform(cells.select_models(self.models).embeddings,
                                                cells.sources)
@@ -222,6 +342,9 @@ class Suggester:
             self.index.remove(ids)
         for c in ids.tolist():
             self.labels.pop(c, None)
+        if self._train is not None and len(ids):
+            self._train.remove(ids)
+            self._head_stale = self.choice.uses_head
         for m, (ref_ids, unit) in list(self._ref_unit.items()):
             keep = ~np.isin(ref_ids, ids)
             self._ref_unit[m] = (ref_ids[keep], unit[keep])
@@ -229,6 +352,9 @@ class Suggester:
     def relabel(self, ids: Sequence[int], labels: Sequence[str]) -> None:
         """Change the label of cells already in the index."""
         self.labels.update(zip(map(int, ids), map(str, labels)))
+        if self._train is not None and len(ids):
+            self._train.relabel(ids, labels)
+            self._head_stale = self.choice.uses_head
 
     # ------------------------------------------------------------------ suggestions
     @property
@@ -257,15 +383,23 @@ class Suggester:
             counts[lab] = counts.get(lab, 0) + 1
         return adaptive_k(counts, self.config.suggest)
 
-    def neighbours(self, cells: CellSet, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def neighbours(self, cells: CellSet, k: int,
+                   vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest reference cells of each cell, the cell itself excluded.
+
+        Parameters
+        ----------
+        cells : CellSet
+        k : int
+        vectors : ndarray, optional
+            The cells' search vectors when already computed (:meth:`vectors`).
 
         Returns
         -------
         sims, ids : ndarray
             ``(Q, k)``, best first; ``-inf`` / -1 where fewer than k exist.
         """
-        queries = self.vectors(cells)
+        queries = self.vectors(cells) if vectors is None else vectors
         return _without_self(*self.index.search(queries, k + 1), cells.ids, k)
 
     def votes(self, cells: CellSet, k: int | None = None) -> Votes:
@@ -277,7 +411,8 @@ class Suggester:
             empty = np.zeros((q, 0))
             return Votes(np.zeros((q, len(classes))), classes, empty, empty.astype(np.int64),
                          empty.astype(np.int64))
-        sims, ids = self.neighbours(cells, k)
+        vectors = self.vectors(cells)
+        sims, ids = self.neighbours(cells, k, vectors)
         codes = self.codes_of(ids, classes)
         code_of = {c: i for i, c in enumerate(classes)}
         temperature = self.config.suggest.temperature
@@ -285,7 +420,25 @@ class Suggester:
             shares = self._per_query_shares(cells, k, code_of, len(classes))
         else:
             shares = vote_matrix(sims, codes, len(classes), temperature)
-        return Votes(shares, classes, sims, ids, codes)
+        predictors = [self.choice.for_source(s) for s in cells.sources]
+        if any(p != "knn" for p in predictors):
+            head = self._current_head()
+            if head is not None:
+                proba = head.proba(vectors, classes)
+                for name in set(predictors) - {"knn"}:
+                    rows = np.flatnonzero(np.asarray(predictors) == name)
+                    shares[rows] = combine(name, shares[rows], proba[rows])
+            else:
+                predictors = ["knn"] * q
+        familiarity = None
+        if self.familiarity is not None:
+            best = shares.argmax(axis=1)
+            of_best = np.where(codes == best[:, None], sims, -np.inf).max(axis=1) \
+                if sims.size else np.full(q, -np.inf)
+            familiarity = self.familiarity.factor(
+                [classes[b] if s > 0 else None for b, s in zip(best, shares.sum(axis=1))],
+                of_best)
+        return Votes(shares, classes, sims, ids, codes, familiarity, predictors)
 
     def _per_query_shares(self, cells: CellSet, k: int, code_of: dict, n_classes: int):
         """Per-model votes weighted by the entropy of each model's own neighbours per query."""
@@ -310,9 +463,7 @@ class Suggester:
 
     def suggest(self, cells: CellSet, k: int | None = None) -> list[Suggestion]:
         """One :class:`~cellseek.types.Suggestion` per cell (with its neighbours)."""
-        v = self.votes(cells, k)
-        return suggestions_from_votes(v.shares, v.classes, self.config.suggest,
-                                      sims=v.sims, ids=v.ids, codes=v.codes)
+        return self.votes(cells, k).suggestions(self.config.suggest)
 
 
 def _without_self(sims: np.ndarray, ids: np.ndarray, query_ids: np.ndarray, k: int):
@@ -383,13 +534,13 @@ def predict(reference: CellSet, query: CellSet, config: Config | None = None, *,
     suggester = Suggester(config, models)
     if weights is None:
         weights = compute_weights(reference, config, models)
-    votes = None
+    votes, choice = None, None
     for _ in range(max(int(passes), 1)):
         context = concat([query.with_labels(classes), background]) if background is not None \
             else query.with_labels(classes)
-        suggester = Suggester(config, models).fit(reference, context, weights=weights)
+        suggester = Suggester(config, models).fit(reference, context, weights=weights,
+                                                  choice=choice)
+        choice = suggester.choice
         votes = suggester.votes(query)
         classes = votes.best()
-    suggestions = suggestions_from_votes(votes.shares, votes.classes, config.suggest,
-                                         sims=votes.sims, ids=votes.ids, codes=votes.codes)
-    return Prediction(suggestions, votes, suggester)
+    return Prediction(votes.suggestions(config.suggest), votes, suggester)

@@ -82,10 +82,14 @@ def suggestions_from_votes(
     sims: np.ndarray | None = None,
     ids: np.ndarray | None = None,
     codes: np.ndarray | None = None,
+    familiarity: np.ndarray | None = None,
+    predictors: Sequence[str] | None = None,
 ) -> list[Suggestion]:
     """Build one :class:`~cellseek.types.Suggestion` per row of a vote-share matrix.
 
     ``sims``, ``ids`` and ``codes`` (all ``(q, k)``), when given, fill the neighbour list.
+    ``familiarity`` (``(q,)``, default 1) scales each confidence
+    (:mod:`cellseek.search.familiarity`); ``predictors`` names what produced each row's shares.
     """
     config = config or SuggestConfig()
     classes = list(classes)
@@ -96,7 +100,8 @@ def suggestions_from_votes(
             out.append(Suggestion(label=None, confidence=0.0, entropy=0.0))
             continue
         best = int(np.argmax(row))
-        conf = float(row[best])
+        fam = float(familiarity[q]) if familiarity is not None else 1.0
+        conf = float(row[best]) * fam
         neighbours: tuple[Neighbour, ...] = ()
         if ids is not None and sims is not None and codes is not None:
             neighbours = tuple(
@@ -112,6 +117,8 @@ def suggestions_from_votes(
                 votes={classes[c]: float(row[c]) for c in np.flatnonzero(row)},
                 neighbours=neighbours,
                 best_label=classes[best],
+                familiarity=fam,
+                predictor=predictors[q] if predictors is not None else "knn",
             )
         )
     return out

@@ -1,0 +1,179 @@
+"""Which predictor to trust for each source: the robust kNN vote, the learned head, or both.
+
+A head learned from the confirmed cells (:mod:`cellseek.search.head`) beats the kNN vote on
+cells like the ones it was trained on, and can lose on another microscope: it learns the
+reference device as much as the classes. So it is used for a source only where it is validated:
+
+- a source with confirmed cells (at least ``min_per_class`` in at least two classes): in-source
+  folds over its confirmed cells, each fold predicted from every other confirmed cell;
+- any other source (a new microscope): leave-one-source-out over the labelled sources when the
+  labels span at least two of them (does the head carry over to a device it has not seen?);
+  with a single labelled source there is nothing to validate on and the kNN vote is used.
+
+The candidates are compared by macro accuracy; a less robust candidate must beat every more
+robust one by ``LearnConfig.margin`` (kNN, then the blend, then the head).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cellseek.search.vote import adaptive_k, vote_matrix
+
+logger = logging.getLogger(__name__)
+
+#: Candidates, most robust first (ties go to the earlier one).
+CANDIDATES = ("knn", "blend", "head")
+
+
+def combine(candidate: str, knn: np.ndarray, head: np.ndarray | None) -> np.ndarray:
+    """Class shares of a candidate from the kNN shares and the head's probabilities."""
+    if candidate == "knn" or head is None:
+        return knn
+    if candidate == "head":
+        return head
+    if candidate == "blend":
+        return 0.5 * (knn + head)
+    raise ValueError(f"unknown candidate {candidate!r}; choose from {CANDIDATES}")
+
+
+@dataclass
+class Choice:
+    """The predictor of every source, and how it was chosen.
+
+    Parameters
+    ----------
+    per_source : dict
+        Source -> candidate, for sources validated on their own confirmed cells.
+    default : str
+        Candidate for every other source.
+    scores : dict
+        Source (or ``"*unseen*"``) -> candidate -> validated macro accuracy.
+    """
+
+    per_source: dict[str, str] = field(default_factory=dict)
+    default: str = "knn"
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def for_source(self, source: str) -> str:
+        """The candidate used for cells of ``source``."""
+        return self.per_source.get(str(source), self.default)
+
+    @property
+    def uses_head(self) -> bool:
+        """Whether any source uses the head."""
+        return self.default != "knn" or any(c != "knn" for c in self.per_source.values())
+
+
+def _macro(truth: np.ndarray, predicted: np.ndarray) -> float:
+    classes = np.unique(truth)
+    return float(np.mean([np.mean(predicted[truth == c] == c) for c in classes]))
+
+
+def _predictions(x, labels, train, test, classes, config) -> dict[str, np.ndarray]:
+    """Predicted class codes of ``test`` rows by every candidate trained on ``train`` rows."""
+    from cellseek.search.head import LinearHead
+
+    code = {c: i for i, c in enumerate(classes)}
+    y = np.array([code[c] for c in labels])
+    counts = {c: int((y[train] == i).sum()) for i, c in enumerate(classes)}
+    k = adaptive_k(counts, config.suggest)
+    sims = x[test] @ x[train].T
+    kk = min(k, len(train))
+    top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+    knn = vote_matrix(np.take_along_axis(sims, top, axis=1), y[train][top], len(classes),
+                      config.suggest.temperature)
+    head = None
+    if len({labels[i] for i in train}) >= 2:
+        fitted = LinearHead.fit(x[train], [labels[i] for i in train])
+        head = fitted.proba(x[test], classes)
+    return {c: combine(c, knn, head).argmax(axis=1) for c in CANDIDATES}
+
+
+def _folds(labels: np.ndarray, rows: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(rows), np.int64)
+    for c in np.unique(labels[rows]):
+        sel = np.flatnonzero(labels[rows] == c)
+        rng.shuffle(sel)
+        fold[sel] = np.arange(len(sel)) % folds
+    return [rows[fold == f] for f in range(folds)]
+
+
+def _best(scores: dict[str, float], margin: float) -> str:
+    """The most robust candidate that no less robust one beats by more than ``margin``."""
+    best = CANDIDATES[0]
+    for c in CANDIDATES[1:]:
+        if scores[c] > scores[best] + margin:
+            best = c
+    return best
+
+
+def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
+           *, seed: int = 0) -> Choice:
+    """Validate the candidates per source on the confirmed cells (see the module docstring).
+
+    Parameters
+    ----------
+    x : ndarray
+        ``(n, d)`` confirmed cells in the search space.
+    labels, sources : sequence of str
+        Their labels and sources.
+    config : Config
+        ``learn`` (``head``, ``min_per_class``, ``folds``) and ``suggest`` settings.
+    seed : int
+        Seed of the folds.
+
+    Returns
+    -------
+    Choice
+    """
+    learn = config.learn
+    labels = np.asarray(labels, dtype=object).astype(str)
+    sources = np.asarray(sources, dtype=object).astype(str)
+    classes = sorted(set(labels.tolist()))
+    if learn.head == "off" or len(classes) < 2:
+        return Choice()
+    if learn.head == "on":
+        return Choice(default="blend")
+    x = np.asarray(x, np.float32)
+    out = Choice()
+    eligible = []
+    for src in sorted(set(sources.tolist())):
+        rows = np.flatnonzero(sources == src)
+        counts = {c: int((labels[rows] == c).sum()) for c in set(labels[rows].tolist())}
+        usable = [c for c, n in counts.items() if n >= learn.min_per_class]
+        if len(usable) < 2:
+            continue
+        eligible.append(src)
+        rows = rows[np.isin(labels[rows], usable)]
+        n_folds = int(min(learn.folds, min(counts[c] for c in usable)))
+        truth, pred = [], {c: [] for c in CANDIDATES}
+        for val in _folds(labels, rows, n_folds, seed):
+            train = np.setdiff1d(np.arange(len(labels)), val)
+            got = _predictions(x, labels, train, val, classes, config)
+            truth.append(labels[val])
+            for c in CANDIDATES:
+                pred[c].append(np.asarray(classes, dtype=object)[got[c]])
+        truth_all = np.concatenate(truth)
+        out.scores[src] = {c: _macro(truth_all, np.concatenate(pred[c])) for c in CANDIDATES}
+        out.per_source[src] = _best(out.scores[src], learn.margin)
+    if len(eligible) >= 2:
+        per = {c: [] for c in CANDIDATES}
+        for src in eligible:
+            val = np.flatnonzero(sources == src)
+            train = np.flatnonzero(sources != src)
+            if len(set(labels[train].tolist())) < 2:
+                continue
+            got = _predictions(x, labels, train, val, classes, config)
+            for c in CANDIDATES:
+                per[c].append(_macro(labels[val], np.asarray(classes, dtype=object)[got[c]]))
+        if per["knn"]:
+            out.scores["*unseen*"] = {c: float(np.mean(v)) for c, v in per.items()}
+            out.default = _best(out.scores["*unseen*"], learn.margin)
+    logger.info("suggester: %s for unseen sources; per source %s", out.default, out.per_source)
+    return out

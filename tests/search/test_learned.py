@@ -1,0 +1,128 @@
+"""What the suggester learns from confirmed cells: the head, where it is trusted, familiarity."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cellseek.config import Config, LearnConfig
+from cellseek.search.cellset import CellSet
+from cellseek.search.choice import choose, combine
+from cellseek.search.familiarity import Familiarity
+from cellseek.search.head import LinearHead
+from cellseek.search.suggester import Suggester, predict
+
+
+def _classes_in_noise(seed=0, n=60, d=30, informative=2, shift=None):
+    """Three classes that differ in ``informative`` dims among ``d`` noisy ones."""
+    rng = np.random.default_rng(seed)
+    codes = np.repeat(np.arange(3), n)
+    x = rng.normal(size=(len(codes), d)) * 3.0
+    x[:, :informative] += np.array([[0, 0], [2.5, 0], [0, 2.5]])[codes][:, :informative]
+    if shift is not None:
+        x += shift
+    return x.astype(np.float32), [f"c{c}" for c in codes]
+
+
+def test_head_probabilities_follow_scikit_learn():
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    x, y = _classes_in_noise()
+    head = LinearHead.fit(x, y)
+    mean, scale = x.mean(0), x.std(0)
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit((x - mean) / scale, y)
+    np.testing.assert_allclose(head.proba(x), ref.predict_proba((x - mean) / scale), atol=1e-4)
+    two = LinearHead.fit(x[:120], y[:120])  # two classes: one coefficient row
+    p = two.proba(x[:120], ["c1", "c0", "unknown"])
+    assert p.shape == (120, 3) and np.allclose(p[:, :2].sum(1), 1) and not p[:, 2].any()
+
+
+def test_the_head_beats_the_knn_vote_in_noise_and_is_chosen_for_its_source():
+    x, y = _classes_in_noise()
+    cfg = Config()
+    choice = choose(x, y, ["lab"] * len(y), cfg)
+    assert choice.per_source["lab"] in ("head", "blend")
+    assert choice.scores["lab"][choice.per_source["lab"]] > choice.scores["lab"]["knn"] + 0.05
+    assert choice.default == "knn"  # one labelled source: nothing to validate a new device on
+    off = choose(x, y, ["lab"] * len(y), replace(cfg, learn=LearnConfig(head="off")))
+    assert not off.uses_head
+
+
+def test_a_new_device_gets_the_head_only_where_it_carried_across_labelled_devices():
+    """Leave-one-source-out over two labelled devices decides for a third one."""
+    xa, ya = _classes_in_noise(0)
+    xb, yb = _classes_in_noise(1)
+    sources = ["a"] * len(ya) + ["b"] * len(yb)
+    same = choose(np.concatenate([xa, xb]), ya + yb, sources, Config())
+    assert same.default in ("head", "blend")  # the class directions are the same on both
+    swapped = xb.copy()
+    swapped[:, :2], swapped[:, 2:4] = xb[:, 2:4], xb[:, :2]  # device b: signal in other dims
+    other = choose(np.concatenate([xa, swapped]), ya + yb, sources, Config())
+    assert "*unseen*" in other.scores and other.default == "knn"
+
+
+def test_familiarity_is_one_for_typical_cells_and_zero_far_away():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    fam = Familiarity.fit(x, ["a"] * 100 + ["b"] * 100)
+    assert set(fam.low) == {"a", "b"}
+    typical = fam.factor(["a"], np.array([fam.low["a"] + 0.01]))
+    far = fam.factor(["a"], np.array([fam.low["a"] - 3 * fam.spread["a"]]))
+    assert typical[0] == 1.0 and far[0] == 0.0
+    assert fam.factor([None, "a"], np.array([1.0, -np.inf])).tolist() == [0.0, 0.0]
+
+
+def test_a_cell_unlike_anything_confirmed_is_uncertain_not_confident():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 16)) * 4
+    codes = np.repeat([0, 1], 30)
+    ref = CellSet(np.arange(60), {"m": centres[codes] + rng.normal(size=(60, 16))}, ["s"] * 60,
+                  [f"c{c}" for c in codes])
+    stranger = CellSet(np.array([1000]), {"m": rng.normal(size=(1, 16)) * 4 + 20}, ["s"])
+    near = CellSet(np.array([1001]), {"m": centres[:1] + rng.normal(size=(1, 16))}, ["s"])
+    s = Suggester(Config(), ["m"]).fit(ref, concat_ok(stranger, near))
+    far_s, near_s = s.suggest(stranger)[0], s.suggest(near)[0]
+    assert near_s.label == "c0" and near_s.confidence > 0.6
+    assert far_s.uncertain and far_s.confidence < 0.6 and far_s.familiarity < 0.5
+    assert far_s.neighbours  # the nearest reference cells are still shown
+
+
+def concat_ok(*sets):
+    from cellseek.search.cellset import concat
+
+    return concat(sets)
+
+
+def test_confirmed_cells_refit_the_head_on_the_next_suggestion():
+    x, y = _classes_in_noise()
+    ref = CellSet(np.arange(len(y)), {"m": x}, ["lab"] * len(y), y)
+    s = Suggester(Config(learn=LearnConfig(head="on")), ["m"]).fit(ref)
+    q = CellSet(np.array([10_000]), {"m": x[:1]}, ["lab"])
+    s.suggest(q)
+    first = s.head
+    extra = CellSet(np.arange(5) + 5000, {"m": x[:5]}, ["lab"] * 5, ["c2"] * 5)
+    s.add(extra)
+    s.suggest(q)
+    assert s.head is not first and "c2" in s.head.classes
+    assert s.suggest(q)[0].predictor == "blend"
+
+
+def test_predict_keeps_the_knn_vote_for_a_new_device_and_reports_the_predictor():
+    x, y = _classes_in_noise()
+    xq, yq = _classes_in_noise(5, shift=1.0)
+    ref = CellSet(np.arange(len(y)), {"m": x}, ["lab"] * len(y), y)
+    qry = CellSet(np.arange(len(yq)) + 1000, {"m": xq}, ["new"] * len(yq))
+    result = predict(ref, qry, Config())
+    assert set(result.votes.predictors) == {"knn"}
+    inside = CellSet(np.arange(len(yq)) + 1000, {"m": xq - 1.0}, ["lab"] * len(yq))
+    assert set(predict(ref, inside, Config()).votes.predictors) <= {"head", "blend"}
+
+
+@pytest.mark.parametrize("name", ["knn", "blend", "head"])
+def test_combine(name):
+    knn, head = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
+    expect = {"knn": [1, 0], "head": [0, 1], "blend": [0.5, 0.5]}[name]
+    assert combine(name, knn, head).tolist() == [expect]
