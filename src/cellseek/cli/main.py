@@ -275,10 +275,18 @@ def cmd_evaluate(args) -> int:
     models = resolve_models(cfg)
     result = run_with_progress(
         evaluate(args.reference, args.query, models=models, folds=args.folds, config=cfg,
-                 run_ablations=not args.no_ablations),
+                 run_ablations=not args.no_ablations, peers=not args.no_peers),
         quiet=args.quiet,
     )
     print(format_table(result))
+    if args.reliability:
+        from cellseek.measure.calibration import plot_reliability
+
+        title = f"{result['mode']}: {Path(args.reference).stem}" + (
+            f" -> {Path(args.query).stem}" if args.query else "")
+        plot_reliability({title: result["reliability"]}, args.reliability,
+                         threshold=cfg.suggest.threshold)
+        print(f"reliability diagram -> {args.reliability}")
     if args.fields:
         from cellseek.measure.evaluate import load_eval_set
         from cellseek.measure.fields import evaluate_fields
@@ -471,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "suggestions; query labels are never used)")
     p.add_argument("--json", help="write the full result as JSON here")
     p.add_argument("--no-ablations", action="store_true", help="skip per-model/weighting rows")
+    p.add_argument("--no-peers", action="store_true", help="skip the random forest and "
+                   "logistic regression trained on the same features at 5, 20 and all labels "
+                   "per class")
+    p.add_argument("--reliability", metavar="PNG", help="also plot the reliability diagram "
+                   "(accuracy per confidence bin) here")
     p.add_argument("--fields", metavar="BOXES_CSV", help="also segment whole fields and report "
                    "detection recall/precision against boxes (image,xmin,ymin,xmax,ymax,label,"
                    "wbc_type) and the accuracy of the suggested type of detected cells")

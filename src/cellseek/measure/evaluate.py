@@ -344,6 +344,7 @@ def evaluate(
     folds: int = 5,
     config: Config | None = None,
     run_ablations: bool = True,
+    peers: bool = True,
 ) -> Work[dict]:
     """The whole ``cellseek evaluate`` measurement, through the suggester sessions use.
 
@@ -354,7 +355,10 @@ def evaluate(
     -------
     dict
         ``macro_accuracy``, ``per_class_recall``, ``weights``, ``mode`` ("cross-validation" or
-        "transfer"), ``ablations`` (list of rows), and the settings used.
+        "transfer"), ``above_threshold`` (coverage, precision), ``reliability``,
+        ``predictors``, ``ablations`` (list of rows), ``peers`` (cellseek, a random forest and
+        a logistic regression at 5, 20 and all labels per class; :mod:`cellseek.measure.peers`)
+        and the settings used.
     """
     config = config or Config()
     ref = yield from load_eval_set(reference, models, config)
@@ -370,6 +374,10 @@ def evaluate(
                   models=list(models), suggest=asdict(config.suggest))
     if run_ablations:
         result["ablations"] = ablations(ref, qry, folds=folds, config=config)
+    if peers:
+        from cellseek.measure.peers import compare
+
+        result["peers"] = yield from compare(ref, qry, folds=folds, config=config)
     yield Progress(1, 1, "evaluate", "done")
     return result
 
@@ -395,6 +403,11 @@ def format_table(result: Mapping) -> str:
     if result.get("predictors"):
         lines.append("predictor used: " + ", ".join(f"{k} for {v} cells"
                                                     for k, v in result["predictors"].items()))
+    if result.get("peers"):
+        from cellseek.measure.peers import format_peers
+
+        lines.append("the same features, labels and folds, by label budget:")
+        lines += ["  " + line for line in format_peers(result["peers"]).splitlines()]
     if result.get("ablations"):
         lines.append("ablations:")
         lines += [f"  {row['variant']:<40} {100 * row['macro_accuracy']:5.1f} %"
