@@ -256,8 +256,8 @@ def load_sam(model: str = "vit_b", *, checkpoint=None, weights_dir=None, device=
                 f"name that matches the file (e.g. sam_{arch})"
             )
         layout = layout_from_state_dict(state, spec.arch)
-        size = int(img_size or layout.pop("img_size"))
-        layout.pop("img_size", None)
+        native = int(layout.pop("img_size"))
+        size = int(img_size or native)
         if spec.arch == "vit_t":
             layout = {}
         logger.info("loading %s from %s (input %d px, %s)", label, path, size, dev)
@@ -273,6 +273,8 @@ def load_sam(model: str = "vit_b", *, checkpoint=None, weights_dir=None, device=
         if decoder_state:
             _EMBEDDED_DECODERS[_file_key(path)] = decoder_state
         _CACHE[key] = sam
+        if size == native:  # the same model whether the size was asked for or not
+            _CACHE[(*key[:-1], None)] = _CACHE[(*key[:-1], native)] = sam
         return sam
 
 
