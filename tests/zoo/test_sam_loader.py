@@ -155,3 +155,13 @@ def test_missing_weights_name_the_model_the_command_and_the_files():
     assert "diplomatic-bug/1.2/files/vit_b.pt (save it as vit_b_lm.pt)" in message
     assert "vit_b_decoder.pt (as vit_b_lm_decoder.pt)" in message
     assert np.isscalar(len(L.SAM_MODELS))
+
+
+def test_sam_auto_availability_for_the_widget(tmp_path, vit_t):
+    from cellseek.zoo import weights_available
+
+    ok, hint = weights_available("sam_auto")
+    assert not ok and "cellseek models pull sam_vit_t_lm" in hint
+    _save(vit_t.state_dict(), tmp_path / "weights" / "mobile_sam.pt")
+    ok, where = weights_available("sam_auto")
+    assert ok and where.startswith("sam_vit_t:") and "mobile_sam.pt" in where

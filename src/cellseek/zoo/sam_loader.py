@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SAM_MODELS",
+    "any_sam_weights",
     "clear_model_cache",
     "find_sam_checkpoint",
     "find_sam_decoder",
@@ -135,6 +136,25 @@ def sam_checkpoint_path(model: str = "vit_b", *, weights_dir=None) -> Path | Non
 def sam_weights_available(model: str = "vit_b", weights_dir=None) -> bool:
     """Whether a SAM model's weights are on this machine (a file lookup, no model build)."""
     return sam_checkpoint_path(model, weights_dir=weights_dir) is not None
+
+
+def any_sam_weights(weights_dir=None) -> tuple[bool, str]:
+    """Whether any SAM model's weights are here (what ``sam_model="auto"`` needs).
+
+    Returns
+    -------
+    (bool, str)
+        True and the first model found (in :data:`SAM_MODELS` order, fastest first) with its
+        file, or False and how to get one.
+    """
+    for name in SAM_MODELS:
+        try:
+            found = find_sam_checkpoint(name, weights_dir=weights_dir)
+        except MissingWeightsError:
+            continue
+        return True, f"sam_{name}: {found.describe()}"
+    return False, ("no SAM weights on this machine. "
+                   + missing_weights_hint("vit_t_lm").replace("Run ", "Run e.g. ", 1))
 
 
 def find_sam_decoder(model: str, *, weights_dir=None, checkpoint=None) -> Path | None:
