@@ -1,7 +1,8 @@
 """Which SAM model to use on this machine, and why (shown by the widget and the CLI).
 
-On a CPU the image encoder dominates a click on a new plane: SAM ViT-B takes 12-23 s per 1024 px
-plane on 2 cores, MobileSAM's TinyViT about 1.3 s (docs/benchmarks.md). So on a CPU the tiny
+On a CPU the image encoder dominates a click on a new plane: on 2 shared cores SAM ViT-B took
+22 s per 1024 px plane and MobileSAM's TinyViT 7.4 s in the same run (3x; 1.3 s on a quiet
+machine per issue 15; docs/benchmarks.md). So on a CPU the tiny
 models come first, the light-microscopy fine-tunes before the general ones; on a GPU the larger
 encoders do, micro-sam's recommended ``vit_b_lm`` first. The first model whose weights are on
 this machine wins (a lookup, nothing is loaded).
@@ -25,7 +26,7 @@ GPU_PREFERENCE = ("vit_b_lm", "vit_l_lm", "vit_h", "vit_l", "vit_b", "vit_t_lm",
 
 _WHY = {
     "vit_t_lm": "MobileSAM encoder fine-tuned for light microscopy (micro-sam)",
-    "vit_t": "MobileSAM: a 5.7 M-parameter encoder, about 9x faster than ViT-B on a CPU",
+    "vit_t": "MobileSAM: a 5.7 M-parameter encoder, several times faster than ViT-B on a CPU",
     "vit_b_lm": "ViT-B fine-tuned for light microscopy (micro-sam)",
     "vit_l_lm": "ViT-L fine-tuned for light microscopy (micro-sam)",
     "vit_b": "Segment Anything ViT-B",
