@@ -37,7 +37,14 @@ class SegmentConfig:
     method : {"auto", "sam", "classical"}
         ``"auto"`` uses SAM when its weights are present, else the classical segmenter.
     sam_model : str
-        SAM variant (``vit_b``, ``vit_l``, ``vit_h``).
+        ``"auto"``: the best SAM model whose weights are on this machine for the device
+        (:func:`cellseek.zoo.sam_choice.choose_sam_model`: MobileSAM-class ``vit_t_lm``/``vit_t``
+        first on a CPU, ``vit_b_lm``/``vit_l_lm``/ViT-H first on a GPU); or a name of
+        :data:`cellseek.zoo.sam_loader.SAM_MODELS` (``vit_t``, ``vit_b_lm``, ``vit_b``, ...).
+    sam_auto_mode : {"auto", "decoder", "seeds", "grid"}
+        How SAM segments a whole plane: micro-sam's instance decoder, classical seeds decoded by
+        SAM, or SAM's prompt grid (slow on a CPU); ``"auto"``: the decoder when the model has one,
+        else seeds.
     min_area, max_area : int
         Objects outside this pixel-area range are dropped (``max_area`` 0 = no limit).
     exclude_border : bool
@@ -51,12 +58,14 @@ class SegmentConfig:
     """
 
     method: str = "auto"
-    sam_model: str = "vit_b"
+    sam_model: str = "auto"
+    sam_auto_mode: str = "auto"
     min_area: int = 150
     max_area: int = 0
     exclude_border: bool = False
     stain: str = "auto"
     target: str = "auto"
+    #: SAM's prompt grid per tile side (``sam_auto_mode="grid"``).
     sam_points_per_side: int = 32
     sam_tile_size: int = 1024
     sam_tile_overlap: int = 128

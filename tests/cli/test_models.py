@@ -16,24 +16,48 @@ def no_weights(tmp_path, monkeypatch):
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path / "microsam"))
     monkeypatch.delenv("CELLSEEK_WEIGHTS_DIR", raising=False)
     return tmp_path
 
 
-def test_list_models_table(no_weights):
+@pytest.fixture
+def online(monkeypatch):
+    """Pretend the download hosts answer (the downloads themselves are monkeypatched)."""
+    monkeypatch.setattr(models_cli, "check_reachable", lambda url, timeout=0: None)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Block the network: every TCP connection fails as on a machine without one."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_list_models_table_shows_sources_and_licence_warnings(no_weights):
     (no_weights / "w" / "swin_tiny").mkdir(parents=True)
     (no_weights / "w" / "swin_tiny" / "model.safetensors").write_bytes(b"x")
     table = models_cli.list_models_table(weights_dir=no_weights / "w")
     lines = table.splitlines()
     assert lines[0].split()[:6] == ["name", "backend", "dim", "input", "licence", "weights"]
     rows = {line.split()[0]: line for line in lines[2:]}
-    assert "yes (weights_dir)" in rows["swin_tiny"]
+    assert "yes" in rows["swin_tiny"] and "model.safetensors (weights_dir)" in rows["swin_tiny"]
     assert " no " in rows["convnext_tiny"]
+    assert "would pull hf://timm/convnext_tiny.fb_in22k" in rows["convnext_tiny"]
+    assert "would pull https://dl.fbaipublicfiles.com/segment_anything/" in rows["sam_vit_b"]
     assert "not needed" in rows["classical"]
     assert "384" in rows["dinov2_vits14"] and "518" not in rows["dinov2_vits14"]
+    assert "CC-BY-NC-4.0 [non-commercial]" in rows["vit_mae_base"]
+    assert " MIT " in rows["convnext_base"] and "see the authors" in rows["dinobloom_b"]
+    assert "warning: preset 'paper' includes non-commercial weights (vit_mae_base)" in table
 
 
-def test_pull_uses_hf_hub_download(no_weights, monkeypatch):
+def test_pull_uses_hf_hub_download(no_weights, online, monkeypatch):
     calls = []
 
     def fake_download(repo, filename, local_dir=None, **kw):
@@ -50,7 +74,7 @@ def test_pull_uses_hf_hub_download(no_weights, monkeypatch):
     assert calls[0][2] == str(no_weights / "w" / "vit_mae_base")
 
 
-def test_pull_falls_back_to_next_file_and_reports_failure(no_weights, monkeypatch):
+def test_pull_falls_back_to_next_file_and_reports_failure(no_weights, online, monkeypatch):
     tried = []
 
     def fake_download(repo, filename, local_dir=None, **kw):
@@ -69,11 +93,14 @@ def test_pull_falls_back_to_next_file_and_reports_failure(no_weights, monkeypatc
     monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
     with pytest.raises(CellseekError, match="could not download.*convnext_tiny.*network"):
         models_cli.pull("convnext_tiny")
+    assert not (no_weights / "hf" / "models--timm--convnext_tiny.fb_in22k").exists()
 
 
-def test_pull_single_file_checkpoint_uses_torch_hub(no_weights, monkeypatch):
+def test_pull_single_file_checkpoint_uses_torch_hub(no_weights, online, monkeypatch):
     pytest.importorskip("torch")
     import torch.hub
+
+    import cellseek.zoo.checksums as checksums
 
     got = {}
 
@@ -82,6 +109,7 @@ def test_pull_single_file_checkpoint_uses_torch_hub(no_weights, monkeypatch):
         open(dst, "wb").close()
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake)
+    monkeypatch.setattr(checksums, "verify_checksum", lambda *a, **k: None)
     path = models_cli.pull("sam_vit_b")
     assert got["url"] == get_spec("sam_vit_b").url
     assert path == no_weights / "torch" / "hub" / "checkpoints" / "sam_vit_b_01ec64.pth"
@@ -116,3 +144,122 @@ def test_check_reports_each_model(no_weights, monkeypatch):
     assert not ok["convnext_tiny"][0]
     assert "cellseek models pull convnext_tiny" in ok["convnext_tiny"][1]
     assert not ok["nope"][0] and "unknown model" in ok["nope"][1]
+
+
+def test_pull_offline_fails_fast_with_one_line_per_model_and_leaves_nothing(
+        no_weights, offline, capsys):
+    import time
+
+    from cellseek.cli.main import main
+
+    weights = no_weights / "w"
+    start = time.perf_counter()
+    rc = main(["models", "pull", "sam_vit_t", "fast", "vit_mae_base", "nope", "classical",
+               "--weights-dir", str(weights)])
+    took = time.perf_counter() - start
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 1 and took < 10
+    failed = [line.split(":")[0] for line in err if line.startswith("FAILED")]
+    assert failed == ["FAILED sam_vit_t", "FAILED dinov2_vits14", "FAILED convnext_tiny",
+                      "FAILED vit_mae_base", "FAILED nope"]  # every name tried, preset expanded
+    assert any(line.startswith("ok     classical") for line in err)
+    assert len(err) == 6  # one line per model
+    assert "Network is unreachable" in err[0] and "mobile_sam.pt" in err[0]
+    assert not weights.exists()  # no folder, lock or partial file left behind
+    assert not (no_weights / "hf").exists() and not (no_weights / "torch").exists()
+
+
+def test_pull_verifies_the_published_checksum(no_weights, online, monkeypatch):
+    pytest.importorskip("torch")
+    import hashlib
+
+    import torch.hub
+
+    from cellseek.zoo.checksums import ChecksumMismatchError, file_digest, verify_checksum
+
+    def fake(url, dst, progress=True):
+        with open(dst, "wb") as f:
+            f.write(b"not the published weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake)
+    with pytest.raises(ChecksumMismatchError, match="mobile_sam.pt.*published"):
+        models_cli.pull("sam_vit_t", weights_dir=no_weights / "w")
+    assert not (no_weights / "w").exists()  # the bad file and the new folders are gone
+    # the digests themselves
+    path = no_weights / "f.bin"
+    path.write_bytes(b"abc")
+    assert file_digest(path) == "sha256:" + hashlib.sha256(b"abc").hexdigest()
+    verify_checksum(path, file_digest(path, "xxh128"))
+    with pytest.raises(ChecksumMismatchError):
+        verify_checksum(path, "xxh128:" + "0" * 32)
+    # a micro-sam model pulls its decoder too, each checked against its own digest
+    import xxhash
+
+    seen = []
+
+    def fake_good(url, dst, progress=True):
+        seen.append(url)
+        with open(dst, "wb") as f:
+            f.write(url.encode())
+
+    spec = get_spec("sam_vit_t_lm")
+    digests = {spec.url: spec.checksum, spec.decoder_url: spec.decoder_checksum}
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_good)
+    import cellseek.zoo.checksums as checksums
+
+    def check(path, checksum, model=""):
+        url = next(u for u, c in digests.items() if c == checksum)
+        assert checksum.startswith("xxh128:")
+        assert xxhash.xxh128(url.encode()).hexdigest()  # the real algorithm is available
+        seen.append(("verified", path.name.removeprefix(".").removesuffix(".part")))
+
+    monkeypatch.setattr(checksums, "verify_checksum", check)
+    path = models_cli.pull("sam_vit_t_lm", weights_dir=no_weights / "w2")
+    assert path.name == "vit_t_lm.pt"
+    assert ("verified", "vit_t_lm.pt") in seen and ("verified", "vit_t_lm_decoder.pt") in seen
+    assert (no_weights / "w2" / "sam_vit_t_lm" / "vit_t_lm_decoder.pt").is_file()
+
+
+def test_hub_pulls_pass_the_pinned_revision(no_weights, online, monkeypatch):
+    import dataclasses
+
+    import cellseek.zoo.registry as registry
+
+    calls = []
+
+    def fake_download(repo, filename, local_dir=None, revision=None, **kw):
+        calls.append(revision)
+        return f"/cache/{repo}/{filename}"
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
+    pinned = dataclasses.replace(get_spec("swin_tiny"), revision="a" * 40)
+    monkeypatch.setitem(registry.MODELS._specs, "swin_tiny", pinned)
+    models_cli.pull("swin_tiny")
+    assert calls == ["a" * 40]
+
+
+def test_check_without_names_checks_the_present_models_only(no_weights, monkeypatch):
+    (no_weights / "w" / "swin_tiny").mkdir(parents=True)
+    (no_weights / "w" / "swin_tiny" / "model.safetensors").write_bytes(b"x")
+    assert models_cli.present_models(no_weights / "w") == ["swin_tiny", "classical"]
+    lines = []
+    rc = models_cli.check_many(None, weights_dir=no_weights / "w", echo=lines.append)
+    assert [line.split(":")[0].split()[-1] for line in lines] == ["swin_tiny", "classical"]
+    assert rc == 1 and lines[0].startswith("FAILED swin_tiny")  # a 1-byte file is no model
+    assert lines[1].startswith("ok     classical")
+
+
+def test_licences_and_the_non_commercial_warning():
+    from cellseek.zoo import PRESETS
+    from cellseek.zoo.licences import licence_warning, non_commercial_models
+
+    assert get_spec("vit_mae_base").licence.startswith("CC-BY-NC-4.0")
+    assert get_spec("convnext_tiny").licence.startswith("MIT")
+    assert get_spec("dinobloom_s").licence.startswith("see the authors")
+    assert get_spec("sam_vit_t").licence == "Apache-2.0"
+    assert get_spec("sam_vit_b_lm").licence.startswith("CC-BY-4.0")
+    assert non_commercial_models(PRESETS["paper"]) == ("vit_mae_base",)
+    warning = licence_warning(PRESETS["paper"])
+    assert "vit_mae_base (CC-BY-NC-4.0)" in warning and "non-commercial" in warning
+    for preset in ("fast", "hematology", "offline"):
+        assert licence_warning(PRESETS[preset]) is None

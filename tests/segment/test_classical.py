@@ -198,15 +198,12 @@ def test_auto_uses_sam_when_weights_present(monkeypatch):
 
 
 def test_sam_weights_lookup_patchable(monkeypatch):
-    """The helper consults cellseek.zoo.sam_backend when it exists."""
-    try:
-        import cellseek.zoo.sam_backend as sam_backend
-    except ImportError:
-        assert segment_pkg._sam_weights_available("vit_b") is False
-        return
-    monkeypatch.setattr(sam_backend, "sam_weights_available", lambda *a, **k: False)
+    """The helper consults the one SAM weights lookup, cellseek.zoo.sam_loader."""
+    import cellseek.zoo.sam_loader as sam_loader
+
+    monkeypatch.setattr(sam_loader, "sam_weights_available", lambda *a, **k: False)
     assert resolve_method(SegmentConfig(method="auto")) == "classical"
-    monkeypatch.setattr(sam_backend, "sam_weights_available", lambda *a, **k: True)
+    monkeypatch.setattr(sam_loader, "sam_weights_available", lambda *a, **k: True)
     assert resolve_method(SegmentConfig(method="auto")) == "sam"
 
 

@@ -20,7 +20,7 @@ from cellseek.types import Progress, run_work  # noqa: E402
 
 from .conftest import SAM_FILE, save_small_sam  # noqa: E402
 
-SMALL = dict(device="cpu", points_per_side=2, tile_size=128, tile_overlap=32,
+SMALL = dict(device="cpu", auto_mode="grid", points_per_side=2, tile_size=128, tile_overlap=32,
              pred_iou_thresh=0.0, stability_score_thresh=0.0, max_mask_fraction=1.0)
 
 

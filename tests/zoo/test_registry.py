@@ -112,3 +112,24 @@ def test_zoo_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sam_entries_and_download_pins():
+    import re
+
+    from cellseek.zoo.sam_loader import SAM_MODELS
+
+    sams = [n for n in MODELS if get_spec(n).backend == "sam"]
+    assert sorted(sams) == sorted(f"sam_{m}" for m in SAM_MODELS)
+    for name in DEEP:
+        spec = get_spec(name)
+        if spec.url and not spec.hub_repo:  # single files: a published digest to verify
+            assert re.fullmatch(r"(sha256:[0-9a-f]{64}|xxh128:[0-9a-f]{32})", spec.checksum), name
+        if spec.revision:
+            assert re.fullmatch(r"[0-9a-f]{40}", spec.revision), name
+    for name in ("sam_vit_b_lm", "sam_vit_l_lm", "sam_vit_t_lm"):
+        spec = get_spec(name)
+        assert spec.decoder_url.endswith("_decoder.pt") and spec.decoder_checksum
+        assert spec.filename == f"{name[4:]}.pt" and spec.micro_sam_key == name[4:]
+    assert get_spec("sam_vit_t").arch == "vit_t" and get_spec("sam_vit_t_lm").arch == "vit_t"
+    assert get_spec("sam_vit_b").checksum.startswith("sha256:ec2df627")

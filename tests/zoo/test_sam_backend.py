@@ -65,10 +65,11 @@ def test_checkpoint_search_order(homes, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(homes / "torch" / "hub"))
     hub = _touch(homes / "torch" / "hub" / "checkpoints" / SAM_FILE)
     assert B.sam_checkpoint_path("vit_b") == hub
-    nested = _touch(homes / "weights" / "sam_vit_b" / SAM_FILE)
-    assert B.sam_checkpoint_path("vit_b") == nested
     flat = _touch(homes / "weights" / SAM_FILE)
     assert B.sam_checkpoint_path("sam_vit_b") == flat
+    # the model's own folder comes first, as for every zoo model (one lookup, docs/models.md)
+    nested = _touch(homes / "weights" / "sam_vit_b" / SAM_FILE)
+    assert B.sam_checkpoint_path("vit_b") == nested
     explicit = _touch(homes / "mine" / SAM_FILE)
     assert B.sam_checkpoint_path("vit_b", weights_dir=homes / "mine") == explicit
     assert B.sam_weights_available("vit_b")

@@ -347,17 +347,14 @@ def cmd_models(args) -> int:
     if args.action == "list":
         print(models_cli.list_models_table(weights_dir=args.weights_dir))
         return 0
-    if not args.names:
-        print("name at least one model (see `cellseek models list`)", file=sys.stderr)
-        return 2
     if args.action == "pull":
-        for name in args.names:
-            models_cli.pull(name, weights_dir=args.weights_dir)
-        return 0
-    rows = models_cli.check(args.names, weights_dir=args.weights_dir)
-    for name, ok, detail in rows:
-        print(f"{'ok ' if ok else 'MISSING'} {name}: {detail}")
-    return 0 if all(ok for _, ok, _ in rows) else 1
+        if not args.names:
+            print("name at least one model or preset (see `cellseek models list`)",
+                  file=sys.stderr)
+            return 2
+        return models_cli.pull_many(args.names, weights_dir=args.weights_dir,
+                                    echo=lambda line: print(line, file=sys.stderr))
+    return models_cli.check_many(args.names, weights_dir=args.weights_dir)
 
 
 def cmd_bench(args) -> int:
@@ -507,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list, download or check the model zoo")
     p.add_argument("action", choices=["list", "pull", "check"])
-    p.add_argument("names", nargs="*", help="model names (pull, check)")
+    p.add_argument("names", nargs="*", help="model or preset names (pull; check: default "
+                   "every model present)")
     p.add_argument("--weights-dir", help="local weights folder (default $CELLSEEK_WEIGHTS_DIR)")
     p.set_defaults(func=cmd_models)
 

@@ -1,29 +1,53 @@
 """The functions behind ``cellseek models list|pull|check`` (argument parsing lives in the CLI).
 
 Only :func:`pull` touches the network, through the backend's own download mechanism: the Hugging
-Face hub (``hf_hub_download``) for timm, open_clip, transformers and DinoBloom weights, and
-``torch.hub.download_url_to_file`` into torch hub's checkpoints folder for single-file
-checkpoints (SAM). With ``weights_dir`` the files go to ``<weights_dir>/<name>/`` instead, ready
-to copy to an air-gapped machine.
+Face hub (``hf_hub_download``, at the registry's pinned revision where one is set) for timm,
+open_clip, transformers and DinoBloom weights, and ``torch.hub.download_url_to_file`` for
+single-file checkpoints (SAM, MobileSAM, micro-sam), each verified against its published digest.
+With ``weights_dir`` the files go to ``<weights_dir>/<name>/`` instead, ready to copy to an
+air-gapped machine.
+
+Offline, :func:`pull` fails within seconds: the download host is probed once (a TCP connection,
+3 s timeout, through the configured HTTPS proxy when there is one) before any download library
+retries. Every name is tried, one line per model is reported, and a failed pull leaves no new
+folder, lock or partial file behind.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
 from cellseek.errors import CellseekError
 from cellseek.zoo.base import ModelSpec
-from cellseek.zoo.registry import get_spec, list_models
-from cellseek.zoo.weights import torch_hub_dir, weights_available
+from cellseek.zoo.registry import PRESETS, get_spec, list_models
+from cellseek.zoo.weights import (
+    find_companion,
+    local_filename,
+    resolve_weights,
+    torch_hub_dir,
+    weights_available,
+)
 
 logger = logging.getLogger(__name__)
 
+#: Seconds to wait for a download host before calling the network unreachable.
+PROBE_TIMEOUT_S = 3.0
+_HF_HOST = "huggingface.co"
 
+
+class NetworkUnavailableError(CellseekError):
+    """The download host cannot be reached (offline, firewall, DNS)."""
+
+
+# -- list ------------------------------------------------------------------------------------
 def _format_table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -31,79 +55,152 @@ def _format_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def model_source(spec: ModelSpec, weights_dir=None) -> tuple[bool, str]:
+    """``(present, where)``: the weights file found on this machine, or where pull gets it."""
+    if not spec.needs_weights:
+        return True, "built in"
+    ok, where = weights_available(spec, weights_dir)
+    if ok:
+        return True, where
+    repo = getattr(spec, "hub_repo", "")
+    if repo:
+        rev = getattr(spec, "revision", "")
+        return False, f"would pull hf://{repo}" + (f"@{rev[:10]}" if rev else "")
+    return False, f"would pull {getattr(spec, 'url', '') or spec.source}"
+
+
 def list_models_table(weights_dir=None) -> str:
-    """A text table of the zoo: name, backend, dim, input, licence, weights present."""
-    rows = [("name", "backend", "dim", "input", "licence", "weights", "description")]
+    """A text table of the zoo: name, backend, dim, input, licence, weights, source.
+
+    Below the table, the presets that include non-commercial weights are named.
+    """
+    from cellseek.zoo.licences import non_commercial_presets
+
+    rows = [("name", "backend", "dim", "input", "licence", "weights", "source")]
     for name in list_models():
         spec = get_spec(name)
+        ok, where = model_source(spec, weights_dir)
         if not spec.needs_weights:
             present = "not needed"
         else:
-            ok, where = weights_available(spec, weights_dir)
-            present = f"yes ({where.rsplit('(', 1)[-1].rstrip(')')})" if ok else "no"
+            present = "yes" if ok else "no"
+            if ok and getattr(spec, "decoder_filename", ""):
+                has = find_companion(spec, resolve_weights(spec, weights_dir=weights_dir),
+                                     weights_dir)
+                present += " (+decoder)" if has else " (no decoder)"
         licence = spec.licence.split(" (")[0]
-        rows.append(
-            (
-                name,
-                spec.backend,
-                str(spec.dim or "?"),
-                f"{spec.input_size}px",
-                licence,
-                present,
-                spec.description,
-            )
-        )
-    return _format_table(rows)
+        if getattr(spec, "non_commercial", False):
+            licence += " [non-commercial]"
+        rows.append((name, spec.backend, str(spec.dim or "?"), f"{spec.input_size}px", licence,
+                     present, where))
+    lines = [_format_table(rows)]
+    for preset, names in non_commercial_presets().items():
+        lines.append(f"warning: preset {preset!r} includes non-commercial weights "
+                     f"({', '.join(names)}): not for commercial use")
+    return "\n".join(lines)
+
+
+# -- pull ------------------------------------------------------------------------------------
+def _proxy_for(scheme: str) -> str | None:
+    for var in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+def check_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`NetworkUnavailableError` unless a TCP connection to ``url``'s host (or
+    to the configured proxy) opens within ``timeout`` seconds."""
+    parsed = urlparse(url if "://" in url else f"https://{url}")
+    proxy = _proxy_for(parsed.scheme or "https")
+    target = urlparse(proxy if "://" in (proxy or "") else f"http://{proxy}") if proxy else parsed
+    host = target.hostname or ""
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        via = f" (proxy {proxy})" if proxy else ""
+        raise NetworkUnavailableError(
+            f"cannot reach {host}{via}: {exc.strerror or exc}"
+        ) from None
+
+
+def _snapshot_dirs(paths) -> set[Path]:
+    return {p for p in paths if p.exists()}
+
+
+def _remove_new(paths, existed: set[Path]) -> None:
+    """Delete the folders in ``paths`` that did not exist before a failed pull."""
+    for path in paths:
+        if path not in existed and path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+    for path in paths:  # a folder that existed keeps its files, but not locks and partials
+        if path in existed and path.is_dir():
+            for junk in [*path.rglob("*.lock"), *path.rglob("*.incomplete")]:
+                junk.unlink(missing_ok=True)
+
+
+def _hf_paths(spec: ModelSpec, weights_dir) -> list[Path]:
+    """Folders a Hugging Face download may create (to clean up after a failure)."""
+    if weights_dir is not None:
+        return [Path(weights_dir) / spec.name]
+    from huggingface_hub import constants
+
+    repo_dir = "models--" + spec.hub_repo.replace("/", "--")
+    cache = Path(constants.HF_HUB_CACHE)
+    return [cache / repo_dir, cache / ".locks" / repo_dir]
 
 
 def _download_hf(spec: ModelSpec, weights_dir) -> Path:
     from huggingface_hub import hf_hub_download
 
     repo = spec.hub_repo
+    revision = getattr(spec, "revision", "") or None
     local_dir = str(Path(weights_dir) / spec.name) if weights_dir is not None else None
     errors = []
     for filename in spec.hub_files:
         try:
-            path = hf_hub_download(repo, filename, local_dir=local_dir)
+            path = hf_hub_download(repo, filename, local_dir=local_dir, revision=revision)
         except Exception as exc:  # noqa: BLE001 - try the next candidate, report all
-            errors.append(f"{filename}: {exc}")
+            errors.append(f"{filename}: {str(exc).splitlines()[0] if str(exc) else exc}")
             continue
         for extra in getattr(spec, "hub_extra", ()):
-            hf_hub_download(repo, extra, local_dir=local_dir)
+            hf_hub_download(repo, extra, local_dir=local_dir, revision=revision)
         return Path(path)
     raise CellseekError(
-        f"could not download the weights of {spec.name!r} from https://huggingface.co/{repo}: "
-        + "; ".join(errors)
-        + ". Check the internet connection (and that HF_HUB_OFFLINE is not set), or download "
-        "the file by hand (see `cellseek models list` and docs/models.md)."
+        f"could not download from https://huggingface.co/{repo}: " + "; ".join(errors)
     )
 
 
-def _download_url(spec: ModelSpec, weights_dir) -> Path:
+def _download_file(url: str, target: Path, checksum: str, model: str) -> Path:
+    """Download ``url`` to ``target`` (atomically) and verify ``checksum``."""
     import torch.hub
 
-    filename = spec.url.split("?")[0].rsplit("/", 1)[-1]
-    folder = (
-        Path(weights_dir) / spec.name
-        if weights_dir is not None
-        else (torch_hub_dir() / "checkpoints")
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / filename
+    from cellseek.zoo.checksums import verify_checksum
+
     if target.is_file():
+        verify_checksum(target, checksum, model=model)
         return target
+    tmp = target.with_name(f".{target.name}.part")
     try:
-        torch.hub.download_url_to_file(spec.url, str(target), progress=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CellseekError(
-            f"could not download the weights of {spec.name!r} from {spec.url}: {exc}. "
-            f"Download it by hand and put it in {folder}."
-        ) from exc
+        torch.hub.download_url_to_file(url, str(tmp), progress=True)
+        verify_checksum(tmp, checksum, model=model)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return target
 
 
+def _url_paths(spec: ModelSpec, weights_dir) -> list[Path]:
+    folder = (Path(weights_dir) / spec.name if weights_dir is not None
+              else torch_hub_dir() / "checkpoints")
+    return [folder]
+
+
 def pull(name: str, weights_dir=None) -> Path | None:
-    """Download a model's weights through its backend's own mechanism.
+    """Download a model's weights through its backend's own mechanism and verify them.
 
     Parameters
     ----------
@@ -119,6 +216,10 @@ def pull(name: str, weights_dir=None) -> Path | None:
 
     Raises
     ------
+    NetworkUnavailableError
+        The download host cannot be reached (within :data:`PROBE_TIMEOUT_S`).
+    ChecksumMismatchError
+        The file is not the published one (it is deleted).
     CellseekError
         Unknown model, or the download failed (the message says how to do it by hand).
     """
@@ -126,16 +227,82 @@ def pull(name: str, weights_dir=None) -> Path | None:
     if not spec.needs_weights:
         logger.info("%s needs no weights", name)
         return None
-    if os.environ.get("HF_HUB_OFFLINE") and getattr(spec, "hub_repo", ""):
-        logger.warning("HF_HUB_OFFLINE is set; the download of %s will probably fail", name)
-    if getattr(spec, "hub_repo", ""):
-        path = _download_hf(spec, weights_dir)
-    elif getattr(spec, "url", ""):
-        path = _download_url(spec, weights_dir)
-    else:
+    repo, url = getattr(spec, "hub_repo", ""), getattr(spec, "url", "")
+    if not (repo or url):
         raise CellseekError(f"no download source is registered for {name!r}; see {spec.source}")
+    check_reachable(f"https://{_HF_HOST}" if repo else url)  # before anything is created
+    paths = _hf_paths(spec, weights_dir) if repo else _url_paths(spec, weights_dir)
+    if weights_dir is not None:
+        paths.append(Path(weights_dir))  # a weights folder this pull created goes too
+    existed = _snapshot_dirs(paths)
+    try:
+        if repo:
+            path = _download_hf(spec, weights_dir)
+        else:
+            folder = paths[0]
+            folder.mkdir(parents=True, exist_ok=True)
+            path = _download_file(url, folder / local_filename(spec), spec.checksum, name)
+            if getattr(spec, "decoder_url", ""):
+                _download_file(spec.decoder_url, folder / spec.decoder_filename,
+                               spec.decoder_checksum, f"{name} decoder")
+    except Exception:
+        _remove_new(paths, existed)
+        raise
     logger.info("%s: weights at %s", name, path)
     return path
+
+
+def expand_names(names) -> list[str]:
+    """Model names with every preset name replaced by its models (order kept, no repeats)."""
+    out: list[str] = []
+    for name in names:
+        out.extend(PRESETS.get(name, (name,)))
+    return list(dict.fromkeys(out))
+
+
+def pull_many(names, weights_dir=None, *, echo=print) -> int:
+    """Pull every model (presets expanded), one line each; the exit code (0 all ok, else 1).
+
+    A failure never stops the others: each name is tried and reported.
+    """
+    failed = 0
+    for name in expand_names(names):
+        start = time.perf_counter()
+        try:
+            path = pull(name, weights_dir=weights_dir)
+        except CellseekError as exc:
+            failed += 1
+            spec = _spec_or_none(name)
+            how = f"; by hand: {_manual(spec)}" if spec is not None else ""
+            echo(f"FAILED {name}: {exc}{how}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - report every model, never stop at one
+            failed += 1
+            echo(f"FAILED {name}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            continue
+        took = time.perf_counter() - start
+        echo(f"ok     {name}: " + (f"{path} ({took:.0f} s)" if path else "no weights needed"))
+    return 1 if failed else 0
+
+
+def _spec_or_none(name: str):
+    try:
+        return get_spec(name)
+    except CellseekError:
+        return None
+
+
+def _manual(spec: ModelSpec) -> str:
+    repo = getattr(spec, "hub_repo", "")
+    if repo:
+        return f"https://huggingface.co/{repo} -> $CELLSEEK_WEIGHTS_DIR/{spec.name}/"
+    return f"{spec.url} -> $CELLSEEK_WEIGHTS_DIR/{spec.name}/{local_filename(spec)}"
+
+
+# -- check -----------------------------------------------------------------------------------
+def present_models(weights_dir=None) -> list[str]:
+    """Models whose weights are on this machine (or need none)."""
+    return [n for n in list_models() if weights_available(n, weights_dir)[0]]
 
 
 def check(names=None, weights_dir=None, device: str = "auto") -> list[tuple[str, bool, str]]:
@@ -144,7 +311,7 @@ def check(names=None, weights_dir=None, device: str = "auto") -> list[tuple[str,
     Parameters
     ----------
     names : iterable of str, optional
-        Models to check (default: every registered model).
+        Models (or presets) to check; default: every model present on this machine.
     weights_dir : path, optional
     device : str
 
@@ -155,7 +322,7 @@ def check(names=None, weights_dir=None, device: str = "auto") -> list[tuple[str,
     """
     from cellseek.zoo import load_embedder
 
-    names = list(names) if names else list(list_models())
+    names = expand_names(names) if names else present_models(weights_dir)
     rng = np.random.default_rng(0)
     crops = rng.random((2, 64, 64, 3), dtype=np.float32)
     masks = np.zeros((2, 64, 64), dtype=bool)
@@ -189,3 +356,13 @@ def check(names=None, weights_dir=None, device: str = "auto") -> list[tuple[str,
         )
         report.append((name, not problems, "; ".join(problems + [detail])))
     return report
+
+
+def check_many(names=None, weights_dir=None, *, echo=print) -> int:
+    """Run :func:`check` and print one line per model; the exit code."""
+    rows = check(names, weights_dir=weights_dir)
+    if not rows:
+        echo("no model weights on this machine yet (see `cellseek models list`)")
+    for name, ok, detail in rows:
+        echo(f"{'ok     ' if ok else 'FAILED '}{name}: {detail}")
+    return 0 if all(ok for _, ok, _ in rows) else 1

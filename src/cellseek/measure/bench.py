@@ -187,66 +187,112 @@ def bench_store(n_cells: int, dims: dict[str, int]) -> list[dict]:
     ]
 
 
-def bench_sam_click(
-    *, model_type: str = "vit_b", weights_dir=None, repeats: int = 10
-) -> list[dict]:
-    """SAM click-to-segment latency once the plane's image embedding is cached.
+def _bench_planes(n: int, side: int = 1024) -> list[np.ndarray]:
+    """``n`` different ``side`` x ``side`` RGB planes tiled from the bundled smear fields."""
+    from cellseek.data import sample_fields
+    from cellseek.io import iter_planes, read_image
 
-    Uses the real checkpoint when present; otherwise the real architecture at random
-    initialisation (the latency of the prompt encoder and mask decoder does not depend on the
-    weights' values; the masks are meaningless and are not looked at).
+    fields = [np.asarray(next(iter_planes(read_image(p)))[2]) for p in sample_fields()]
+    planes = []
+    for i in range(n):
+        f = fields[i % len(fields)]
+        reps = (int(np.ceil(side / f.shape[0])) + 1, int(np.ceil(side / f.shape[1])) + 1)
+        big = np.tile(f, reps + (1,) * (f.ndim - 2))
+        off = 37 * i
+        planes.append(np.ascontiguousarray(big[off : off + side, off : off + side]))
+    return planes
+
+
+def _random_sam_folder(model_type: str, folder: Path, weights_dir) -> tuple[Path, bool]:
+    """A weights folder with ``model_type``'s weights: the real ones, else a random init."""
+    import torch
+
+    from cellseek.zoo.sam_arch import build_sam_model
+    from cellseek.zoo.sam_loader import sam_checkpoint_path, sam_spec
+    from cellseek.zoo.weights import local_filename
+
+    if sam_checkpoint_path(model_type, weights_dir=weights_dir) is not None:
+        return weights_dir, False
+    spec = sam_spec(model_type)
+    torch.manual_seed(0)
+    torch.save(build_sam_model(spec.arch).state_dict(), folder / local_filename(spec))
+    return folder, True
+
+
+def bench_sam_click(
+    *, model_types=("vit_t", "vit_b"), weights_dir=None, repeats: int = 10, planes: int = 3
+) -> list[dict]:
+    """SAM latency as a user meets it, per model, on 1024 px planes (``cellseek bench
+    --sam-click``).
+
+    For each model: the first click on a new plane (image embedding + decode; median over
+    ``planes`` different planes), later clicks on the same plane (median of ``repeats``), the
+    click on a plane pre-computed in the background (what the next time point costs), and the
+    automatic segmentation of one new plane (``"seeds"`` mode, embedding included). Real
+    checkpoints are used when present; otherwise the real architecture at random
+    initialisation (speed does not depend on the weights' values; masks are not looked at, and
+    the classical detector supplies the same seeds either way).
     """
     import torch
 
-    from cellseek.data import sample_fields
-    from cellseek.io import iter_planes, read_image
-    from cellseek.segment.sam import SamSegmenter
-    from cellseek.zoo.sam_backend import sam_checkpoint_path
+    from cellseek.segment.sam import SamSegmenter, _torch_threads, plane_to_uint8_rgb
+    from cellseek.zoo.sam_loader import clear_model_cache
 
-    _, _, plane = next(iter_planes(read_image(sample_fields()[0])))
-    plane = np.asarray(plane)
-    with tempfile.TemporaryDirectory() as tmp:
-        random = sam_checkpoint_path(model_type, weights_dir=weights_dir) is None
-        if random:
-            from segment_anything import sam_model_registry
-
-            from cellseek.zoo.registry import get_spec
-
-            name = get_spec(f"sam_{model_type}").weights_id
-            torch.save(sam_model_registry[model_type]().state_dict(), Path(tmp) / name)
-            weights_dir = tmp
-        seg = SamSegmenter(model_type, weights_dir=weights_dir, cache_dir=Path(tmp) / "cache")
-        start = time.perf_counter()
-        seg.image_embedding(plane)
-        t_embed = time.perf_counter() - start
-        rng = np.random.default_rng(0)
-        points = [(int(rng.integers(0, plane.shape[0])), int(rng.integers(0, plane.shape[1])))
-                  for _ in range(repeats + 1)]
-        seg.segment_point(plane, points[0])  # warm-up
-        times = []
-        for p in points[1:]:
-            start = time.perf_counter()
-            seg.segment_point(plane, p)
-            times.append(time.perf_counter() - start)
-        # the same clicks through segment_anything's own SamPredictor.predict, for the ratio
-        from cellseek.segment.sam import _torch_threads, plane_to_uint8_rgb
-
-        predictor = seg._restore(seg._embedding(plane_to_uint8_rgb(plane)))
-        baseline = []
-        with _torch_threads(1):  # the same thread count as segment_point
-            for p in points[1:]:
+    rows = []
+    fresh = _bench_planes(planes + 3)
+    rng = np.random.default_rng(0)
+    for model_type in model_types:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder, random = _random_sam_folder(model_type, Path(tmp), weights_dir)
+            suffix = " (random weights)" if random else ""
+            seg = SamSegmenter(model_type, weights_dir=folder, cache_dir=False, device="cpu",
+                               auto_mode="seeds", memory_items=planes + 4)
+            seg.segment_point(fresh[-1], (512, 512))  # load the model, warm up
+            first, later = [], []
+            for plane in fresh[:planes]:
                 start = time.perf_counter()
-                predictor.predict(point_coords=np.array([[p[1], p[0]]], np.float32),
-                                  point_labels=np.array([1]), multimask_output=True)
-                baseline.append(time.perf_counter() - start)
-    suffix = " (random weights)" if random else ""
-    return [
-        {"benchmark": f"sam {model_type} image embedding{suffix}", "n": 1, "seconds": t_embed},
-        {"benchmark": f"sam {model_type} click{suffix}", "n": repeats,
-         "seconds": float(np.median(times)), "p95_s": float(np.percentile(times, 95))},
-        {"benchmark": f"sam {model_type} click, SamPredictor{suffix}", "n": repeats,
-         "seconds": float(np.median(baseline)), "p95_s": float(np.percentile(baseline, 95))},
-    ]
+                seg.segment_point(plane, (512, 512))
+                first.append(time.perf_counter() - start)
+            points = [(int(rng.integers(0, 1024)), int(rng.integers(0, 1024)))
+                      for _ in range(repeats)]
+            for p in points:
+                start = time.perf_counter()
+                seg.segment_point(fresh[0], p)
+                later.append(time.perf_counter() - start)
+            run_work(seg.precompute([fresh[planes]]))  # the "next time point", in advance
+            start = time.perf_counter()
+            seg.segment_point(fresh[planes], (512, 512))
+            ready = time.perf_counter() - start
+            progress = []
+            start = time.perf_counter()
+            labels = run_work(seg.segment_auto(fresh[planes + 1]), progress.append)
+            auto = time.perf_counter() - start
+            # the same clicks through segment_anything's SamPredictor.predict, for the ratio
+            predictor = seg._restore(seg._embedding(plane_to_uint8_rgb(fresh[0])))
+            baseline = []
+            with _torch_threads(1):
+                for p in points:
+                    start = time.perf_counter()
+                    predictor.predict(point_coords=np.array([[p[1], p[0]]], np.float32),
+                                      point_labels=np.array([1]), multimask_output=True)
+                    baseline.append(time.perf_counter() - start)
+            name = f"sam {model_type}"
+            rows += [
+                {"benchmark": f"{name} first click, new 1024 px plane{suffix}", "n": planes,
+                 "seconds": float(np.median(first)), "all_s": [round(t, 3) for t in first]},
+                {"benchmark": f"{name} later click{suffix}", "n": repeats,
+                 "seconds": float(np.median(later)), "p95_s": float(np.percentile(later, 95))},
+                {"benchmark": f"{name} click, SamPredictor{suffix}", "n": repeats,
+                 "seconds": float(np.median(baseline))},
+                {"benchmark": f"{name} click on a pre-computed plane{suffix}", "n": 1,
+                 "seconds": ready},
+                {"benchmark": f"{name} automatic segmentation, 1024 px (seeds){suffix}",
+                 "n": 1, "seconds": auto, "objects": int(labels.max()),
+                 "threads": torch.get_num_threads()},
+            ]
+            del seg, predictor
+            clear_model_cache()
+    return rows
 
 
 def run_benchmarks(
@@ -280,5 +326,6 @@ def format_results(rows: list[dict]) -> str:
             lines.append(f"{'suggest':<28} {r['queries']} queries x {r['n']} references: "
                          f"{1e3 * r['seconds']:.1f} ms")
         else:
-            lines.append(f"{r['benchmark']:<28} n={r['n']}: {1e3 * r['seconds']:.1f} ms")
+            extra = f" ({r['objects']} objects)" if "objects" in r else ""
+            lines.append(f"{r['benchmark']:<28} n={r['n']}: {1e3 * r['seconds']:.1f} ms{extra}")
     return "\n".join(lines)

@@ -29,14 +29,17 @@ METHODS = ("auto", "sam", "classical")
 
 
 def _sam_weights_available(model_type: str, weights_dir=None) -> bool:
-    """Whether SAM weights are on this machine; False when the SAM backend is not installed."""
+    """Whether SAM weights are on this machine (any SAM model for ``"auto"``).
+
+    The lookup is :mod:`cellseek.zoo.sam_loader`'s, the one ``cellseek models list`` and the
+    SAM loader use; it reads no weights and imports no torch.
+    """
+    from cellseek.zoo import sam_loader
+
     try:
-        from cellseek.zoo.sam_backend import sam_weights_available
-    except ImportError:
-        return False
-    try:
-        return bool(sam_weights_available(model_type, weights_dir=weights_dir))
-    except Exception as exc:  # noqa: BLE001 - an unusable backend means "no SAM"
+        names = sam_loader.SAM_MODELS if model_type == "auto" else (model_type,)
+        return any(sam_loader.sam_weights_available(m, weights_dir=weights_dir) for m in names)
+    except Exception as exc:  # noqa: BLE001 - an unusable lookup means "no SAM"
         logger.warning("could not check for SAM %s weights (%s); using classical", model_type, exc)
         return False
 
@@ -47,10 +50,12 @@ def resolve_method(config: SegmentConfig, *, weights_dir=None) -> str:
     Parameters
     ----------
     config : SegmentConfig
-        ``method="auto"`` resolves to ``"sam"`` when the weights of ``config.sam_model`` are
-        available, else ``"classical"``.
+        ``method="auto"`` resolves to ``"sam"`` when the weights of ``config.sam_model`` (any
+        SAM model for ``sam_model="auto"``) are in ``weights_dir`` or the standard places,
+        else ``"classical"``.
     weights_dir : path-like, optional
-        Local weights folder handed to the SAM weight lookup.
+        Local weights folder handed to the SAM weight lookup (default
+        ``$CELLSEEK_WEIGHTS_DIR``).
 
     Returns
     -------

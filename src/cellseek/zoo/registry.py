@@ -20,6 +20,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
+#: ConvNeXt's weights come from facebookresearch/ConvNeXt (MIT); timm's card says apache-2.0.
+CONVNEXT_LICENCE = "MIT (facebookresearch/ConvNeXt; timm's card says apache-2.0)"
+#: The DinoBloom authors' repository (marrlab/DinoBloom) states no licence for the weights.
+DINOBLOOM_LICENCE = "see the authors (not stated in marrlab/DinoBloom)"
+
 
 @dataclass(frozen=True)
 class ZooSpec(ModelSpec):
@@ -41,6 +46,19 @@ class ZooSpec(ModelSpec):
         checkpoints folder is searched for its file name).
     pooling : str
         What the embedding vector is, for the docs and ``cellseek models list``.
+    revision : str
+        Hugging Face commit the hub files are pulled from (empty: not pinned yet, see
+        docs/models.md).
+    filename : str
+        Local file name of a single-file checkpoint (default: the last part of ``url``).
+    checksum : str
+        Published digest of that file, ``"sha256:<hex>"`` or ``"xxh128:<hex>"`` (what the
+        authors publish); ``cellseek models pull`` refuses a file that does not match.
+    decoder_url, decoder_filename, decoder_checksum : str
+        A companion file pulled and looked up with the weights (micro-sam's instance decoder).
+    micro_sam_key : str
+        Name of the same file in micro-sam's model cache (``$MICROSAM_CACHEDIR/models/<key>``),
+        so weights a micro-sam user already has are found.
     """
 
     arch: str = ""
@@ -49,6 +67,18 @@ class ZooSpec(ModelSpec):
     hub_extra: tuple[str, ...] = ()
     url: str = ""
     pooling: str = ""
+    revision: str = ""
+    filename: str = ""
+    checksum: str = ""
+    decoder_url: str = ""
+    decoder_filename: str = ""
+    decoder_checksum: str = ""
+    micro_sam_key: str = ""
+
+    @property
+    def non_commercial(self) -> bool:
+        """Whether the weights' licence forbids commercial use (a ``-NC`` licence)."""
+        return "-NC" in self.licence.upper()
 
 
 _TIMM_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -88,7 +118,7 @@ def _dinobloom(name, size, dim, zenodo_file):
         input_size=224,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        licence="Apache-2.0",
+        licence=DINOBLOOM_LICENCE,
         source=f"https://huggingface.co/{repo} (or https://zenodo.org/records/10908163 "
         f"{zenodo_file})",
         description=f"DinoBloom-{size[0].upper()}: DINOv2 ViT-{size[0].upper()}/14 fine-tuned on "
@@ -101,24 +131,85 @@ def _dinobloom(name, size, dim, zenodo_file):
     )
 
 
-def _sam(variant, filename, dim=256):
+def _sam(variant, *, url, checksum, description, licence="Apache-2.0", filename="",
+         decoder=("", "", ""), micro_sam_key="", source=""):
+    """A SAM image encoder of the zoo (segmenter and cell embedder share its weights)."""
+    filename = filename or url.rsplit("/", 1)[-1]
     return ZooSpec(
         name=f"sam_{variant}",
         backend="sam",
         factory="cellseek.zoo.sam_backend:build",
         weights_id=filename,
-        dim=dim,
+        dim=256,
         input_size=1024,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        licence="Apache-2.0",
-        source=f"https://dl.fbaipublicfiles.com/segment_anything/{filename}",
-        description=f"Segment Anything {variant.replace('_', '-').upper()} image encoder, "
-        "features pooled inside each cell's mask",
-        arch=variant,
-        url=f"https://dl.fbaipublicfiles.com/segment_anything/{filename}",
+        licence=licence,
+        source=source or url,
+        description=description,
+        arch=variant[:5],
+        url=url,
         pooling="image-encoder features averaged inside the cell mask",
+        filename=filename,
+        checksum=checksum,
+        decoder_url=decoder[0],
+        decoder_filename=decoder[1],
+        decoder_checksum=decoder[2],
+        micro_sam_key=micro_sam_key,
     )
+
+
+_FAIR_SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
+_BIOIMAGE_IO = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io/"
+#: MobileSAM's weights at a fixed commit of its repository (the file is not released elsewhere).
+_MOBILE_SAM = ("https://github.com/ChaoningZhang/MobileSAM/raw/"
+               "f706ad9c4eb7f219c00d9050e46328518ffb65d2/weights/mobile_sam.pt")
+#: micro-sam's models are published on bioimage.io under CC-BY-4.0.
+_MICRO_SAM_LICENCE = "CC-BY-4.0 (micro-sam, bioimage.io)"
+
+
+def _micro_sam(variant, model_id, version, checksum, decoder_checksum, what):
+    arch = variant[:5]
+    base = f"{_BIOIMAGE_IO}{model_id}/{version}/files/"
+    return _sam(
+        variant,
+        url=f"{base}{arch}.pt",
+        filename=f"{variant}.pt",
+        checksum=checksum,
+        decoder=(f"{base}{arch}_decoder.pt", f"{variant}_decoder.pt", decoder_checksum),
+        micro_sam_key=variant,
+        licence=_MICRO_SAM_LICENCE,
+        source=f"https://bioimage.io/#/?id={model_id} ({base}{arch}.pt)",
+        description=f"micro-sam light-microscopy SAM {what}, fine-tuned on cells and nuclei, "
+        "with its instance-segmentation decoder",
+    )
+
+
+_SAM_SPECS = (
+    _sam("vit_b", url=f"{_FAIR_SAM}sam_vit_b_01ec64.pth",
+         checksum="sha256:ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+         description="Segment Anything VIT-B image encoder, features pooled inside each "
+         "cell's mask"),
+    _sam("vit_l", url=f"{_FAIR_SAM}sam_vit_l_0b3195.pth",
+         checksum="sha256:3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+         description="Segment Anything VIT-L image encoder, features pooled inside each "
+         "cell's mask"),
+    _sam("vit_h", url=f"{_FAIR_SAM}sam_vit_h_4b8939.pth",
+         checksum="sha256:a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+         description="Segment Anything VIT-H image encoder, features pooled inside each "
+         "cell's mask"),
+    _sam("vit_t", url=_MOBILE_SAM,
+         checksum="sha256:6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+         micro_sam_key="vit_t", source="https://github.com/ChaoningZhang/MobileSAM",
+         description="MobileSAM: SAM with a 5.7 M-parameter TinyViT image encoder (fast on a "
+         "CPU)"),
+    _micro_sam("vit_b_lm", "diplomatic-bug", "1.2", "xxh128:fe9252a29f3f4ea53c15a06de471e186",
+               "xxh128:708b15ac620e235f90bb38612c4929ba", "ViT-B"),
+    _micro_sam("vit_l_lm", "idealistic-rat", "1.2", "xxh128:017f20677997d628426dec80a8018f9d",
+               "xxh128:2faeafa03819dfe03e7c46a44aaac64a", "ViT-L"),
+    _micro_sam("vit_t_lm", "faithful-chicken", "1.1", "xxh128:72ec5074774761a6e5c05a08942f981e",
+               "xxh128:3e914a5f397b0312cdd36813031f8823", "ViT-T (MobileSAM)"),
+)
 
 
 _STATIC: tuple[ZooSpec, ...] = (
@@ -144,7 +235,7 @@ _STATIC: tuple[ZooSpec, ...] = (
         "convnext_tiny",
         "convnext_tiny.fb_in22k",
         768,
-        licence="Apache-2.0",
+        licence=CONVNEXT_LICENCE,
         url="https://dl.fbaipublicfiles.com/convnext/convnext_tiny_22k_224.pth",
         description="ConvNeXt-T, ImageNet-22k",
         pooling="global average pool + head LayerNorm",
@@ -153,7 +244,7 @@ _STATIC: tuple[ZooSpec, ...] = (
         "convnext_base",
         "convnext_base.fb_in22k",
         1024,
-        licence="Apache-2.0",
+        licence=CONVNEXT_LICENCE,
         url="https://dl.fbaipublicfiles.com/convnext/convnext_base_22k_224.pth",
         description="ConvNeXt-B, ImageNet-22k",
         pooling="global average pool + head LayerNorm",
@@ -204,7 +295,8 @@ _STATIC: tuple[ZooSpec, ...] = (
         input_size=224,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        licence="Apache-2.0 (HF card; original MAE code CC-BY-NC-4.0)",
+        licence="CC-BY-NC-4.0 (MAE weights, facebookresearch/mae; the HF card says "
+        "apache-2.0)",
         source="https://huggingface.co/facebook/vit-mae-base",
         description="ViT-MAE base encoder (masked autoencoder, ImageNet-1k), no masking",
         arch="vit_mae",
@@ -215,9 +307,7 @@ _STATIC: tuple[ZooSpec, ...] = (
     ),
     _dinobloom("dinobloom_s", "small", 384, "DinoBloom-S.pth"),
     _dinobloom("dinobloom_b", "base", 768, "DinoBloom-B.pth"),
-    _sam("vit_b", "sam_vit_b_01ec64.pth"),
-    _sam("vit_l", "sam_vit_l_0b3195.pth"),
-    _sam("vit_h", "sam_vit_h_4b8939.pth"),
+    *_SAM_SPECS,
 )
 
 

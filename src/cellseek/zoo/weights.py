@@ -9,8 +9,13 @@ Resolution order (first hit wins):
    folder; a single-file checkpoint may also lie flat as ``<dir>/<file name>`` (e.g.
    ``sam_vit_b_01ec64.pth``);
 3. the backend's standard cache: the Hugging Face hub cache (used by timm >= 0.9, open_clip,
-   transformers and the DinoBloom conversions), then the torch hub ``checkpoints`` folder (legacy
-   timm URLs, SAM), then ``~/.cache/cellseek/<backend>/`` for single-file checkpoints.
+   transformers and the DinoBloom conversions; the pinned revision first), then the torch hub
+   ``checkpoints`` folder (legacy timm URLs, SAM), then ``~/.cache/cellseek/<backend>/`` for
+   single-file checkpoints, then micro-sam's model cache (``$MICROSAM_CACHEDIR/models``) for the
+   SAM models micro-sam also ships.
+
+A model may have a companion file (micro-sam's instance-segmentation decoder):
+:func:`find_companion` looks for it next to the weights and in the same places.
 
 Only :mod:`cellseek.cli.models` downloads (``cellseek models pull``).
 """
@@ -70,13 +75,26 @@ def _url_file(spec: ModelSpec) -> str:
     return url.split("?")[0].rsplit("/", 1)[-1] if url else ""
 
 
+def local_filename(spec: ModelSpec) -> str:
+    """The file name a single-file checkpoint has on disk (``filename``, else the URL's)."""
+    return getattr(spec, "filename", "") or _url_file(spec)
+
+
 def _preferred_names(spec: ModelSpec) -> tuple[str, ...]:
     names = list(_hub_files(spec))
+    if local_filename(spec):
+        names.append(local_filename(spec))
     if _url_file(spec):
         names.append(_url_file(spec))
     if spec.weights_id and Path(spec.weights_id).suffix in WEIGHT_SUFFIXES:
         names.append(Path(spec.weights_id).name)
     return tuple(dict.fromkeys(names))
+
+
+def _is_companion(path: Path, spec: ModelSpec) -> bool:
+    """Whether ``path`` is a companion file (a decoder), never the weights themselves."""
+    decoder = getattr(spec, "decoder_filename", "")
+    return path.name == decoder or path.stem.endswith("_decoder")
 
 
 def _weight_file_in(folder: Path, spec: ModelSpec) -> Path | None:
@@ -87,7 +105,8 @@ def _weight_file_in(folder: Path, spec: ModelSpec) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     candidates = sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES),
+        (p for p in folder.iterdir()
+         if p.is_file() and p.suffix in WEIGHT_SUFFIXES and not _is_companion(p, spec)),
         key=lambda p: (WEIGHT_SUFFIXES.index(p.suffix), p.name),
     )
     if len(candidates) > 1:
@@ -127,7 +146,7 @@ def find_in_weights_dir(spec: ModelSpec, weights_dir: str | os.PathLike | None =
     if found is not None:
         return _with_config(found, "weights_dir")
     # a single-file checkpoint lying flat under its own, specific file name
-    flat = [_url_file(spec)]
+    flat = [local_filename(spec)]
     if Path(spec.weights_id).suffix in WEIGHT_SUFFIXES:
         flat.append(Path(spec.weights_id).name)
     for name in flat:
@@ -153,38 +172,84 @@ def torch_hub_dir() -> Path:
     return base.expanduser() / "hub"
 
 
-def _find_in_hf_cache(repo: str, filenames: tuple[str, ...], extra: tuple[str, ...]):
+def _find_in_hf_cache(repo: str, filenames: tuple[str, ...], extra: tuple[str, ...],
+                      revision: str = ""):
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - declared dependency
         return None
-    for filename in filenames:
-        hit = try_to_load_from_cache(repo, filename)
-        if isinstance(hit, str) and Path(hit).is_file():
-            path = Path(hit)
-            if all((path.parent / e).is_file() for e in extra):
-                return _with_config(path, "hf_cache")
-            logger.debug("%s: %s cached but %s missing", repo, filename, extra)
+    revisions = [revision, None] if revision else [None]
+    for rev in revisions:  # the pinned commit first, then whatever "main" points to
+        for filename in filenames:
+            hit = try_to_load_from_cache(repo, filename, revision=rev)
+            if isinstance(hit, str) and Path(hit).is_file():
+                path = Path(hit)
+                if all((path.parent / e).is_file() for e in extra):
+                    return _with_config(path, "hf_cache")
+                logger.debug("%s: %s cached but %s missing", repo, filename, extra)
     return None
+
+
+def micro_sam_cache_dir() -> Path:
+    """micro-sam's model folder: ``$MICROSAM_CACHEDIR/models``, else its platform cache."""
+    env = os.environ.get("MICROSAM_CACHEDIR")
+    if env:
+        return Path(env).expanduser() / "models"
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("micro_sam")) / "models"
+    except ImportError:  # pragma: no cover - platformdirs comes with pooch/napari
+        return Path.home() / ".cache" / "micro_sam" / "models"
+
+
+def _single_file_caches(spec: ModelSpec, filename: str, micro_sam_key: str):
+    """``(path, origin)`` candidates of a single file in the standard caches, in order."""
+    if filename:
+        yield torch_hub_dir() / "checkpoints" / filename, "torch_hub"
+        for base in dict.fromkeys((default_cache_dir(), Path.home() / ".cache" / "cellseek")):
+            yield base / spec.backend / filename, "cellseek_cache"
+    if micro_sam_key:
+        yield micro_sam_cache_dir() / micro_sam_key, "micro_sam_cache"
 
 
 def find_in_cache(spec: ModelSpec) -> ResolvedWeights | None:
     """Look for ``spec``'s weights in the backend's standard caches (no network)."""
     repo = getattr(spec, "hub_repo", "")
     if repo:
-        found = _find_in_hf_cache(repo, _hub_files(spec), tuple(getattr(spec, "hub_extra", ())))
+        found = _find_in_hf_cache(repo, _hub_files(spec), tuple(getattr(spec, "hub_extra", ())),
+                                  getattr(spec, "revision", ""))
         if found is not None:
             return found
-    url_file = _url_file(spec)
-    if url_file:
-        path = torch_hub_dir() / "checkpoints" / url_file
-        if path.is_file():
-            return ResolvedWeights(path=path, origin="torch_hub")
-        # cellseek's own cache (the SAM backend also looks there)
-        for base in dict.fromkeys((default_cache_dir(), Path.home() / ".cache" / "cellseek")):
-            path = base / spec.backend / url_file
+    names = [n for n in dict.fromkeys((local_filename(spec), _url_file(spec))) if n]
+    for name in names or [""]:
+        for path, origin in _single_file_caches(spec, name, getattr(spec, "micro_sam_key", "")):
             if path.is_file():
-                return ResolvedWeights(path=path, origin="cellseek_cache")
+                return ResolvedWeights(path=path, origin=origin)
+    return None
+
+
+def find_companion(spec: ModelSpec, weights: ResolvedWeights | None = None,
+                   weights_dir: str | os.PathLike | None = None) -> Path | None:
+    """The companion file of ``spec`` (micro-sam's decoder) on this machine, or None.
+
+    Looked for next to the weights file, then in ``<weights dir>/<name>/`` and flat in the
+    weights folder, then in the standard caches (micro-sam's under ``<key>_decoder``).
+    """
+    name = getattr(spec, "decoder_filename", "")
+    if not name:
+        return None
+    candidates = []
+    if weights is not None:
+        candidates.append(weights.path.parent / name)
+    root = local_weights_dir(weights_dir)
+    if root is not None:
+        candidates += [root / spec.name / name, root / name]
+    key = getattr(spec, "micro_sam_key", "")
+    candidates += [p for p, _ in _single_file_caches(spec, name, f"{key}_decoder" if key else "")]
+    for path in candidates:
+        if path.is_file():
+            return path
     return None
 
 
@@ -203,6 +268,11 @@ def pull_hint(spec: ModelSpec) -> str:
             manual += f" (or the original checkpoint {url})"
     elif url:
         manual = f"download {url}"
+        if local_filename(spec) != _url_file(spec):
+            manual += f" (save it as {local_filename(spec)})"
+        decoder_url = getattr(spec, "decoder_url", "")
+        if decoder_url:
+            manual += f" and its decoder {decoder_url} (as {spec.decoder_filename})"
     else:
         manual = f"see {spec.source or 'the model documentation'}"
     return (
@@ -264,12 +334,19 @@ def weights_available(
 ) -> tuple[bool, str]:
     """Whether a model's weights are on this machine, cheaply (no model build).
 
+    ``"sam_auto"`` (``SegmentConfig.sam_model="auto"`` with the ``sam_`` prefix) asks whether
+    any SAM model is here (:func:`cellseek.zoo.sam_loader.any_sam_weights`).
+
     Returns
     -------
     (bool, str)
         True and where they are, or False and why not. Models without weights report
         ``(True, "no weights needed")``.
     """
+    if name == "sam_auto":
+        from cellseek.zoo.sam_loader import any_sam_weights
+
+        return any_sam_weights(weights_dir)
     if isinstance(name, ModelSpec):
         spec = name
     else:
