@@ -96,9 +96,13 @@ class Session:
         """Create a new store for the configured model set and open a session on it."""
         from cellseek.pipeline import resolve_models
         from cellseek.zoo import get_spec
+        from cellseek.zoo.licences import licence_warning
 
         config = config or Config()
         models = resolve_models(config)
+        warning = licence_warning(models)
+        if warning:
+            logger.warning("%s: %s", path, warning)
         dims = {m: get_spec(m).dim for m in models}
         store = ReferenceStore.create(path, dims, overwrite=overwrite)
         embed = asdict(config.embed) | {"models": list(models)}

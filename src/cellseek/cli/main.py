@@ -386,12 +386,14 @@ def cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------------------- parser
-def _common(p: argparse.ArgumentParser, *, models=True, segment=False) -> None:
+def _common(p: argparse.ArgumentParser, *, models=True, segment=False,
+            weights: bool | None = None) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     if models:
         p.add_argument("--preset", help="model preset: offline (default), fast, paper, hematology")
         p.add_argument("--models", help="comma-separated model names (overrides --preset)")
-        p.add_argument("--weights-dir", help="local folder of model weights "
+    if models if weights is None else weights:
+        p.add_argument("--weights-dir", help="local folder of model weights, SAM's included "
                        "(default $CELLSEEK_WEIGHTS_DIR)")
         p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     if segment:
@@ -427,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the label images, outside every input folder "
                    "(default ./cellseek-labels); one NAME_labels.tif per image, "
                    "NAME_tT_zZ_labels.tif per plane of a stack")
-    _common(p, models=False, segment=True)
+    _common(p, models=False, segment=True, weights=True)
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("embed", help="segment, crop and embed images into a reference store")

@@ -235,7 +235,7 @@ def bench_sam_click(
     """
     import torch
 
-    from cellseek.segment.sam import SamSegmenter, _torch_threads, plane_to_uint8_rgb
+    from cellseek.segment.sam import SamSegmenter, plane_to_uint8_rgb, torch_threads
     from cellseek.zoo.sam_loader import clear_model_cache
 
     rows = []
@@ -270,7 +270,7 @@ def bench_sam_click(
             # the same clicks through segment_anything's SamPredictor.predict, for the ratio
             predictor = seg._restore(seg._embedding(plane_to_uint8_rgb(fresh[0])))
             baseline = []
-            with _torch_threads(1):
+            with torch_threads(1):
                 for p in points:
                     start = time.perf_counter()
                     predictor.predict(point_coords=np.array([[p[1], p[0]]], np.float32),

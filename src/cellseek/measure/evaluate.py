@@ -13,109 +13,35 @@ import importlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from cellseek.config import Config
 from cellseek.errors import CellseekError
+from cellseek.measure.scoring import (
+    distinct_sources,
+    eval_set,
+    knn_predict,
+    macro_accuracy,
+    predict_set,
+    shared_classes,
+    stratified_folds,
+    vote_shares,
+    with_modes,
+)
 from cellseek.search.align import ALIGN_METHODS
 from cellseek.search.cellset import CellSet
 from cellseek.search.weighting import WEIGHTING_MODES
 from cellseek.types import Progress, Work
 
+__all__ = ["ALIGNMENTS", "ablations", "cross_validate", "distinct_sources", "embed_labelled_csv",
+           "embed_store", "eval_set", "evaluate", "format_table", "knn_predict", "load_eval_set",
+           "macro_accuracy", "predict_set", "shared_classes", "stratified_folds", "transfer",
+           "vote_shares", "with_modes"]
+
 logger = logging.getLogger(__name__)
-
-
-def eval_set(name: str, embeddings, labels, sources=None) -> CellSet:
-    """A labelled set of embeddings (ids are row numbers)."""
-    return CellSet.from_rows(embeddings, labels, sources, name)
-
-
-def macro_accuracy(truth: Sequence[str], predicted: Sequence[str | None]) -> tuple[float, dict]:
-    """Mean of per-class recall over the classes present in ``truth``.
-
-    Returns
-    -------
-    macro : float
-    per_class : dict
-        Class -> recall.
-    """
-    truth = np.asarray(truth, dtype=object)
-    predicted = np.asarray(predicted, dtype=object)
-    per_class = {}
-    for c in sorted(set(truth.tolist())):
-        sel = truth == c
-        per_class[c] = float(np.mean(predicted[sel] == c))
-    return float(np.mean(list(per_class.values()))) if per_class else 0.0, per_class
-
-
-def knn_predict(reference: CellSet, query: CellSet, *, config: Config | None = None,
-                models: Sequence[str] | None = None) -> tuple[list[str], dict[str, float]]:
-    """The best label of every query cell, by the suggester users run.
-
-    Query labels are hidden from the suggester (they never shape the alignment).
-
-    Returns
-    -------
-    predicted : list of str
-        The winning class of every query (the vote never abstains here).
-    weights : dict
-        Model weights used.
-    """
-    result = predict_set(reference, query, config=config, models=models)
-    return result.votes.best(), result.suggester.weights
-
-
-def predict_set(reference: CellSet, query: CellSet, *, config: Config | None = None,
-                models: Sequence[str] | None = None):
-    """:func:`cellseek.search.suggester.predict` for a labelled query set, its labels hidden.
-
-    Returns
-    -------
-    cellseek.search.suggester.Prediction
-    """
-    from cellseek.search.suggester import predict
-
-    query = CellSet(np.arange(len(query)) + _id_offset(reference), query.embeddings,
-                    query.sources, None, query.name)
-    return predict(reference, query, config or Config(), models=models)
-
-
-def _id_offset(reference: CellSet) -> int:
-    """Query ids start above every reference id, so a query never counts as its own neighbour."""
-    return int(reference.ids.max()) + 1 if len(reference) else 0
-
-
-def vote_shares(reference: CellSet, query: CellSet, *, config: Config | None = None,
-                models: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], dict]:
-    """The vote of every query: ``(Q, C)`` class shares, the class order and the weights."""
-    result = predict_set(reference, query, config=config, models=models)
-    return result.votes.shares, result.votes.classes, result.suggester.weights
-
-
-def stratified_folds(labels: Sequence[str], folds: int, seed: int = 0) -> np.ndarray:
-    """Fold index of every item, each class spread evenly over the folds."""
-    labels = np.asarray(labels, dtype=object)
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(labels), np.int64)
-    for c in sorted(set(labels.tolist())):
-        rows = np.flatnonzero(labels == c)
-        rng.shuffle(rows)
-        fold[rows] = np.arange(len(rows)) % folds
-    return fold
-
-
-def with_modes(config: Config | None, *, weighting: str | None = None,
-               align: str | None = None) -> Config:
-    """``config`` with another weighting mode and/or source alignment (None: keep)."""
-    config = config or Config()
-    if weighting is not None:
-        config = replace(config, weighting=replace(config.weighting, mode=weighting))
-    if align is not None:
-        config = replace(config, align=replace(config.align, method=align))
-    return config
 
 
 def cross_validate(
@@ -175,16 +101,6 @@ def _confidence_report(truth, predicted, confidence, predictors, config: Config)
 ALIGNMENTS = ALIGN_METHODS
 
 
-def shared_classes(reference: CellSet, query: CellSet) -> tuple[CellSet, CellSet, list[str]]:
-    """Both sets restricted to the classes they share."""
-    shared = sorted(set(reference.labels) & set(query.labels))
-    if not shared:
-        raise CellseekError(f"{reference.name} and {query.name} share no class: "
-                            f"{sorted(set(reference.labels))} vs {sorted(set(query.labels))}")
-    return (reference.subset(np.flatnonzero(np.isin(reference.labels, shared))),
-            query.subset(np.flatnonzero(np.isin(query.labels, shared))), shared)
-
-
 def transfer(
     reference: CellSet,
     query: CellSet,
@@ -210,17 +126,6 @@ def transfer(
             "align": config.align.method, "weighting": config.weighting.mode,
             **_confidence_report(qry.labels, pred, result.votes.confidence,
                                  result.votes.predictors, config)}
-
-
-def distinct_sources(reference: CellSet, query: CellSet) -> tuple[CellSet, CellSet]:
-    """Make sure a transfer's two sets do not share a source name (they come from two devices)."""
-    if not set(reference.sources) & set(query.sources):
-        return reference, query
-    return (CellSet(reference.ids, reference.embeddings,
-                    [f"reference:{s}" for s in reference.sources], reference.labels,
-                    reference.name),
-            CellSet(query.ids, query.embeddings, [f"query:{s}" for s in query.sources],
-                    query.labels, query.name))
 
 
 def ablations(

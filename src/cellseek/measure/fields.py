@@ -20,7 +20,7 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.crops import cells_from_labels
 from cellseek.errors import CellseekError
-from cellseek.measure.evaluate import eval_set, knn_predict, macro_accuracy, shared_classes
+from cellseek.measure.scoring import eval_set, knn_predict, macro_accuracy, shared_classes
 from cellseek.search.cellset import CellSet
 from cellseek.types import Progress, Work
 
@@ -88,7 +88,7 @@ def evaluate_fields(
     """
     from cellseek.io import iter_planes, read_image
     from cellseek.measure.detection import match_boxes
-    from cellseek.measure.evaluate import with_modes
+    from cellseek.measure.scoring import with_modes
     from cellseek.pipeline import Pipeline
 
     config = with_modes(config, align=align)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cellseek.config import Config
-from cellseek.measure.evaluate import knn_predict, macro_accuracy, stratified_folds, vote_shares
+from cellseek.measure.scoring import knn_predict, macro_accuracy, stratified_folds, vote_shares
 from cellseek.search.cellset import CellSet
 from cellseek.types import Progress, Work
 

@@ -64,7 +64,7 @@ def budget_rows(labels: Sequence[str], rows: np.ndarray, per_class: int | None,
 
 def _score(name: str, train: CellSet, test: CellSet, config: Config, seed: int) -> list:
     """Predicted labels of ``test`` by one method trained on ``train``."""
-    from cellseek.measure.evaluate import knn_predict
+    from cellseek.measure.scoring import knn_predict
 
     if name == "cellseek":
         return knn_predict(train, test, config=config)[0]
@@ -99,7 +99,7 @@ def compare(reference: CellSet, query: CellSet | None = None, *, folds: int = 5,
         One row per (method, budget): ``method``, ``budget`` ("all" or n per class),
         ``macro_accuracy``, ``mode``.
     """
-    from cellseek.measure.evaluate import (
+    from cellseek.measure.scoring import (
         distinct_sources,
         macro_accuracy,
         shared_classes,

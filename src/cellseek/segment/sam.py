@@ -464,7 +464,7 @@ class SamSegmenter:
         tile = tiles[tile_for_point(tiles, (int(r), int(c)))]
         emb = self._embedding(image[tile.slices])
         coords = np.array([[c - tile.col0, r - tile.row0]], dtype=np.float32)  # SAM wants (x, y)
-        with _torch_threads(1):
+        with torch_threads(1):
             # The prompt decoder's matrices are small: one thread avoids the contention that
             # made a click 5-8x slower on a busy 2-core machine (see docs/benchmarks.md).
             mask = self._point_mask(emb, coords, bool(multimask))
@@ -584,7 +584,7 @@ class SamSegmenter:
                 coords.reshape(-1, 2), tuple(emb.original_size)).reshape(-1, 1, 2)
             points = torch.as_tensor(points, dtype=torch.float, device=device)
             labels = torch.ones((len(batch), 1), dtype=torch.int, device=device)
-            with _torch_threads(1), self._decoder_lock:
+            with torch_threads(1), self._decoder_lock:
                 logits, iou = self._fast_decoder(emb).predict_batch(points, labels,
                                                                     windows=windows)
             with torch.inference_mode():
@@ -805,7 +805,7 @@ def segment_plane_sam(plane: np.ndarray, config: SegmentConfig | None = None, *,
 
 
 @contextmanager
-def _torch_threads(n: int):
+def torch_threads(n: int):
     """Run a block with ``n`` torch intra-op threads, then restore the previous number."""
     import torch
 

@@ -14,7 +14,8 @@ from typing import Any
 from cellseek.zoo.base import Embedder, ModelSpec
 from cellseek.zoo.embed import embed_all, embed_crops, raw_forward_fn
 from cellseek.zoo.registry import MODELS, PRESETS, get_spec, list_models, resolve_models
-from cellseek.zoo.weights import resolve_weights, weights_available
+from cellseek.zoo.weights import resolve_weights
+from cellseek.zoo.weights import weights_available as _weights_available
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,25 @@ __all__ = [
     "resolve_weights",
     "weights_available",
 ]
+
+
+def weights_available(name, weights_dir=None) -> tuple[bool, str]:
+    """Whether a model's weights are on this machine, cheaply (no model build).
+
+    ``"sam_auto"`` (``SegmentConfig.sam_model="auto"`` with the ``sam_`` prefix) asks whether
+    any SAM model is here (:func:`cellseek.zoo.sam_loader.any_sam_weights`); every other name
+    is looked up by :func:`cellseek.zoo.weights.weights_available`.
+
+    Returns
+    -------
+    (bool, str)
+        True and where they are, or False and why not.
+    """
+    if name == "sam_auto":
+        from cellseek.zoo.sam_loader import any_sam_weights
+
+        return any_sam_weights(weights_dir)
+    return _weights_available(name, weights_dir)
 
 
 def _factory(spec: ModelSpec):

@@ -334,8 +334,7 @@ def weights_available(
 ) -> tuple[bool, str]:
     """Whether a model's weights are on this machine, cheaply (no model build).
 
-    ``"sam_auto"`` (``SegmentConfig.sam_model="auto"`` with the ``sam_`` prefix) asks whether
-    any SAM model is here (:func:`cellseek.zoo.sam_loader.any_sam_weights`).
+    For ``"sam_auto"`` (any SAM model) use :func:`cellseek.zoo.weights_available`.
 
     Returns
     -------
@@ -343,10 +342,6 @@ def weights_available(
         True and where they are, or False and why not. Models without weights report
         ``(True, "no weights needed")``.
     """
-    if name == "sam_auto":
-        from cellseek.zoo.sam_loader import any_sam_weights
-
-        return any_sam_weights(weights_dir)
     if isinstance(name, ModelSpec):
         spec = name
     else:
