@@ -299,35 +299,43 @@ class CellIndex:
         return sims, ids.astype(np.int64)
 
     # ------------------------------------------------------------------ persistence
-    def to_bytes(self) -> bytes:
-        """The index (FAISS serialisation, ids, removal marks, kind) as one ``.npz`` blob."""
-        import io
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The index as plain arrays (no FAISS serialisation): see :mod:`cellseek.search.saved`.
 
-        import faiss
+        Exact: the vectors. HNSW: the vectors and the graph. IVF-PQ: the coarse centroids, the
+        product-quantiser codebooks, the inverted lists (positions and codes) and the re-ranking
+        codes. Always the id map and the removal marks.
+        """
+        from cellseek.search import faiss_arrays
 
-        buf = io.BytesIO()
-        np.savez(buf, faiss=faiss.serialize_index(self._index), ids=self._ids, alive=self._alive,
-                 kind=np.array(self.kind), dim=np.array(self.dim))
-        return buf.getvalue()
+        out = {"ids": self._ids.copy(), "alive": self._alive.copy(),
+               "dim": np.array(self.dim, np.int64)}
+        out.update(faiss_arrays.export(self._index, self.kind))
+        return out
 
     @classmethod
-    def from_bytes(cls, blob: bytes, config: IndexConfig | None = None) -> CellIndex:
-        """Inverse of :meth:`to_bytes` (search parameters come from ``config``)."""
-        import io
+    def from_arrays(cls, arrays: dict[str, np.ndarray], kind: str,
+                    config: IndexConfig | None = None) -> CellIndex:
+        """Rebuild an index from :meth:`to_arrays` output, validating every array first.
 
-        import faiss
+        Raises
+        ------
+        ValueError
+            An array is missing, has the wrong dtype or shape, or holds out-of-range values.
+        """
+        from cellseek.search import faiss_arrays
 
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            out = cls(int(npz["dim"]), config)
-            out._index = faiss.deserialize_index(npz["faiss"])
-            out.kind = str(npz["kind"])
-            out._ids = npz["ids"].astype(np.int64)
-            out._alive = npz["alive"].astype(bool)
-        out._n_dead = int((~out._alive).sum())
-        if out.kind == "hnsw":
-            out._index.hnsw.efSearch = out.config.hnsw_ef_search
-        elif out.kind == "ivfpq":
-            faiss.extract_index_ivf(out._index).nprobe = out.config.ivf_nprobe
+        if kind not in KINDS:
+            raise ValueError(f"unknown index kind {kind!r}")
+        dim = int(faiss_arrays.scalar(arrays, "dim", 1, 1 << 16))
+        ids = faiss_arrays.array(arrays, "ids", np.int64, ndim=1)
+        alive = faiss_arrays.array(arrays, "alive", np.bool_, shape=ids.shape)
+        out = cls(dim, config)
+        out._index = faiss_arrays.rebuild(arrays, kind, dim, len(ids), out.config)
+        out.kind = kind
+        out._ids = ids.copy()
+        out._alive = alive.copy()
+        out._n_dead = int((~alive).sum())
         return out
 
 

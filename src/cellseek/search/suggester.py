@@ -201,8 +201,8 @@ class Suggester:
         self.choice = Choice()
         self.head: LinearHead | None = None
         self.familiarity: Familiarity | None = None
-        self._train: TrainSample | None = None
-        self._head_stale = False
+        self.train_sample: TrainSample | None = None
+        self.head_stale = False
         self._ref_unit: dict = {}
 
     # ------------------------------------------------------------------ fitting
@@ -256,22 +256,22 @@ class Suggester:
     def _fit_learned(self, sample: TrainSample, choice: Choice | None = None) -> None:
         """The per-source choice, the head and the familiarity from the confirmed cells."""
         learn = self.config.learn
-        self._train = sample
+        self.train_sample = sample
         self.choice = choice if choice is not None else choose(sample.x, sample.labels,
                                                                sample.sources, self.config)
         self.head = None
-        self._head_stale = self.choice.uses_head
+        self.head_stale = self.choice.uses_head
         self.familiarity = (Familiarity.fit(sample.x, sample.labels,
                                             quantile=learn.familiarity_quantile)
                             if learn.familiarity and len(sample.labels) else None)
 
     def _current_head(self) -> LinearHead | None:
         """The head, refitted when confirmed cells changed since it was fitted."""
-        if self._head_stale and self._train is not None:
-            labels = self._train.labels
-            self.head = LinearHead.fit(self._train.x, labels) if len(set(labels)) >= 2 \
+        if self.head_stale and self.train_sample is not None:
+            labels = self.train_sample.labels
+            self.head = LinearHead.fit(self.train_sample.x, labels) if len(set(labels)) >= 2 \
                 else None
-            self._head_stale = False
+            self.head_stale = False
         return self.head
 
     def _fit_reducer(self, aligned: Mapping[str, np.ndarray]):
@@ -323,9 +323,9 @@ class Suggester:
         vectors = self.vectors(cells)
         self.index.add(vectors, cells.ids)
         self.labels.update(zip(cells.ids.tolist(), map(str, cells.labels)))
-        if self._train is not None:
-            self._train.add(vectors, cells, self.config.learn.max_train)
-            self._head_stale = self.choice.uses_head
+        if self.train_sample is not None:
+            self.train_sample.add(vectors, cells, self.config.learn.max_train)
+            self.head_stale = self.choice.uses_head
         if self._ref_unit:
             aligned = self.alignment.transform(cells.select_models(self.models).embeddings,
                                                cells.sources)
@@ -342,9 +342,9 @@ class Suggester:
             self.index.remove(ids)
         for c in ids.tolist():
             self.labels.pop(c, None)
-        if self._train is not None and len(ids):
-            self._train.remove(ids)
-            self._head_stale = self.choice.uses_head
+        if self.train_sample is not None and len(ids):
+            self.train_sample.remove(ids)
+            self.head_stale = self.choice.uses_head
         for m, (ref_ids, unit) in list(self._ref_unit.items()):
             keep = ~np.isin(ref_ids, ids)
             self._ref_unit[m] = (ref_ids[keep], unit[keep])
@@ -352,9 +352,9 @@ class Suggester:
     def relabel(self, ids: Sequence[int], labels: Sequence[str]) -> None:
         """Change the label of cells already in the index."""
         self.labels.update(zip(map(int, ids), map(str, labels)))
-        if self._train is not None and len(ids):
-            self._train.relabel(ids, labels)
-            self._head_stale = self.choice.uses_head
+        if self.train_sample is not None and len(ids):
+            self.train_sample.relabel(ids, labels)
+            self.head_stale = self.choice.uses_head
 
     # ------------------------------------------------------------------ suggestions
     @property
