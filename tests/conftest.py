@@ -1,8 +1,39 @@
-"""Fixtures shared by the whole suite (helpers live in ``_shared.py``)."""
+"""Fixtures shared by the whole suite (helpers live in ``_shared.py``), and test selection.
+
+- Slow tests (``@pytest.mark.slow``) run only when ``-m`` names them (``pytest -m slow``);
+  any other selection, ``-m "not napari"`` included, leaves them out.
+- Widget tests need a display (Xvfb, started by pytest-xvfb); without one they are skipped with
+  the reason, instead of Qt aborting the whole run.
+"""
+
+import os
+from pathlib import Path
 
 import pytest
 
 from _shared import synthetic_field
+
+NAPARI_TESTS = Path(__file__).parent / "napari"
+QT_FIXTURES = {"qtbot", "make_napari_viewer"}
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if "slow" not in (config.getoption("-m") or ""):
+        slow = [item for item in items if "slow" in item.keywords]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if "slow" not in item.keywords]
+    if not _has_display():
+        skip = pytest.mark.skip(reason="no display: the napari widget tests need an X server "
+                                "(install Xvfb: apt-get install xvfb; pytest-xvfb starts it)")
+        for item in items:
+            if ("napari" in item.keywords or NAPARI_TESTS in Path(item.fspath).parents
+                    or QT_FIXTURES & set(getattr(item, "fixturenames", ()))):
+                item.add_marker(skip)
 
 
 @pytest.fixture

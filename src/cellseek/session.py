@@ -178,8 +178,11 @@ class Session:
 
         if not isinstance(image, ImageData):
             image = read_image(image)
+        path = image.path
+        if path and Path(path).exists():
+            path = str(Path(path).resolve())  # the store is shared: record where the file is
         image_id = self.store.add_image(
-            image.path,
+            path,
             content_hash(image),
             device=image.device,
             source=source or image.device,

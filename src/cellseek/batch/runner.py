@@ -73,9 +73,29 @@ def resolve_run_config(store_path, config: Config | None, inputs=(),
     return config, dims
 
 
+def quiet_dask() -> dict[str, str]:
+    """Keep Dask's own INFO logs out of the terminal unless cellseek runs verbose (``-v``).
+
+    Returns
+    -------
+    dict
+        Environment for worker processes (their logging follows it).
+    """
+    if logger.isEnabledFor(logging.INFO):
+        return {}
+    import dask
+
+    dask.config.set({"logging.distributed": "warning"})
+    for name in ("distributed", "distributed.scheduler", "distributed.worker",
+                 "distributed.nanny", "distributed.core", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return {"DASK_LOGGING__DISTRIBUTED": "warning"}
+
+
 @contextmanager
 def _client(scheduler, n_workers: int | None, progress: bool):
     """A Dask client: a new LocalCluster, an address, or an existing Client."""
+    env = quiet_dask()
     from distributed import Client, LocalCluster
 
     if scheduler is not None and not isinstance(scheduler, str):
@@ -88,7 +108,7 @@ def _client(scheduler, n_workers: int | None, progress: bool):
         n_workers = n_workers or os.cpu_count() or 1
         cluster = LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True,
-            dashboard_address=":0", env=WORKER_ENV,
+            dashboard_address=":0", env={**WORKER_ENV, **env},
         )
         client = Client(cluster)
     try:

@@ -9,6 +9,7 @@ the CSV's folder. Extra columns are ignored. The images are cropped and embedded
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,12 @@ def load_labelled_set(csv_path, *, check_files: bool = True) -> LabelledSet:
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
         raise CellseekError(f"{csv_path}: labelled-set CSV not found")
-    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise CellseekError(f"{csv_path}: not a UTF-8 text file (byte {err.start}); save the "
+                            "CSV as UTF-8") from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in ("path", "label") if c not in columns]
@@ -97,6 +103,10 @@ def load_labelled_set(csv_path, *, check_files: bool = True) -> LabelledSet:
             )
         paths, labels, sources = [], [], []
         for row_no, row in enumerate(reader, start=2):
+            if None in row:
+                raise CellseekError(
+                    f"{csv_path}, row {row_no}: more fields than the header has columns; "
+                    "quote paths or labels that contain a comma")
             row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
             if not row["path"]:
                 raise CellseekError(f"{csv_path}, row {row_no}: empty 'path'")
