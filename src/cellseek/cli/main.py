@@ -62,11 +62,15 @@ def cmd_segment(args) -> int:
 
 
 def _open_or_create(store_path, cfg):
+    from cellseek.errors import StoreExistsError
     from cellseek.session import Session
 
     if Path(store_path).exists():
         return Session.open(store_path, cfg)
-    return Session.create(store_path, cfg)
+    try:
+        return Session.create(store_path, cfg)
+    except StoreExistsError:  # another command created it a moment ago: use that one
+        return Session.open(store_path, cfg)
 
 
 def cmd_embed(args) -> int:
@@ -181,8 +185,8 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from cellseek.session import Session
 
-    with Session.open(args.store, readonly=False) as session:
-        paths = session.export(args.output)
+    with Session.open(args.store, readonly=True) as session:
+        paths = session.export(args.output, overwrite=args.overwrite)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
@@ -197,6 +201,18 @@ def cmd_merge(args) -> int:
             f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
         print(f"classes now: {store.classes()}")
     return 0
+
+
+def cmd_check(args) -> int:
+    from cellseek.store import ReferenceStore
+
+    with ReferenceStore.open(args.store, readonly=not args.repair, repair=args.repair) as store:
+        problems = store.check()
+    for line in problems:
+        print(f"PROBLEM {line}")
+    print(f"{args.store}: " + (f"{len(problems)} problem(s) found" if problems else
+                               "intact (schema, values, embeddings, label images, thumbnails)"))
+    return 1 if problems else 0
 
 
 def cmd_models(args) -> int:
@@ -219,6 +235,14 @@ def cmd_models(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.merge:
+        from cellseek.measure.bench_merge import bench_merge, format_merge
+
+        result = bench_merge(n_cells=args.cells)
+        print(format_merge(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
     if args.index:
         from cellseek.measure.bench_index import main_args
 
@@ -334,8 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a store copy, the cells table and label images")
     p.add_argument("--store", required=True, help="reference store file")
-    p.add_argument("-o", "--output", required=True, help="folder to write into")
+    p.add_argument("-o", "--output", required=True, help="folder to write into (must be empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that already holds files (same names are replaced)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("check", help="check a reference store (schema, values, embeddings, "
+                       "label images); --repair removes SQL objects cellseek does not create")
+    p.add_argument("store", help="reference store file")
+    p.add_argument("--repair", action="store_true", help="drop triggers, views and other SQL "
+                   "objects cellseek never creates (a backup <store>.repair.bak is made first)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("merge", help="merge another reference store into this one (images and "
                        "cells deduplicated by content; the model sets must match)")
@@ -360,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", action="store_true", help="index scaling benchmark instead")
     p.add_argument("--sam-click", action="store_true", help="SAM click-to-segment latency on a "
                    "cached image embedding instead (random weights when SAM's are absent)")
+    p.add_argument("--merge", action="store_true", help="store merge benchmark instead: merge a "
+                   "store of --cells synthetic cells into another")
+    p.add_argument("--cells", type=int, default=100_000, help="--merge: cells to merge (100000)")
     p.add_argument("--sizes", default="10000,100000,1000000", help="--index: reference sizes")
     p.add_argument("--dim", type=int, default=512, help="--index: vector size (512)")
     p.add_argument("--json", help="write the results as JSON here")
