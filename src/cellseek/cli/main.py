@@ -98,12 +98,17 @@ def cmd_embed(args) -> int:
 
 
 def cmd_reference(args) -> int:
-    from cellseek.reference import add_labelled_csv
+    from cellseek.reference import add_labelled_csv, check_labelled_csv
 
     cfg = _config(args)
+    checked = run_with_progress(check_labelled_csv(args.csv), quiet=args.quiet)  # before writing
     with _open_or_create(args.store, cfg) as session:
-        n = run_with_progress(add_labelled_csv(session, args.csv), quiet=args.quiet)
-        print(f"{args.store}: added {n} labelled cells; classes: {session.store.classes()}")
+        before = session.store.n_cells(labelled=True)
+        n = run_with_progress(add_labelled_csv(session, args.csv, checked=checked),
+                              quiet=args.quiet)
+        total = session.store.n_cells(labelled=True)
+        print(f"{args.store}: added {n} labelled cells ({before} labelled before, {total} now); "
+              f"classes: {session.store.classes()}")
     return 0
 
 
