@@ -180,6 +180,8 @@ def thumbnail_problem(blob: bytes, limits: Limits | None = None) -> str | None:
             width, height = im.size
     except UnidentifiedImageError:
         return None
+    except Image.DecompressionBombError as exc:
+        return f"a decompression bomb ({exc})"
     except Exception as exc:  # Pillow raises many types (and its bomb error) on bad headers
         return f"a malformed image header ({type(exc).__name__})"
     if max(width, height) > limits.max_thumbnail_side:
