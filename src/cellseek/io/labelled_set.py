@@ -123,11 +123,14 @@ def read_rgb(path) -> np.ndarray:
     """Read an image file as float32 ``(H, W, 3)`` in [0, 1] (grey is repeated to 3 channels)."""
     from PIL import Image
 
+    from cellseek.io.bounds import check_plane_pixels
+
     try:
         with Image.open(path) as im:
+            check_plane_pixels(path, im.size[1], im.size[0])  # before decoding
             im = im.convert("RGB")
             arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise CellseekError(f"{path}: cannot read image ({exc})") from exc
     return arr
 
