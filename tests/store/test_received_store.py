@@ -262,6 +262,11 @@ def test_huge_model_dim_and_thumbnail_bombs(tmp_path):
          "name = 'beta'")
     with pytest.raises(StoreError, match="dim is not an integer from 1 to 65536"):
         ReferenceStore.open(store, readonly=True)
+    store = _store(tmp_path / "c.cellseek")
+    _sql(store, "PRAGMA foreign_keys = OFF",
+         "INSERT INTO embeddings (cell_id, model, vector) VALUES (1, 'ghost', x'00')")
+    with pytest.raises(StoreError, match="model 'ghost' is not a model of the store"):
+        ReferenceStore.open(store, readonly=True)
     # A 60-byte PNG that declares 100000 x 100000 pixels.
     from PIL import Image
 

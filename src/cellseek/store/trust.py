@@ -245,24 +245,29 @@ def _value_rules(version: int, limits: Limits) -> dict[str, tuple[str, list[tupl
 
 def _first_bad_rows(conn, table: str, key: str, rules, limit: int) -> list[str]:
     cases = " ".join(f"WHEN {cond} THEN ?" for cond, _ in rules)
-    sql = (f"SELECT k, problem FROM (SELECT {key} AS k, CASE {cases} END AS problem FROM {table}) "
-           f"WHERE problem IS NOT NULL LIMIT {int(limit)}")
+    bad = " OR ".join(cond for cond, _ in rules)  # the CASE runs only on rows that break one
+    sql = f"SELECT {key}, CASE {cases} END FROM {table} WHERE {bad} LIMIT {int(limit)}"
     rows = conn.execute(sql, [what for _, what in rules]).fetchall()
     return [f"{table} row {k!r}: {problem}" for k, problem in rows]
 
 
 def _embedding_rows(conn, limit: int) -> list[str]:
-    rows = conn.execute(
-        "SELECT e.cell_id, e.model, m.dim, typeof(e.vector), length(e.vector) FROM embeddings e "
-        "LEFT JOIN models m ON m.name = e.model WHERE m.name IS NULL OR "
-        "typeof(e.vector) != 'blob' OR length(e.vector) != 2 * m.dim "
-        f"LIMIT {int(limit)}"
-    ).fetchall()
     out = []
-    for cell_id, model, dim, kind, size in rows:
-        if dim is None:
-            out.append(f"embeddings row {cell_id!r}: model {model!r} is not a model of the store")
-        else:
+    models = {r[0] for r in conn.execute("SELECT name FROM models")}
+    # The distinct models of the table, by seeks on its (model, cell_id) key: no full scan.
+    model = conn.execute("SELECT min(model) FROM embeddings").fetchone()[0]
+    while model is not None and len(out) < limit:
+        if model not in models:
+            out.append(f"embeddings: model {model!r} is not a model of the store")
+        model = conn.execute("SELECT min(model) FROM embeddings WHERE model > ?",
+                             (model,)).fetchone()[0]
+    for model, dim in conn.execute("SELECT name, dim FROM models").fetchall():
+        if not isinstance(dim, int):
+            continue  # reported by the models rules
+        for cell_id, kind, size in conn.execute(
+                "SELECT cell_id, typeof(vector), length(vector) FROM embeddings WHERE model = ? "
+                f"AND (typeof(vector) != 'blob' OR length(vector) != ?) LIMIT {int(limit)}",
+                (model, 2 * dim)):
             out.append(f"embeddings row {cell_id!r}: the {model!r} vector is {size} bytes of "
                        f"{kind}, expected {2 * dim} bytes ({dim} float16)")
     return out
