@@ -7,8 +7,8 @@ embeddings, thumbnails), ``labels`` (labels, audit log, undo, suggestions), ``cl
 (model set, weights, metadata), ``labelled_images`` (labelled images with their labels in one
 transaction), ``exchange`` (merge, cells CSV, backup), ``folder_export``, ``integrity``;
 ``trust`` checks a store made elsewhere, ``blobs`` decodes binary values with bounds, ``schema``
-holds the schema and migrations, ``connection`` the connections and transactions, ``files`` the
-atomic and exclusive file steps. See ``docs/store.md``.
+holds the schema and migrations, ``lifecycle`` creates and opens files, ``connection`` holds the
+connections and transactions, ``files`` the atomic and exclusive file steps. See ``docs/store.md``.
 """
 
 from cellseek.store.labelled_images import LabelledImage
