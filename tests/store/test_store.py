@@ -745,3 +745,32 @@ def test_plane_labels_round_trip_and_merge(tmp_path):
         other.merge_from(tmp_path / "a.cellseek")
         merged = other.plane_labels(other.image_by_hash("h" * 64)["id"])
         np.testing.assert_array_equal(merged[(0, 1)], labels)
+
+
+def test_schema_3_store_reads_read_only_and_upgrades_writable(filled, tmp_path):
+    store, image_id, ids = filled
+    store.set_label(int(ids[0]), "x")
+    store.set_suggestions(ids[1:2], ["y"], [0.8])
+    path = store.path
+    store.close()
+    conn = sqlite3.connect(path)  # what a store of cellseek with schema 3 looks like
+    conn.execute("ALTER TABLE cells DROP COLUMN best_label")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    with ReferenceStore.open(path, readonly=True) as old:
+        assert old.schema_version == 3
+        assert old.cell(int(ids[1]))["suggestion"] == "y"
+        assert old.cell(int(ids[1]))["best_label"] is None
+        assert old.export_cells_csv(tmp_path / "cells.csv") == 10
+        assert old.check() == []
+    with open(tmp_path / "cells.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[1]["best_label"] == "y" and rows[1]["state"] == "suggested"
+    assert not (tmp_path / "refs.cellseek.schema3.bak").exists()  # read-only: no upgrade
+    with ReferenceStore.open(path) as new:
+        assert new.schema_version == SCHEMA_VERSION == 4
+        new.set_suggestions(ids[2:3], [None], [0.3], best_labels=["z"])
+        assert new.cell(int(ids[2]))["best_label"] == "z"
+        assert new.classes() == {"x": 1}
+    assert (tmp_path / "refs.cellseek.schema3.bak").exists()
