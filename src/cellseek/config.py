@@ -276,6 +276,10 @@ class Limits:
         default. Set ``$CELLSEEK_MAX_PLANE_PIXELS`` to raise it for very large montages.
     max_crop_size : int
         Largest :attr:`CropConfig.size` a store may ask for.
+    max_crop_window : int
+        Largest side, in image pixels, of the window a crop is cut from: the crop pixel size
+        (``target_pixel_size_um``, also saved in stores) over the image's pixel size (from its
+        file) times the crop size.
     max_embedding_dim : int
         Largest embedding size of a model in a store.
     max_thumbnail_bytes : int
@@ -290,6 +294,7 @@ class Limits:
 
     max_plane_pixels: int = 1 << 28
     max_crop_size: int = 1024
+    max_crop_window: int = 4096
     max_embedding_dim: int = 1 << 16
     max_thumbnail_bytes: int = 1 << 20
     max_thumbnail_side: int = 1024

@@ -315,3 +315,23 @@ def test_merge_of_stores_with_other_crop_settings_is_refused(tmp_path):
         assert mine.n_cells() == 0
         counts = mine.merge_from(b, labels_only=True)  # labels only: nothing to compare
         assert counts["cells_added"] == 0
+
+
+def test_crop_pixel_size_from_a_store_cannot_blow_up_the_crop_window(tmp_path):
+    from cellseek.crops import cells_from_labels, extract_crops
+    from cellseek.errors import CellseekError
+
+    path = tmp_path / "ref.cellseek"
+    with Session.create(path, Config(embed=EmbedConfig(preset="offline"))) as session:
+        session.store.set_meta("target_pixel_size_um", 1e7)
+    with pytest.raises(StoreError, match="crop pixel size is not a number from 0 to 1000"):
+        Session.open(path)
+    # Within the store's bound, a crafted image pixel size could still ask for a huge window.
+    labels = np.zeros((32, 32), np.int32)
+    labels[10:20, 10:20] = 1
+    plane = np.zeros((32, 32, 3), np.uint8)
+    config = CropConfig(size=64, target_pixel_size_um=500.0)
+    with pytest.raises(CellseekError, match="window, more than the limit of 4096"):
+        extract_crops(plane, labels, cells_from_labels(labels), config, pixel_size_um=1e-3)
+    crops, _ = extract_crops(plane, labels, cells_from_labels(labels), config, pixel_size_um=50.0)
+    assert crops.shape == (1, 64, 64, 3)

@@ -37,6 +37,8 @@ from cellseek.store.schema import (
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Largest time point or z index a plane or cell may have.
 MAX_PLANE_INDEX = 1_000_000
+#: Largest crop pixel size (``meta.target_pixel_size_um``) a store may state, in micrometres.
+MAX_CROP_PIXEL_SIZE_UM = 1000.0
 _MAX_INT32 = 2**31 - 1
 _SIGNATURES = (
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -290,9 +292,15 @@ def _python_rows(conn, limits: Limits, limit: int) -> list[str]:
     for key, value in conn.execute("SELECT key, value FROM meta WHERE typeof(value) = 'text' "
                                    f"AND length(value) <= {limits.max_meta_bytes}"):
         try:
-            json.loads(value)
+            decoded = json.loads(value)
         except ValueError:
             out.append(f"meta row {key!r}: the value is not valid JSON")
+            continue
+        if key == "target_pixel_size_um" and not (
+                isinstance(decoded, int | float) and not isinstance(decoded, bool)
+                and 0 < decoded <= MAX_CROP_PIXEL_SIZE_UM):
+            out.append(f"meta row {key!r}: the crop pixel size is not a number from 0 to "
+                       f"{MAX_CROP_PIXEL_SIZE_UM} um")
         if len(out) >= limit:
             break
     return out
