@@ -6,6 +6,7 @@ The CLI, the napari widgets and the library all read their defaults from here. U
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 WEIGHTS_DIR_ENV = "CELLSEEK_WEIGHTS_DIR"
 #: Environment variable naming the cache folder (SAM image embeddings, ...).
 CACHE_DIR_ENV = "CELLSEEK_CACHE_DIR"
+#: Environment variable overriding :attr:`Limits.max_plane_pixels` (an integer).
+MAX_PLANE_PIXELS_ENV = "CELLSEEK_MAX_PLANE_PIXELS"
 
 
 def default_cache_dir() -> Path:
@@ -91,6 +94,35 @@ class CropConfig:
     mask_mode: str = "context"
     size: int = 128
     target_pixel_size_um: float | None = None
+
+
+#: Crop masking modes :class:`CropConfig` accepts.
+MASK_MODES = ("context", "mask")
+
+
+def check_crop_config(crop: CropConfig, limits: Limits | None = None) -> CropConfig:
+    """Return ``crop`` when every field is in range, else raise ``ValueError`` saying which.
+
+    Crop settings also come from reference stores made elsewhere: a crop size of 10**6 would
+    allocate terabytes, so sizes are bounded by :attr:`Limits.max_crop_size`.
+    """
+    limits = limits or current_limits()
+    if not isinstance(crop.size, int) or isinstance(crop.size, bool) or not (
+        8 <= crop.size <= limits.max_crop_size
+    ):
+        raise ValueError(f"crop size must be an integer from 8 to {limits.max_crop_size}, "
+                         f"not {crop.size!r}")
+    if not isinstance(crop.margin, int | float) or not (0.0 <= float(crop.margin) <= 10.0):
+        raise ValueError(f"crop margin must be a number from 0 to 10, not {crop.margin!r}")
+    if crop.mask_mode not in MASK_MODES:
+        raise ValueError(f"crop mask_mode must be one of {MASK_MODES}, not {crop.mask_mode!r}")
+    target = crop.target_pixel_size_um
+    if target is not None and (
+        not isinstance(target, int | float) or not math.isfinite(target) or target <= 0
+    ):
+        raise ValueError(f"crop target_pixel_size_um must be a positive number or None, "
+                         f"not {target!r}")
+    return crop
 
 
 @dataclass(frozen=True)
@@ -281,6 +313,61 @@ class LearnConfig:
     max_train: int = 20_000
     familiarity: bool = True
     familiarity_quantile: float = 0.05
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on every size read from an image file or a reference store (memory bombs).
+
+    A 1.5 MB TIFF can declare a 1.6 GB plane, a 3 MB zlib blob can inflate to 3 GB and a store
+    made elsewhere can state any crop size: cellseek refuses such input with a clear error
+    instead of trying to allocate it.
+
+    Parameters
+    ----------
+    max_plane_pixels : int
+        Pixels (rows x columns) of one image plane or label image; about 16384 x 16384 by
+        default. Set ``$CELLSEEK_MAX_PLANE_PIXELS`` to raise it for very large montages.
+    max_crop_size : int
+        Largest :attr:`CropConfig.size` a store may ask for.
+    max_crop_window : int
+        Largest side, in image pixels, of the window a crop is cut from: the crop pixel size
+        (``target_pixel_size_um``, also saved in stores) over the image's pixel size (from its
+        file) times the crop size.
+    max_embedding_dim : int
+        Largest embedding size of a model in a store.
+    max_thumbnail_bytes : int
+        Largest stored thumbnail (encoded bytes).
+    max_thumbnail_side : int
+        Largest width or height a stored thumbnail may declare.
+    max_meta_bytes : int
+        Largest JSON value of a store's ``meta`` table.
+    max_text_chars : int
+        Longest class label, suggestion, path or note read from a store.
+    """
+
+    max_plane_pixels: int = 1 << 28
+    max_crop_size: int = 1024
+    max_crop_window: int = 4096
+    max_embedding_dim: int = 1 << 16
+    max_thumbnail_bytes: int = 1 << 20
+    max_thumbnail_side: int = 1024
+    max_meta_bytes: int = 1 << 20
+    max_text_chars: int = 4096
+
+
+def current_limits() -> Limits:
+    """The :class:`Limits` in force: the defaults, with ``$CELLSEEK_MAX_PLANE_PIXELS`` applied."""
+    env = os.environ.get(MAX_PLANE_PIXELS_ENV, "").strip()
+    if not env:
+        return Limits()
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"${MAX_PLANE_PIXELS_ENV} must be a positive integer, not {env!r}")
+    return Limits(max_plane_pixels=value)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
-from cellseek.config import CropConfig
+from cellseek.config import CropConfig, current_limits
+from cellseek.errors import CellseekError
 from cellseek.io.planes import plane_to_float_rgb
 from cellseek.types import Cell
 
@@ -138,6 +139,14 @@ def extract_crops(
         physical_side = max(
             int(round(size * float(config.target_pixel_size_um) / float(pixel_size_um))), 4
         )
+        limit = current_limits().max_crop_window
+        if physical_side > limit:  # both sizes may come from files made elsewhere
+            raise CellseekError(
+                f"a crop of {config.target_pixel_size_um:.4g} um/pixel from an image of "
+                f"{float(pixel_size_um):.4g} um/pixel needs a {physical_side}-pixel window, more "
+                f"than the limit of {limit} (cellseek.config.Limits.max_crop_window); check the "
+                "image's pixel size and the store's crop pixel size"
+            )
     for i, cell in enumerate(cells):
         cr, cc, side = _square_window(cell.bbox, config.margin)
         side = physical_side or side

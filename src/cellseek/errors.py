@@ -47,3 +47,7 @@ class StoreError(CellseekError):
 
 class IncompatibleStoreError(StoreError):
     """A reference store was made with another model set or a newer schema."""
+
+
+class StoreExistsError(StoreError):
+    """A reference store (or another file) already exists where a new one was to be created."""

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import Config, CropConfig, SegmentConfig
-from cellseek.errors import CellseekError
 from cellseek.pipeline import Pipeline, PlaneCells, PlaneKey
 from cellseek.search.cellset import CellSet
 from cellseek.search.suggester import Suggester, compute_weights, predict
@@ -36,18 +35,30 @@ from cellseek.types import ImageData, Progress, Suggestion, Work
 logger = logging.getLogger(__name__)
 
 
-def _config_from_meta(raw: str | None, fallback: Config) -> Config:
-    """Rebuild the crop/embed settings a store was made with (they must not drift)."""
+#: Settings of the machine that runs cellseek: never taken from a store file.
+MACHINE_LOCAL = ("weights_dir", "device", "batch_size")
+
+
+def _config_from_meta(raw: str | None, fallback: Config, where="the store") -> Config:
+    """Rebuild the crop/embed settings a store was made with (they must not drift).
+
+    Machine-local settings (:data:`MACHINE_LOCAL`) always come from ``fallback`` (the user or
+    the command line). Malformed, out-of-range or newer settings raise one clear StoreError.
+    """
+    from cellseek.config import check_crop_config
+    from cellseek.errors import StoreError
+
     if not raw:
         return fallback
-    data = json.loads(raw)
-    crop = CropConfig(**data.get("crop", {})) if "crop" in data else fallback.crop
-    embed = data.get("embed")
-    embed_cfg = (
-        replace(fallback.embed, **{k: tuple(v) if k == "models" else v for k, v in embed.items()})
-        if embed
-        else fallback.embed
-    )
+    try:
+        data = json.loads(raw)
+        crop = check_crop_config(CropConfig(**data["crop"])) if "crop" in data else fallback.crop
+        embed = {k: v for k, v in (data.get("embed") or {}).items() if k not in MACHINE_LOCAL}
+        embed_cfg = replace(fallback.embed,
+                            **{k: tuple(v) if k == "models" else v for k, v in embed.items()})
+    except (ValueError, TypeError, AttributeError) as err:
+        raise StoreError(f"{where}: the store's saved settings are malformed or were made by a "
+                         f"newer cellseek ({err}); upgrade cellseek or use another store") from None
     return replace(fallback, crop=crop, embed=embed_cfg)
 
 
@@ -72,7 +83,7 @@ class Session:
 
     def __init__(self, store: ReferenceStore, config: Config | None = None) -> None:
         self.store = store
-        self.config = _config_from_meta(store.meta("config"), config or Config())
+        self.config = _config_from_meta(store.meta("config"), config or Config(), store.path)
         self.models: tuple[str, ...] = tuple(store.models)
         target = store.meta("target_pixel_size_um")
         if target is not None and self.config.crop.target_pixel_size_um is None:
@@ -104,9 +115,9 @@ class Session:
         if warning:
             logger.warning("%s: %s", path, warning)
         dims = {m: get_spec(m).dim for m in models}
-        store = ReferenceStore.create(path, dims, overwrite=overwrite)
         embed = asdict(config.embed) | {"models": list(models)}
-        store.set_meta("config", json.dumps({"crop": asdict(config.crop), "embed": embed}))
+        saved = json.dumps({"crop": asdict(config.crop), "embed": embed})
+        store = ReferenceStore.create(path, dims, overwrite=overwrite, meta={"config": saved})
         return cls(store, config)
 
     @classmethod
@@ -428,7 +439,8 @@ class Session:
         for start in range(0, len(cell_ids), batch):
             chunk = cell_ids[start : start + batch]
             self.store.set_suggestions(chunk, [out[c].label for c in chunk],
-                                       [out[c].confidence for c in chunk])
+                                       [out[c].confidence for c in chunk],
+                                       best_labels=[out[c].best_label for c in chunk])
         yield Progress(2, 2, "suggest", "done")
         return out
 
@@ -438,22 +450,11 @@ class Session:
         return [ids[i] for i in review_queue([suggestions[c] for c in ids])]
 
     # ------------------------------------------------------------------ export
-    def export(self, folder, *, label_images: bool = True) -> dict[str, Path]:
-        """Write the store copy, the cells table and the label images into a folder."""
-        from cellseek.io import write_labels
+    def export(self, folder, *, label_images: bool = True,
+               overwrite: bool = False) -> dict[str, Path]:
+        """Write the store copy, the cells table and the label images into a folder.
 
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise CellseekError(f"{folder}: cannot create the export folder ({err})") from err
-        out = {"store": folder / Path(self.store.path).name, "cells": folder / "cells.csv"}
-        self.store.backup(out["store"])
-        self.store.export_cells_csv(out["cells"])
-        if label_images:
-            for image_id in (image["id"] for image in self.store.images()):
-                for (t, z), lab in self.plane_labels(image_id).items():
-                    path = folder / f"labels_image{image_id}_t{t}_z{z}.tif"
-                    write_labels(path, lab)
-                    out[path.stem] = path
-        return out
+        See :meth:`ReferenceStore.export_folder`: a non-empty folder is refused unless
+        ``overwrite``.
+        """
+        return self.store.export_folder(folder, label_images=label_images, overwrite=overwrite)

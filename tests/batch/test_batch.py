@@ -292,7 +292,7 @@ _KILL_SCRIPT = textwrap.dedent(
     from pathlib import Path
     args = json.loads(sys.argv[1])
     import cellseek.batch.merge as merge
-    import cellseek.store.reference_store as store_mod
+    import cellseek.store.labels as labels_mod
     from cellseek.batch.runner import resolve_run_config
 
     marker = Path(args["marker"])
@@ -303,11 +303,11 @@ _KILL_SCRIPT = textwrap.dedent(
 
     if args["where"] == "commit":
         # inside merge_from's transaction, after every row was inserted
-        original = store_mod.ReferenceStore._change_labels
-        def _change_labels(self, *a, **k):
+        original = labels_mod.change_labels
+        def change_labels(*a, **k):
             stall()
-            return original(self, *a, **k)
-        store_mod.ReferenceStore._change_labels = _change_labels
+            return original(*a, **k)
+        labels_mod.change_labels = change_labels
     else:
         original_add = merge._add_shard
         calls = []

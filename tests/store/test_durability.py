@@ -20,7 +20,8 @@ import pytest
 
 from cellseek.errors import StoreError
 from cellseek.store import ReferenceStore
-from cellseek.store import schema as store_schema
+from cellseek.store import connection as store_connection
+from cellseek.store import labels as store_labels
 from cellseek.types import Cell
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -205,6 +206,7 @@ def test_full_disk_on_create_and_export_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", no_space)
+    monkeypatch.setattr(os, "link", no_space)  # a new store is published with link(2)
     with pytest.raises(StoreError, match="cells.csv.*disk is full"):
         s.export_cells_csv(out)
     assert out.read_bytes() == before  # the old export is untouched
@@ -270,8 +272,9 @@ def test_write_through_read_only_connection(tmp_path, monkeypatch):
     """What a store on a read-only medium looks like to SQLite, also when running as root."""
     s, _, ids = _fill_store(tmp_path)
     s.close()
-    real_connect = store_schema.connect
-    monkeypatch.setattr(store_schema, "connect", lambda path, readonly: real_connect(path, True))
+    real_connect = store_connection.connect
+    monkeypatch.setattr(store_connection, "connect",
+                        lambda path, readonly: real_connect(path, True))
     with ReferenceStore.open(s.path) as ro:
         with pytest.raises(StoreError) as info:
             ro.set_labels(ids[10:], "x")
@@ -301,14 +304,14 @@ def test_interrupted_write_rolls_back(tmp_path, monkeypatch):
     """An exception half way through a transaction (e.g. Ctrl-C) leaves no trace."""
     s, image_id, _ = _fill_store(tmp_path)
     calls = {"n": 0}
-    real = s._change_labels
+    real = store_labels.change_labels
 
-    def boom(conn, action, changes, **kwargs):
+    def boom(conn, action, changes, where, **kwargs):
         changes = list(changes)
-        real(conn, action, changes[:3], **kwargs)
+        real(conn, action, changes[:3], where, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(s, "_change_labels", boom)
+    monkeypatch.setattr(store_labels, "change_labels", boom)
     with pytest.raises(KeyboardInterrupt):
         s.set_labels(list(range(11, 21)), "half")
     monkeypatch.undo()

@@ -552,6 +552,8 @@ def test_export_cells_csv(filled, tmp_path):
     store, image_id, ids = filled
     store.set_label(int(ids[0]), "x", source="accepted")
     store.set_suggestions(ids[1:2], ["y"], [0.75])
+    store.set_suggestions(ids[2:3], [None], [0.4], best_labels=["z"])  # uncertain
+    store.set_plane_labels(image_id, 0, 0, np.ones((4, 4), np.int32))
     other = store.add_image("b.tif", "hash-b")
     store.add_cells(other, make_cells(2), make_embeddings(2))
     out = tmp_path / "out" / "cells.csv"
@@ -560,28 +562,57 @@ def test_export_cells_csv(filled, tmp_path):
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == [
         "cell_id",
+        "image_id",
         "image",
         "image_hash",
         "t",
         "z",
         "label_value",
+        "label_image",
         "centroid_row",
         "centroid_col",
         "area",
         "label",
         "label_source",
+        "state",
         "suggestion",
         "confidence",
+        "best_label",
     ]
     assert rows[0]["cell_id"] == str(ids[0]) and rows[0]["image"] == "plate/a.tif"
+    assert rows[0]["image_id"] == str(image_id) and rows[0]["t"] == "0"
     assert rows[0]["image_hash"] == "hash-a" and rows[0]["label"] == "x"
     assert rows[0]["label_source"] == "accepted" and rows[0]["centroid_row"] == "5.5"
     assert rows[0]["area"] == "50" and rows[0]["suggestion"] == ""
+    assert rows[0]["label_image"] == f"labels_image{image_id}_t0_z0.tif"
+    assert [r["state"] for r in rows[:4]] == ["confirmed", "suggested", "uncertain", "unlabelled"]
     assert rows[1]["suggestion"] == "y" and float(rows[1]["confidence"]) == 0.75
+    assert rows[1]["best_label"] == "y"  # best_labels default to the suggestions
+    assert rows[2]["suggestion"] == "" and rows[2]["best_label"] == "z"
+    assert float(rows[2]["confidence"]) == 0.4
+    assert rows[10]["label_image"] == ""  # image b has no stored label image
     assert store.export_cells_csv(out, image_id=other) == 2  # replaces the file
     with open(out, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 2
     assert [p.name for p in out.parent.iterdir()] == ["cells.csv"]
+
+
+def test_export_cells_csv_escapes_formulas(filled, tmp_path):
+    store, _, ids = filled
+    labels = ["=HYPERLINK(\"http://x\")", "+1", "-cmd", "@SUM(A1)", "CD4+", "ok"]
+    for cid, lab in zip(ids, labels):
+        store.set_label(int(cid), lab)
+    store.set_suggestions(ids[8:], ["\tx", "\r=1"], [0.9, 0.9])  # labels are stripped, these not
+    out = tmp_path / "cells.csv"
+    store.export_cells_csv(out)
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    got = [r["label"] for r in rows][: len(labels)]
+    assert got == ["'=HYPERLINK(\"http://x\")", "'+1", "'-cmd", "'@SUM(A1)", "CD4+", "ok"]
+    assert [r["suggestion"] for r in rows[8:]] == ["'\tx", "'\r=1"]
+    with open(out, newline="") as fh:
+        first = next(csv.DictReader(fh))
+    assert float(first["centroid_row"]) == 5.5  # numbers are never escaped
 
 
 def test_backup_is_consistent_copy(filled, tmp_path):
@@ -714,3 +745,32 @@ def test_plane_labels_round_trip_and_merge(tmp_path):
         other.merge_from(tmp_path / "a.cellseek")
         merged = other.plane_labels(other.image_by_hash("h" * 64)["id"])
         np.testing.assert_array_equal(merged[(0, 1)], labels)
+
+
+def test_schema_3_store_reads_read_only_and_upgrades_writable(filled, tmp_path):
+    store, image_id, ids = filled
+    store.set_label(int(ids[0]), "x")
+    store.set_suggestions(ids[1:2], ["y"], [0.8])
+    path = store.path
+    store.close()
+    conn = sqlite3.connect(path)  # what a store of cellseek with schema 3 looks like
+    conn.execute("ALTER TABLE cells DROP COLUMN best_label")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    with ReferenceStore.open(path, readonly=True) as old:
+        assert old.schema_version == 3
+        assert old.cell(int(ids[1]))["suggestion"] == "y"
+        assert old.cell(int(ids[1]))["best_label"] is None
+        assert old.export_cells_csv(tmp_path / "cells.csv") == 10
+        assert old.check() == []
+    with open(tmp_path / "cells.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[1]["best_label"] == "y" and rows[1]["state"] == "suggested"
+    assert not (tmp_path / "refs.cellseek.schema3.bak").exists()  # read-only: no upgrade
+    with ReferenceStore.open(path) as new:
+        assert new.schema_version == SCHEMA_VERSION == 4
+        new.set_suggestions(ids[2:3], [None], [0.3], best_labels=["z"])
+        assert new.cell(int(ids[2]))["best_label"] == "z"
+        assert new.classes() == {"x": 1}
+    assert (tmp_path / "refs.cellseek.schema3.bak").exists()

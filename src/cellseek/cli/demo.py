@@ -108,7 +108,7 @@ def run_demo(output="cellseek-demo", *, config: Config | None = None, quiet=Fals
             image_paths[image_id] = path
         weights = session.model_weights(refresh=True)
         suggestions = run_with_progress(session.suggest(), quiet=quiet)
-        exported = session.export(out / "export")
+        exported = session.export(out / "export", overwrite=True)  # the demo owns it
         overview = write_overview(session, image_paths, out / "overview.png")
         types = sample_field_types()
         per_field = []

@@ -140,21 +140,27 @@ def _open_or_create(store_path, cfg, args):
     ``--preset``/``--models`` naming another model set than an existing store holds is an
     error, not silently ignored.
     """
+    from cellseek.errors import StoreExistsError
     from cellseek.pipeline import resolve_models
     from cellseek.session import Session
 
+    created = False
     if Path(store_path).exists():
         session = Session.open(store_path, cfg)
-        if getattr(args, "preset", None) or getattr(args, "models", None):
-            wanted = resolve_models(cfg)
-            if tuple(wanted) != tuple(session.models):
-                session.close()
-                raise IncompatibleStoreError(
-                    f"{store_path}: this reference set holds the models "
-                    f"{', '.join(session.models)}; --preset/--models asked for "
-                    f"{', '.join(wanted)}. Leave them out, or give a new --store.")
-        return session, False
-    return Session.create(store_path, cfg), True
+    else:
+        try:
+            session, created = Session.create(store_path, cfg), True
+        except StoreExistsError:  # another command created it a moment ago: use that one
+            session = Session.open(store_path, cfg)
+    if not created and (getattr(args, "preset", None) or getattr(args, "models", None)):
+        wanted = resolve_models(cfg)
+        if tuple(wanted) != tuple(session.models):
+            session.close()
+            raise IncompatibleStoreError(
+                f"{store_path}: this reference set holds the models "
+                f"{', '.join(session.models)}; --preset/--models asked for "
+                f"{', '.join(wanted)}. Leave them out, or give a new --store.")
+    return session, created
 
 
 def _remove_new_store(path) -> None:
@@ -217,13 +223,18 @@ def cmd_embed(args) -> int:
 
 
 def cmd_reference(args) -> int:
-    from cellseek.reference import add_labelled_csv
+    from cellseek.reference import add_labelled_csv, check_labelled_csv
 
     cfg = _config(args)
+    checked = run_with_progress(check_labelled_csv(args.csv), quiet=args.quiet)  # before writing
     session, created = _open_or_create(args.store, cfg, args)
     try:
-        n = run_with_progress(add_labelled_csv(session, args.csv), quiet=args.quiet)
-        print(f"{args.store}: added {n} labelled cells; classes: {session.store.classes()}")
+        before = session.store.n_cells(labelled=True)
+        n = run_with_progress(add_labelled_csv(session, args.csv, checked=checked),
+                              quiet=args.quiet)
+        total = session.store.n_cells(labelled=True)
+        print(f"{args.store}: added {n} labelled cells ({before} labelled before, {total} now); "
+              f"classes: {session.store.classes()}")
     finally:
         empty = session.store.n_cells() == 0
         session.close()
@@ -323,8 +334,8 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from cellseek.session import Session
 
-    with Session.open(args.store, readonly=False) as session:
-        paths = session.export(args.output)
+    with Session.open(args.store, readonly=True) as session:
+        paths = session.export(args.output, overwrite=args.overwrite)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
@@ -339,6 +350,18 @@ def cmd_merge(args) -> int:
             f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
         print(f"classes now: {store.classes()}")
     return 0
+
+
+def cmd_check(args) -> int:
+    from cellseek.store import ReferenceStore
+
+    with ReferenceStore.open(args.store, readonly=not args.repair, repair=args.repair) as store:
+        problems = store.check()
+    for line in problems:
+        print(f"PROBLEM {line}")
+    print(f"{args.store}: " + (f"{len(problems)} problem(s) found" if problems else
+                               "intact (schema, values, embeddings, label images, thumbnails)"))
+    return 1 if problems else 0
 
 
 def cmd_models(args) -> int:
@@ -358,6 +381,14 @@ def cmd_models(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.merge:
+        from cellseek.measure.bench_merge import bench_merge, format_merge
+
+        result = bench_merge(n_cells=args.cells)
+        print(format_merge(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
     if args.index:
         from cellseek.measure.bench_index import main_args
 
@@ -493,8 +524,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a store copy, the cells table and label images")
     p.add_argument("--store", required=True, help="reference store file")
-    p.add_argument("-o", "--output", required=True, help="folder to write into")
+    p.add_argument("-o", "--output", required=True, help="folder to write into (must be empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that already holds files (same names are replaced)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("check", help="check a reference store (schema, values, embeddings, "
+                       "label images); --repair removes SQL objects cellseek does not create")
+    p.add_argument("store", help="reference store file")
+    p.add_argument("--repair", action="store_true", help="drop triggers, views and other SQL "
+                   "objects cellseek never creates (a backup <store>.repair.bak is made first)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("merge", help="merge another reference store into this one (images and "
                        "cells deduplicated by content; the model sets must match)")
@@ -523,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=sizes, default=sizes("10000,100000,1000000"),
                    help="--index: reference sizes")
     p.add_argument("--dim", type=at_least(1), default=512, help="--index: vector size (512)")
+    p.add_argument("--merge", action="store_true", help="store merge benchmark instead: merge a "
+                   "store of --cells synthetic cells into another")
+    p.add_argument("--cells", type=at_least(1), default=100_000,
+                   help="--merge: cells to merge (100000)")
     p.add_argument("--json", help="write the results as JSON here")
     _common(p)
     p.set_defaults(func=cmd_bench)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +58,10 @@ def write_labels(path, labels) -> Path:
         raise ValueError(f"{path}: labels must have at least 2 dimensions, not {labels.shape}")
     data = labels.astype(_storage_dtype(labels), copy=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    # open(..., "xb") creates the file with the user's umask (mkstemp would make it 0600)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "xb"):
+        pass
     try:
         tifffile.imwrite(
             tmp,

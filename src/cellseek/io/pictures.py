@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.errors import ImageReadError
+from cellseek.io.bounds import check_plane_pixels
 from cellseek.types import ImageData
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def read_picture(path) -> ImageData:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            check_plane_pixels(path, im.size[1], im.size[0])  # before decoding
             im.load()
             mode = im.mode
             frames = getattr(im, "n_frames", 1)
@@ -48,6 +50,8 @@ def read_picture(path) -> ImageData:
         raise ImageReadError(
             path, "not a valid PNG/JPEG/BMP image (corrupt or another format)"
         ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"refused as a decompression bomb: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(path, f"file is truncated or damaged: {exc}") from exc
     meta = {"pil_mode": mode}

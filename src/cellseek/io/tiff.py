@@ -20,6 +20,7 @@ from cellseek.errors import ImageReadError
 from cellseek.io._axes import AxisError, plan_axes
 from cellseek.io._stack import stack_planes, want_lazy
 from cellseek.io._units import length_to_um, time_to_s
+from cellseek.io.bounds import check_plane_pixels
 from cellseek.types import ImageData
 
 logger = logging.getLogger(__name__)
@@ -43,14 +44,23 @@ def open_tiff(path):
     try:
         if len(tif.pages) == 0:
             raise ImageReadError(path, "not a valid TIFF file: it holds no image (corrupt header)")
+        _check_page(path, tif.pages[0])
         yield tif
     finally:
         tif.close()
 
 
+def _check_page(path, page) -> None:
+    """Refuse a page that declares more pixels than the limit, before decoding it."""
+    height = getattr(page, "imagelength", 0) or 0
+    width = getattr(page, "imagewidth", 0) or 0
+    check_plane_pixels(path, height, width)
+
+
 def read_page(path, index: int = 0) -> np.ndarray:
     """Read one page of a TIFF file (page ``index`` of the file, not of a series)."""
     with open_tiff(path) as tif:
+        _check_page(path, tif.pages[index])
         try:
             return tif.pages[index].asarray()
         except Exception as exc:  # tifffile raises many types on damaged data
@@ -275,6 +285,7 @@ def read_tiff(path, *, lazy="auto", unknown_as: str = "T") -> list[ImageData]:
             if not shape or 0 in shape:
                 raise ImageReadError(path, f"image is empty (shape {shape})")
             keyframe = series.keyframe
+            _check_page(path, keyframe)
             photometric = int(keyframe.photometric)
             palette = (
                 photometric == int(tifffile.PHOTOMETRIC.PALETTE) and keyframe.colormap is not None

@@ -1,24 +1,26 @@
-"""Schema, versioning, migrations and error translation of the SQLite reference store.
+"""Schema, versioning and migrations of the SQLite reference store.
 
-Private helpers of :mod:`cellseek.store.reference_store`; the schema is documented in
-``docs/store.md``.
+The schema is documented in ``docs/store.md``; :mod:`cellseek.store.trust` checks a file's
+schema against the one defined here.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import sqlite3
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from cellseek.errors import StoreError
+from cellseek.store.connection import translate_error
 
 logger = logging.getLogger(__name__)
 
 #: Version of the schema this cellseek writes. Bump it and add a migration for every change.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: Older schemas that open read-only without an upgrade (missing columns read as NULL).
+READABLE_VERSIONS = (3,)
 #: ``PRAGMA application_id`` of a cellseek store ("CSEK").
 APPLICATION_ID = 0x4353454B
 #: Value of the ``format`` meta key, a second way to recognise a store.
@@ -76,8 +78,9 @@ CREATE TABLE cells (
     label          TEXT,
     label_source   TEXT CHECK (label_source IN ('user', 'accepted', 'import')),
     labelled_at    TEXT,
-    suggestion     TEXT,
-    confidence     REAL,
+    suggestion     TEXT,               -- the suggested class, NULL when the vote abstained
+    confidence     REAL,               -- vote share of best_label
+    best_label     TEXT,               -- the winning class of the vote, also when it abstained
     UNIQUE (image_id, t, z, label_value),
     CHECK ((label IS NULL) = (label_source IS NULL))
 );
@@ -115,6 +118,11 @@ CREATE TABLE audit (
 CREATE INDEX audit_cell ON audit(cell_id);
 CREATE INDEX audit_batch ON audit(batch_id);
 """ + PLANES_SQL
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 3 -> 4: the winning class of every suggestion, also when it abstained."""
+    conn.execute("ALTER TABLE cells ADD COLUMN best_label TEXT")
 
 
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
@@ -170,99 +178,45 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
 }
 
+#: Columns a table gained in a schema version: a readable older store lacks them.
+ADDED_COLUMNS = {4: {"cells": ("best_label",)}}
 
-def is_cellseek_store(conn: sqlite3.Connection) -> bool:
-    """Whether an open SQLite database is a cellseek reference store (any schema version)."""
-    if conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
-        return True
-    has_meta = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-    ).fetchone()
-    if not has_meta:
-        return False
-    row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-    return row is not None and FORMAT_NAME in row[0]
+#: ``sqlite_master`` entries SQLite itself may add (``ANALYZE`` statistics).
+SQLITE_INTERNAL_TABLES = ("sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3",
+                          "sqlite_stat4")
 
 
-def translate_error(exc: BaseException, path: Path | str, doing: str) -> StoreError:
-    """Turn a sqlite3 or OS error into a :class:`StoreError` a biologist can act on.
+@cache
+def expected_objects() -> dict[tuple[str, str], tuple[str, ...] | None]:
+    """``(type, name) -> column names`` (tables) or None (indexes) of a current-schema store.
 
-    Parameters
-    ----------
-    exc : BaseException
-        The sqlite3.Error or OSError raised.
-    path : Path or str
-        The store file, named in the message.
-    doing : str
-        What was being done, e.g. ``"saving 3 labels"``.
+    Built from :data:`SCHEMA_SQL` in memory, so it can never drift from what :func:`create`
+    writes; column order is ignored by the check (a migrated table appends its new columns).
     """
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc).lower()
-    code = getattr(exc, "errno", None)
-    if name.startswith("SQLITE_FULL") or "disk is full" in text or code == errno.ENOSPC:
-        hint = (
-            "the disk is full. Nothing from this change was saved; everything saved before is "
-            "intact. Free some disk space (or move the store to a larger disk) and try again."
-        )
-    elif (
-        name.startswith("SQLITE_READONLY")
-        or "readonly" in text
-        or "read-only" in text
-        or code in (errno.EACCES, errno.EPERM, errno.EROFS)
-    ):
-        hint = (
-            "the file or its folder is read-only (or the store was opened read-only). Nothing "
-            "from this change was saved. Copy the store to a folder you can write to, or fix its "
-            "permissions."
-        )
-    elif name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED") or "locked" in text:
-        hint = (
-            "the store is locked by another program (another napari window or cellseek command "
-            "writing to it). Nothing from this change was saved; close the other program and "
-            "try again."
-        )
-    elif name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text:
-        hint = (
-            "the file is damaged or is not a cellseek store. Restore it from a backup "
-            "(`cellseek` makes one before every schema migration)."
-        )
-    elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        hint = "the file cannot be opened; check that the folder exists and that you may write it."
-    elif name.startswith("SQLITE_IOERR") or isinstance(exc, OSError):
-        hint = (
-            f"the disk reported an input/output error ({exc}). Nothing from this change was "
-            "saved; check the disk or network drive and try again."
-        )
-    else:
-        hint = f"{exc}"
-    err = StoreError(f"{path}: {doing} failed: {hint}")
-    err.__cause__ = exc
-    return err
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA_SQL)
+        out: dict[tuple[str, str], tuple[str, ...] | None] = {}
+        for kind, name in conn.execute("SELECT type, name FROM sqlite_master"):
+            columns = None
+            if kind == "table":
+                columns = tuple(sorted(r[1] for r in conn.execute(f'PRAGMA table_xinfo("{name}")')))
+            out[(kind, name)] = columns
+        return out
+    finally:
+        conn.close()
 
 
-def remove_quietly(*paths: Path) -> None:
-    for p in paths:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:  # pragma: no cover - best effort cleanup
-            logger.warning("could not remove %s: %s", p, exc)
-
-
-def sidecars(path: Path) -> tuple[Path, Path]:
-    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
-
-
-def connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    uri = f"{path.as_uri()}?mode={'ro' if readonly else 'rw'}"
-    conn = sqlite3.connect(
-        uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
-    )
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+def expected_columns(table: str, version: int) -> tuple[str, ...] | None:
+    """Column names of ``table`` in a store of schema ``version`` (current or readable)."""
+    columns = expected_objects().get(("table", table))
+    if columns is None:
+        return None
+    gone = {c for v, tables in ADDED_COLUMNS.items() if v > version for c in tables.get(table, ())}
+    return tuple(c for c in columns if c not in gone)
 
 
 def migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
@@ -296,23 +250,3 @@ def migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
         raise
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)

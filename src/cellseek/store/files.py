@@ -1,0 +1,116 @@
+"""File-system helpers of the store: temporary names, sidecars, fsync, exclusive publishing.
+
+Every file the store writes is built under a temporary name in the target folder and then put in
+place in one step, so a crash never leaves a half-written file at the target path. Files are
+created with ``open`` (mode ``0o666`` less the user's umask), never ``mkstemp`` (``0o600``).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import uuid
+from pathlib import Path
+
+from cellseek.errors import StoreExistsError
+
+logger = logging.getLogger(__name__)
+
+# link(2) is not supported everywhere (FAT, some network file systems): fall back then.
+_NO_LINK = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
+
+
+def temp_next_to(path: Path) -> Path:
+    """A fresh hidden temporary name in the folder of ``path`` (same file system: rename works)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def sidecars(path: Path) -> tuple[Path, Path]:
+    """The ``-wal`` and ``-shm`` files SQLite keeps next to a WAL-mode database."""
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def remove_quietly(*paths: Path) -> None:
+    """Remove files that may not exist; log (do not raise) other failures."""
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # pragma: no cover - best effort cleanup
+            logger.warning("could not remove %s: %s", p, exc)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to stable storage."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
+    """Put the finished file ``tmp`` at ``path`` in one step; ``tmp`` is gone afterwards.
+
+    Parameters
+    ----------
+    tmp : Path
+        A complete file in the same folder.
+    path : Path
+        The target.
+    overwrite : bool
+        Replace an existing ``path`` (``os.replace``). Otherwise the step is exclusive: when
+        ``path`` exists (also when another process creates it at the same moment) nothing is
+        replaced and :class:`~cellseek.errors.StoreExistsError` is raised. It uses ``link(2)``,
+        which fails on an existing target, or ``O_CREAT | O_EXCL`` where links are unsupported.
+
+    Raises
+    ------
+    StoreExistsError
+        ``path`` exists and ``overwrite`` is false.
+    OSError
+        Anything else the file system reports.
+    """
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise StoreExistsError(f"{path}: a file already exists here") from None
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+        _publish_without_link(tmp, path)
+        return
+    remove_quietly(tmp)
+
+
+def _publish_without_link(tmp: Path, path: Path) -> None:
+    """Claim ``path`` with ``O_EXCL`` (only one process can), then move ``tmp`` over the claim."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        raise StoreExistsError(f"{path}: a file already exists here") from None
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(path)
+        raise
