@@ -30,7 +30,7 @@ from pathlib import Path
 
 from cellseek.batch.shards import read_shard
 from cellseek.config import Config
-from cellseek.errors import IncompatibleStoreError
+from cellseek.errors import IncompatibleStoreError, StoreExistsError
 
 logger = logging.getLogger(__name__)
 
@@ -154,12 +154,11 @@ def merge_shards(
                 if progress is not None:
                     progress(i + 1, len(shard_paths))
             if created:
-                if store_path.exists():
-                    raise IncompatibleStoreError(
-                        f"{store_path}: another process created the store during the merge; "
-                        "run again to merge into it"
-                    )
-                staging.backup(store_path)  # temp name + rename: atomic
+                try:
+                    staging.backup(store_path, overwrite=False)  # exclusive, atomic
+                except StoreExistsError:
+                    # another process created the store meanwhile: merge into it instead
+                    created = counts["created"] = False
         finally:
             session.close()
         if not created and counts["images_added"]:
