@@ -91,6 +91,9 @@ class Session:
                                                             target_pixel_size_um=float(target)))
         self.pipeline = Pipeline(self.config, self.models)
         self._suggester: Suggester | None = None
+        self._state_dirty = False
+        #: Where the current search state came from: "built", "saved" or "saved (updated)".
+        self.index_origin: str | None = None
         self._weights: dict[str, float] | None = store.model_weights()
         # Stored weights were computed on (about) the labelled cells the store holds now.
         self._weights_n_labelled = store.n_cells(labelled=True) if self._weights else -1
@@ -126,7 +129,9 @@ class Session:
         return cls(ReferenceStore.open(path, readonly=readonly), config)
 
     def close(self) -> None:
-        """Close the store."""
+        """Save the search state when confirmed cells changed it, then close the store."""
+        if self._suggester is not None and self._state_dirty and not self.store.readonly:
+            self._save_suggester()
         self.store.close()
 
     def __enter__(self) -> Session:
@@ -302,6 +307,7 @@ class Session:
         changed = [c for c in cell_ids if c in labelled and c in present]
         suggester.remove(gone)
         suggester.relabel(changed, [labelled[c] for c in changed])
+        self._state_dirty = True
         if new:
             cells = self.cell_set(new, labelled=True)
             if not suggester.knows(cells.sources):
@@ -365,12 +371,94 @@ class Session:
                              classes=[self._current_class(c) for c in cells])
 
     def suggester(self) -> Suggester:
-        """The fitted suggester (fitted from the store on first use)."""
+        """The fitted suggester: the one saved with the store when it is current, else fitted
+        from the store (and saved)."""
         weights = self.model_weights()
+        if self._suggester is None:
+            self._suggester = self._load_saved_suggester(weights)
         if self._suggester is None:
             self._suggester = Suggester(self.config, self.models).fit(
                 self.reference_set(), self._context(), weights=weights)
+            self.index_origin = "built"
+            self._save_suggester()
         return self._suggester
+
+    # ------------------------------------------------------------------ saved search state
+    def state_key(self) -> str:
+        """What a saved search state must have been built with (models, settings)."""
+        from cellseek.search.saved import state_key
+        from cellseek.zoo import get_spec
+
+        versions = {}
+        for m in self.models:
+            try:
+                versions[m] = str(getattr(get_spec(m), "version", ""))
+            except Exception:  # noqa: BLE001 - a model outside this cellseek's registry
+                versions[m] = ""
+        return state_key(self.config, self.models, self.store.models, versions)
+
+    def _load_saved_suggester(self, weights: Mapping[str, float]) -> Suggester | None:
+        """The suggester saved with the store, brought up to date with the labels changed
+        since; None when there is none or it cannot be used (the reason is logged)."""
+        from cellseek.errors import StoreError
+        from cellseek.search import saved
+
+        if self.config.align.method not in saved.SAVABLE_ALIGNMENTS:
+            return None
+        try:
+            got = self.store.search_state()
+        except StoreError as err:
+            logger.warning("%s; the search index is rebuilt", err)
+            return None
+        if got is None:
+            return None
+        key, header, arrays = got
+        expected = self.state_key()
+        if key != expected:
+            logger.info("%s: the saved search index was built with other settings; rebuilding",
+                        self.store.path)
+            return None
+        try:
+            s = saved.load(header, arrays, self.config, expected, self.store.models)
+        except saved.SavedStateError as err:
+            logger.warning("%s: %s; the search index is rebuilt", self.store.path, err)
+            return None
+        if any(abs(s.weights.get(m, -1.0) - w) > 1e-9 for m, w in weights.items()):
+            logger.info("%s: the model weights changed since the search index was saved; "
+                        "rebuilding", self.store.path)
+            return None
+        added, removed, relabelled = saved.label_changes(s, self._id_to_label())
+        s.remove(removed)
+        s.relabel(relabelled, [self._id_to_label()[c] for c in relabelled])
+        if added:
+            cells = self.cell_set(added, labelled=True)
+            if not s.knows(cells.sources):
+                return None  # confirmed cells of a source it has not seen: refit
+            s.add(cells)
+        self._state_dirty = bool(added or removed or relabelled)
+        self.index_origin = "saved" + (" (updated)" if self._state_dirty else "")
+        return s
+
+    def _save_suggester(self) -> None:
+        """Save the fitted suggester with the store (not for read-only sessions)."""
+        from cellseek.errors import StoreError
+        from cellseek.search import saved
+
+        s = self._suggester
+        if s is None or self.store.readonly or not saved.can_save(s):
+            return
+        key = self.state_key()
+        header, arrays = saved.dump(s, key)
+        try:
+            self.store.save_search_state(key, header, arrays)
+        except StoreError as err:
+            logger.warning("%s; the search index was not saved (it is rebuilt next time)", err)
+            return
+        self._state_dirty = False
+
+    def drop_saved_index(self) -> bool:
+        """Delete the search state saved with the store; whether there was one."""
+        return self.store.drop_search_state()
 
     def index(self):
         """The reference index (:class:`~cellseek.search.index.CellIndex`) of the suggester."""
@@ -395,9 +483,13 @@ class Session:
         self._cell_sources = None
 
     def rebuild_index(self):
-        """Refit the suggester from the store and return its index."""
-        self._suggester = None
-        return self.index()
+        """Refit the suggester from the store (ignoring a saved state), save it, return its
+        index."""
+        self._suggester = Suggester(self.config, self.models).fit(
+            self.reference_set(), self._context(), weights=self.model_weights())
+        self.index_origin = "built"
+        self._save_suggester()
+        return self._suggester.index
 
     # ------------------------------------------------------------------ suggestions
     def suggest_cells(self, cell_ids: Sequence[int], *, k: int | None = None) -> list[Suggestion]:
@@ -433,6 +525,8 @@ class Session:
         result = predict(self.reference_set(), query, self.config, models=self.models,
                          weights=weights, background=background)
         self._suggester = result.suggester
+        self.index_origin = "built"
+        self._save_suggester()
         out = dict(zip(cell_ids, result.suggestions))
         self._predicted.update((c, s.best_label) for c, s in out.items() if s.best_label)
         yield Progress(1, 2, "suggest", "saving")

@@ -755,6 +755,8 @@ def test_schema_3_store_reads_read_only_and_upgrades_writable(filled, tmp_path):
     store.close()
     conn = sqlite3.connect(path)  # what a store of cellseek with schema 3 looks like
     conn.execute("ALTER TABLE cells DROP COLUMN best_label")
+    conn.execute("DROP TABLE search_arrays")
+    conn.execute("DROP TABLE search_state")
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
@@ -769,7 +771,8 @@ def test_schema_3_store_reads_read_only_and_upgrades_writable(filled, tmp_path):
     assert rows[1]["best_label"] == "y" and rows[1]["state"] == "suggested"
     assert not (tmp_path / "refs.cellseek.schema3.bak").exists()  # read-only: no upgrade
     with ReferenceStore.open(path) as new:
-        assert new.schema_version == SCHEMA_VERSION == 4
+        assert new.schema_version == SCHEMA_VERSION == 5
+        assert new.search_state() is None
         new.set_suggestions(ids[2:3], [None], [0.3], best_labels=["z"])
         assert new.cell(int(ids[2]))["best_label"] == "z"
         assert new.classes() == {"x": 1}

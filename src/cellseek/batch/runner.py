@@ -236,6 +236,7 @@ def embed_many(
     if failed:
         logger.warning("%d of %d images failed; first: %s", len(failed), len(paths), failed[0])
     merged = merge_shards(shards, store_path, config, dims, sig=sig)
+    merged["index"] = build_saved_index(store_path, config) if merged["images_added"] else None
     summary = {
         "n_inputs": len(paths),
         "computed": sum(r["status"] == "computed" for r in results),
@@ -251,6 +252,20 @@ def embed_many(
     }
     logger.info("batch done: %s", {k: v for k, v in summary.items() if k != "results"})
     return summary
+
+
+def build_saved_index(store_path, config: Config) -> str | None:
+    """Build the search index once after a merge and save it with the store (issue 14).
+
+    Returns a one-line description, or None when the store has no confirmed cells yet.
+    """
+    from cellseek.session import Session
+
+    with Session.open(store_path, config) as session:
+        if not session.store.n_cells(labelled=True):
+            return None
+        index = session.rebuild_index()
+        return f"{index.kind} index over {len(index)} confirmed cells, saved with the store"
 
 
 SUGGESTION_COLUMNS = ("input", "image_hash", "cell_id", "t", "z", "label_value", "centroid_row",

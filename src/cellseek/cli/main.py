@@ -364,6 +364,45 @@ def cmd_check(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_index(args) -> int:
+    """``cellseek index status|build|drop``: the search index saved with a store."""
+    from cellseek.session import Session
+
+    readonly = args.action == "status"
+    with Session.open(args.store, _config(args), readonly=readonly) as session:
+        if args.action == "drop":
+            had = session.drop_saved_index()
+            print(f"{args.store}: " + ("saved index dropped (rebuilt on next use)" if had
+                                       else "no saved index"))
+            return 0
+        if args.action == "build":
+            import time
+
+            start = time.perf_counter()
+            index = session.rebuild_index()
+            print(f"{args.store}: built and saved a {index.kind} index of "
+                  f"{_cells(len(index))} in {time.perf_counter() - start:.1f} s")
+            return 0
+        info = session.store.search_state_info()
+        if info is None:
+            print(f"{args.store}: no saved index (built on first use: "
+                  f"{_cells(session.store.n_cells(labelled=True))} confirmed)")
+            return 0
+        current = info["key"] == session.state_key()
+        state = "saved, current" if current else "saved for other settings (rebuilt on use)"
+        detail = ""
+        if current:
+            import time
+
+            start = time.perf_counter()
+            index = session.index()
+            detail = (f"; {index.kind} search over {_cells(len(index))}, opened in "
+                      f"{time.perf_counter() - start:.2f} s ({session.index_origin})")
+        print(f"{args.store}: {state}, {info['bytes'] / 1e6:.1f} MB, saved {info['saved_at']}"
+              + detail)
+    return 0
+
+
 def cmd_models(args) -> int:
     from cellseek.cli import models as models_cli
 
@@ -528,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="write into a folder that already holds files (same names are replaced)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("index", help="the search index saved with a store: status, build "
+                       "(and save), drop")
+    p.add_argument("action", choices=["status", "build", "drop"])
+    p.add_argument("--store", required=True, help="reference store file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("check", help="check a reference store (schema, values, embeddings, "
                        "label images); --repair removes SQL objects cellseek does not create")

@@ -18,6 +18,7 @@ import numpy as np
 
 from cellseek.errors import IncompatibleStoreError, StoreError
 from cellseek.store import labels as label_ops
+from cellseek.store import search_state
 from cellseek.store.blobs import VECTOR_DTYPE, BlobError, check_labels_blob, thumbnail_problem
 from cellseek.store.common import format_models
 from cellseek.store.connection import translate_error
@@ -279,6 +280,8 @@ def merge(src: sqlite3.Connection, dst: sqlite3.Connection, *, src_path, dst_pat
     counts["labels_added"] = len(changes)
     label_ops.change_labels(dst, "import", changes, dst_path, undoable=False,
                             note=f"merged from {src_path}")
+    if counts["cells_added"] or counts["labels_added"]:
+        search_state.drop(dst)  # built from other cells: rebuilt on next use
     logger.info("merged %s into %s: %s", src_path, dst_path, counts)
     return counts
 

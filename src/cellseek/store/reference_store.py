@@ -34,7 +34,7 @@ import numpy as np
 from cellseek.errors import IncompatibleStoreError, StoreError
 from cellseek.store import cells as cell_ops
 from cellseek.store import classes as class_ops
-from cellseek.store import exchange, folder_export, images, integrity, lifecycle
+from cellseek.store import exchange, folder_export, images, integrity, lifecycle, search_state
 from cellseek.store import labelled_images as labelled_ops
 from cellseek.store import labels as label_ops
 from cellseek.store import meta as meta_ops
@@ -615,6 +615,28 @@ class ReferenceStore:
             return meta_ops.read_value(conn, key, default, self.path)
 
     # ------------------------------------------------------------------ merge and export
+
+    # ------------------------------------------------------------------ saved search state
+    def search_state(self) -> tuple[str, dict, dict] | None:
+        """The saved search state ``(key, header, arrays)`` (see :mod:`cellseek.search.saved`),
+        or None. Raises :class:`~cellseek.errors.StoreError` when it is malformed."""
+        with self._tx.read("reading the saved search index") as conn:
+            return search_state.load(conn, self.path)
+
+    def search_state_info(self) -> dict | None:
+        """Key, time and size of the saved search state, without loading it (None: none)."""
+        with self._tx.read() as conn:
+            return search_state.info(conn)
+
+    def save_search_state(self, key: str, header: dict, arrays: dict) -> int:
+        """Replace the saved search state, in one transaction; returns the bytes written."""
+        with self._tx.write("saving the search index") as conn:
+            return search_state.save(conn, key, header, arrays)
+
+    def drop_search_state(self) -> bool:
+        """Delete the saved search state; whether there was one."""
+        with self._tx.write("dropping the saved search index") as conn:
+            return search_state.drop(conn)
 
     def merge_from(
         self, other: ReferenceStore | str | os.PathLike, *, labels_only: bool = False

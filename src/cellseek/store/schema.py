@@ -18,9 +18,10 @@ from cellseek.store.connection import translate_error
 logger = logging.getLogger(__name__)
 
 #: Version of the schema this cellseek writes. Bump it and add a migration for every change.
-SCHEMA_VERSION = 4
-#: Older schemas that open read-only without an upgrade (missing columns read as NULL).
-READABLE_VERSIONS = (3,)
+SCHEMA_VERSION = 5
+#: Older schemas that open read-only without an upgrade (missing columns read as NULL, missing
+#: tables as empty).
+READABLE_VERSIONS = (3, 4)
 #: ``PRAGMA application_id`` of a cellseek store ("CSEK").
 APPLICATION_ID = 0x4353454B
 #: Value of the ``format`` meta key, a second way to recognise a store.
@@ -39,6 +40,21 @@ PLANES_SQL = """CREATE TABLE planes (
     z        INTEGER NOT NULL,
     labels   BLOB NOT NULL,             -- zlib-compressed .npy of the plane's label image
     PRIMARY KEY (image_id, t, z)
+);
+"""
+SEARCH_SQL = """CREATE TABLE search_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),   -- one saved search state per store
+    key      TEXT NOT NULL,             -- digest of the settings it was built with
+    header   TEXT NOT NULL,             -- JSON (see cellseek.search.saved)
+    saved_at TEXT NOT NULL
+);
+CREATE TABLE search_arrays (
+    name  TEXT NOT NULL,
+    part  INTEGER NOT NULL,             -- large arrays are split into parts
+    dtype TEXT NOT NULL,                -- numpy dtype name (a short list is accepted)
+    shape TEXT NOT NULL,                -- JSON list of ints
+    data  BLOB NOT NULL,                -- raw little-endian values of this part
+    PRIMARY KEY (name, part)
 );
 """
 SCHEMA_SQL = """
@@ -117,7 +133,14 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_cell ON audit(cell_id);
 CREATE INDEX audit_batch ON audit(batch_id);
-""" + PLANES_SQL
+""" + PLANES_SQL + SEARCH_SQL
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Version 4 -> 5: the saved search state (index, alignment, learned head; issue 14)."""
+    for statement in SEARCH_SQL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
@@ -179,10 +202,13 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
+    4: _migrate_4_to_5,
 }
 
 #: Columns a table gained in a schema version: a readable older store lacks them.
 ADDED_COLUMNS = {4: {"cells": ("best_label",)}}
+#: Tables added in a schema version: a readable older store lacks them.
+ADDED_TABLES = {5: ("search_state", "search_arrays")}
 
 #: ``sqlite_master`` entries SQLite itself may add (``ANALYZE`` statistics).
 SQLITE_INTERNAL_TABLES = ("sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3",
@@ -208,6 +234,16 @@ def expected_objects() -> dict[tuple[str, str], tuple[str, ...] | None]:
         return out
     finally:
         conn.close()
+
+
+def expected_for(version: int) -> dict[tuple[str, str], tuple[str, ...] | None]:
+    """:func:`expected_objects` of a store of schema ``version`` (current or readable)."""
+    later = {t for v, tables in ADDED_TABLES.items() if v > version for t in tables}
+
+    def added_later(name: str) -> bool:
+        return name in later or any(name.startswith(f"sqlite_autoindex_{t}_") for t in later)
+
+    return {k: v for k, v in expected_objects().items() if not added_later(k[1])}
 
 
 def expected_columns(table: str, version: int) -> tuple[str, ...] | None:

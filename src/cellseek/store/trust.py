@@ -30,7 +30,7 @@ from cellseek.store.schema import (
     SCHEMA_VERSION,
     SQLITE_INTERNAL_TABLES,
     expected_columns,
-    expected_objects,
+    expected_for,
 )
 
 #: The first 16 bytes of every SQLite 3 database file.
@@ -107,7 +107,7 @@ def unexpected_objects(conn: sqlite3.Connection, version: int) -> list[tuple[str
     Triggers and views are never expected. For the current (and read-only readable) schema any
     other table or index is unexpected too; older schemas are checked fully after migration.
     """
-    expected = expected_objects()
+    expected = expected_for(version)
     out = []
     for kind, name in conn.execute("SELECT type, name FROM sqlite_master ORDER BY type, name"):
         if kind in ("trigger", "view"):
@@ -126,7 +126,7 @@ def schema_problems(conn: sqlite3.Connection, version: int) -> list[str]:
     if not _fully_checked(version):
         return problems
     present = {(k, n) for k, n in conn.execute("SELECT type, name FROM sqlite_master")}
-    for (kind, name), _ in expected_objects().items():
+    for (kind, name), _ in expected_for(version).items():
         if (kind, name) not in present:
             problems.append(f"{kind} {name!r} is missing")
         elif kind == "table":
@@ -208,7 +208,28 @@ def _value_rules(version: int, limits: Limits) -> dict[str, tuple[str, list[tupl
     ]
     if version >= 4:
         cells.append((_text("best_label", text, nullable=True), "best_label is not a short text"))
-    return {
+    search = {}
+    if version >= 5:
+        from cellseek.store.search_state import ARRAY_DTYPES, MAX_HEADER_BYTES, MAX_PART_BYTES
+
+        dtypes = ", ".join(f"'{d}'" for d in ARRAY_DTYPES)
+        search = {
+            "search_state": ("id", [
+                (_text("key", 200), "the key is not a short text"),
+                (_text("header", MAX_HEADER_BYTES), f"the header is not a text of at most "
+                                                    f"{MAX_HEADER_BYTES} characters"),
+                (_text("saved_at", 64), "saved_at is not a time"),
+            ]),
+            "search_arrays": ("name", [
+                (_text("name", 200), "the array name is not a short text"),
+                (_integer("part", 0, 1 << 20), "the part is not a small integer"),
+                (f"(dtype NOT IN ({dtypes}))", "the dtype is not one cellseek writes"),
+                (_text("shape", 200), "the shape is not a short text"),
+                (f"(typeof(data) != 'blob' OR length(data) > {MAX_PART_BYTES})",
+                 f"the data is not binary of at most {MAX_PART_BYTES} bytes"),
+            ]),
+        }
+    return {**search,
         "models": ("name", [
             ("(typeof(name) != 'text' OR length(name) = 0 OR length(name) > 200)",
              "the model name is not a short text"),
