@@ -277,7 +277,7 @@ class Session:
         if not cell_ids:
             return
         self.store.set_labels(cell_ids, list(labels), source=source)
-        self._after_label_change(cell_ids)
+        self._after_label_change(dict(zip(cell_ids, map(str, labels))))
 
     def accept(self, cell_ids: Sequence[int]) -> int:
         """Confirm the stored suggestion of each cell that has one; returns how many."""
@@ -290,17 +290,23 @@ class Session:
         """Undo the last batch of label changes; returns what was restored (or None)."""
         restored = self.store.undo()
         if restored:
-            self._after_label_change([c for c, _ in restored])
+            self._after_label_change({int(c): label for c, label in restored})
         return restored
 
-    def _after_label_change(self, cell_ids: Iterable[int]) -> None:
-        """Keep the fitted suggester's index in step with the confirmed labels."""
-        self._labels_cache = None
+    def _after_label_change(self, changes: Mapping[int, str | None]) -> None:
+        """Keep the label cache and the fitted suggester's index in step with the confirmed
+        labels (``changes``: cell id -> its label now, None when it has none)."""
+        if self._labels_cache is not None:
+            for c, label in changes.items():
+                if label is None:
+                    self._labels_cache.pop(int(c), None)
+                else:
+                    self._labels_cache[int(c)] = label
         labelled = self._id_to_label()
         suggester = self._suggester
         if suggester is None:
             return
-        cell_ids = list(dict.fromkeys(int(c) for c in cell_ids))
+        cell_ids = list(dict.fromkeys(int(c) for c in changes))
         present = set(suggester.labels)
         gone = [c for c in cell_ids if c not in labelled and c in present]
         new = [c for c in cell_ids if c in labelled and c not in present]
@@ -330,9 +336,7 @@ class Session:
     def _sources_of(self, cell_ids: Sequence[int]) -> list[str]:
         """Source name of each cell (its image's source), from a map cached per cell set."""
         if self._cell_sources is None or any(c not in self._cell_sources for c in cell_ids):
-            source_of_image = {im["id"]: im["source"] for im in self.store.images()}
-            self._cell_sources = {c["id"]: source_of_image[c["image_id"]]
-                                  for c in self.store.cells()}
+            self._cell_sources = self.store.cell_sources()
         return [self._cell_sources[int(c)] for c in cell_ids]
 
     def cell_set(self, cell_ids: Sequence[int], *, labelled: bool = False,

@@ -428,6 +428,14 @@ def cmd_bench(args) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
         return 0
+    if args.saved_index:
+        from cellseek.measure.bench_saved_index import format_result, run
+
+        result = run(args.cells, args.dim)
+        print(format_result(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
     if args.index:
         from cellseek.measure.bench_index import main_args
 
@@ -608,11 +616,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "cached image embedding instead (random weights when SAM's are absent)")
     p.add_argument("--sizes", type=sizes, default=sizes("10000,100000,1000000"),
                    help="--index: reference sizes")
-    p.add_argument("--dim", type=at_least(1), default=512, help="--index: vector size (512)")
+    p.add_argument("--dim", type=at_least(1), default=512,
+                   help="--index, --saved-index: vector size (512)")
     p.add_argument("--merge", action="store_true", help="store merge benchmark instead: merge a "
                    "store of --cells synthetic cells into another")
+    p.add_argument("--saved-index", action="store_true", help="saved-index benchmark instead: a "
+                   "store of --cells confirmed cells of --dim values; open it and get the first "
+                   "suggestion from the saved index, confirm one more cell, sizes")
     p.add_argument("--cells", type=at_least(1), default=100_000,
-                   help="--merge: cells to merge (100000)")
+                   help="--merge, --saved-index: cells (100000)")
     p.add_argument("--json", help="write the results as JSON here")
     _common(p)
     p.set_defaults(func=cmd_bench)

@@ -26,6 +26,8 @@ from cellseek.search.vote import adaptive_k, vote_matrix
 
 logger = logging.getLogger(__name__)
 
+#: At most this many confirmed cells of a source are validated (each predicted from all others).
+MAX_VALIDATED = 3000
 #: Candidates, most robust first (ties go to the earlier one).
 CANDIDATES = ("knn", "blend", "head")
 
@@ -76,17 +78,19 @@ def _macro(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 def _predictions(x, labels, train, test, classes, config) -> dict[str, np.ndarray]:
     """Predicted class codes of ``test`` rows by every candidate trained on ``train`` rows."""
+    import faiss
+
     from cellseek.search.head import LinearHead
 
     code = {c: i for i, c in enumerate(classes)}
     y = np.array([code[c] for c in labels])
     counts = {c: int((y[train] == i).sum()) for i, c in enumerate(classes)}
-    k = adaptive_k(counts, config.suggest)
-    sims = x[test] @ x[train].T
-    kk = min(k, len(train))
-    top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-    knn = vote_matrix(np.take_along_axis(sims, top, axis=1), y[train][top], len(classes),
-                      config.suggest.temperature)
+    k = min(adaptive_k(counts, config.suggest), len(train))
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(np.ascontiguousarray(x[train]))
+    sims, top = index.search(np.ascontiguousarray(x[test]), k)
+    knn = vote_matrix(sims, np.where(top >= 0, y[train][np.maximum(top, 0)], -1),
+                      len(classes), config.suggest.temperature)
     head = None
     if len({labels[i] for i in train}) >= 2:
         fitted = LinearHead.fit(x[train], [labels[i] for i in train])
@@ -151,6 +155,13 @@ def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
             continue
         eligible.append(src)
         rows = rows[np.isin(labels[rows], usable)]
+        if len(rows) > MAX_VALIDATED:  # enough to decide: a stratified sample is validated
+            rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_VALIDATED, replace=False))
+            counts = {c: int((labels[rows] == c).sum()) for c in usable}
+            usable = [c for c in usable if counts[c] >= 2]
+            rows = rows[np.isin(labels[rows], usable)]
+            if len(usable) < 2:
+                continue
         n_folds = int(min(learn.folds, min(counts[c] for c in usable)))
         truth, pred = [], {c: [] for c in CANDIDATES}
         for val in _folds(labels, rows, n_folds, seed):
@@ -164,8 +175,11 @@ def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
         out.per_source[src] = _best(out.scores[src], learn.margin)
     if len(eligible) >= 2:
         per = {c: [] for c in CANDIDATES}
+        rng = np.random.default_rng(seed)
         for src in eligible:
             val = np.flatnonzero(sources == src)
+            if len(val) > MAX_VALIDATED:
+                val = np.sort(rng.choice(val, MAX_VALIDATED, replace=False))
             train = np.flatnonzero(sources != src)
             if len(set(labels[train].tolist())) < 2:
                 continue

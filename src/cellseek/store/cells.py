@@ -184,6 +184,17 @@ def count_cells(conn: sqlite3.Connection, labelled: bool | None = None) -> int:
     return conn.execute(sql).fetchone()[0]
 
 
+def cell_sources(conn: sqlite3.Connection) -> tuple[np.ndarray, list[str]]:
+    """``(cell ids, the source of each one's image)``, ordered by cell id, in one query."""
+    ids, sources = [], []
+    for cell_id, source in conn.execute(
+            "SELECT cells.id, images.source FROM cells JOIN images ON images.id = cells.image_id "
+            "ORDER BY cells.id"):
+        ids.append(cell_id)
+        sources.append(source)
+    return np.asarray(ids, np.int64), sources
+
+
 def read_embeddings(
     conn: sqlite3.Connection, model: str, dim: int, cell_ids: Sequence[int] | None, where
 ) -> np.ndarray:

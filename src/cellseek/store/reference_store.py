@@ -510,6 +510,12 @@ class ReferenceStore:
         with self._tx.write("undoing the last label change") as conn:
             return label_ops.undo_last(conn, self.path)
 
+    def cell_sources(self) -> dict[int, str]:
+        """Cell id -> the source (device / dataset / batch) of its image, for every cell."""
+        with self._tx.read() as conn:
+            ids, sources = cell_ops.cell_sources(conn)
+        return dict(zip(ids.tolist(), sources))
+
     def labelled(self) -> tuple[np.ndarray, list[str]]:
         """``(cell ids as int64, labels)`` of all confirmed cells, ordered by id."""
         with self._tx.read() as conn:
