@@ -39,10 +39,15 @@ def seg(sam_env, tmp_path):
 
 # -- input conversion ------------------------------------------------------------------------
 def test_plane_to_uint8_rgb_handles_grey_float_rgba_and_nan():
+    from cellseek.io.planes import plane_to_float_rgb
+
     grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
     out = plane_to_uint8_rgb(grey)
     assert out.shape == (3, 4, 3) and out.dtype == np.uint8
-    assert (out[..., 0] == grey).all() and (out[..., 2] == grey).all()
+    # the one plane convention: grey is stretched, as for crops and thumbnails
+    assert np.array_equal(out, np.rint(plane_to_float_rgb(grey) * 255).astype(np.uint8))
+    rgb8 = np.arange(36, dtype=np.uint8).reshape(3, 4, 3)
+    assert np.array_equal(plane_to_uint8_rgb(rgb8), rgb8)  # uint8 RGB is kept
 
     f = np.linspace(0, 1, 1000, dtype=np.float32).reshape(20, 50)
     f_copy = f.copy()

@@ -61,8 +61,6 @@ __all__ = [
     "shared_segmenter",
 ]
 
-#: Percentiles mapped to 0 and 255 when a non-uint8 plane is converted for SAM.
-PERCENTILES = (1.0, 99.5)
 #: Progress stage name.
 STAGE = "segment:sam"
 #: Automatic segmentation modes (see the module docstring).
@@ -78,42 +76,35 @@ SEED_MIN_MARGIN = 24
 def plane_to_uint8_rgb(plane: np.ndarray) -> np.ndarray:
     """A plane as the uint8 ``(rows, cols, 3)`` image SAM takes (the input is not modified).
 
+    The one plane convention of cellseek (:func:`cellseek.io.planes.plane_to_uint8_rgb`), with
+    SAM's own refusals.
+
     Parameters
     ----------
     plane : ndarray
         ``(Y, X)`` grey, ``(Y, X, 1)``, ``(Y, X, 3)`` RGB or ``(Y, X, 4)`` RGBA (alpha dropped).
-        uint8 is kept as is; bool becomes 0/255; any other dtype is scaled linearly between its
-        1st and 99.5th percentile (over all channels, so colours keep their balance), NaN -> 0.
 
     Returns
     -------
     ndarray
         uint8 ``(Y, X, 3)``, C-contiguous.
+
+    Raises
+    ------
+    CellseekError
+        Another shape, or no finite value at all.
     """
+    from cellseek.io.planes import plane_to_uint8_rgb as convert
+
     a = np.asarray(plane)
-    if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
-        a = a[..., :3] if a.shape[-1] >= 3 else a[..., 0]
-    if a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)) \
+            or min(a.shape[:2]) < 1:
         raise CellseekError(
             f"SAM needs a (Y, X) or (Y, X, 3) plane, got an array of shape {np.shape(plane)}"
         )
-    if a.dtype == np.uint8:
-        out = a
-    elif a.dtype == bool:
-        out = a.astype(np.uint8) * 255
-    else:
-        f = a.astype(np.float32)
-        finite = np.isfinite(f)
-        if not finite.any():
-            raise CellseekError("SAM cannot segment a plane without a single finite value")
-        lo, hi = np.percentile(f[finite], PERCENTILES)
-        if hi <= lo:
-            hi = lo + 1.0
-        f = np.where(finite, (f - lo) * (255.0 / (hi - lo)), 0.0)
-        out = np.clip(np.rint(f), 0, 255).astype(np.uint8)
-    if out.ndim == 2:
-        out = np.stack([out] * 3, axis=-1)
-    return np.ascontiguousarray(out)
+    if a.dtype.kind == "f" and not np.isfinite(a).any():
+        raise CellseekError("SAM cannot segment a plane without a single finite value")
+    return convert(a)
 
 
 class SamSegmenter:
