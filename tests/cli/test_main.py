@@ -193,7 +193,8 @@ def test_embed_and_suggest_through_the_batch_runner(tmp_path, capsys):
 
 
 def test_suggest_pca_option_reaches_the_index_config():
-    from cellseek.cli.main import _config, build_parser
+    from cellseek.cli.main import build_parser
+    from cellseek.cli.options import config_from_args as _config
 
     args = build_parser().parse_args(["suggest", "--store", "s.cellseek", "--pca", "32"])
     assert _config(args).index.pca_components == 32

@@ -1,0 +1,208 @@
+"""The image commands: ``segment``, ``embed``, ``reference`` and ``suggest``.
+
+Each takes files, folders, glob patterns and list files, processes every image, keeps going when
+one fails and ends with a tally (:mod:`cellseek.cli.images`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cellseek.cli.options import config_from_args
+from cellseek.cli.progress import run_with_progress
+from cellseek.errors import CellseekError, IncompatibleStoreError
+
+
+def cmd_segment(args) -> int:
+    from cellseek.cli.images import Tally, check_output_folder, image_inputs
+    from cellseek.io import read_image, write_labels
+    from cellseek.io.inputs import LABELS_MARKER
+    from cellseek.pipeline import Pipeline
+
+    cfg = config_from_args(args)
+    paths = image_inputs(args.images)
+    out = Path(args.output)
+    check_output_folder(out, args.images)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / LABELS_MARKER).write_text("label images written by cellseek segment\n")
+    except OSError as err:
+        raise CellseekError(f"{out}: cannot write the label images there ({err})") from err
+    pipeline = Pipeline(cfg, ())
+    tally, used = Tally(), set()
+    for path in paths:
+        try:
+            image = read_image(path)
+            labels = run_with_progress(pipeline.segment(image, z_mode=args.z_mode),
+                                       quiet=args.quiet)
+            stem = _unique_stem(Path(path), used)
+            for (t, z), lab in labels.items():
+                name = f"{stem}_labels.tif" if len(labels) == 1 else \
+                    f"{stem}_t{t}_z{z}_labels.tif"
+                write_labels(out / name, lab)
+                print(f"{path} t={t} z={z}: {cells_text(int(lab.max()))} -> {out / name}")
+            tally.done.append(str(path))
+        except CellseekError as err:
+            tally.fail(path, err)
+    print(f"{tally.summary()} ({pipeline.segment_method()} segmentation) -> {out}")
+    return tally.exit_code
+
+
+def cells_text(n: int) -> str:
+    return f"{n} cell" + ("" if n == 1 else "s")
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    """The file's stem, made unique among the outputs of one run."""
+    stem, n = path.stem, 1
+    while stem in used:
+        n += 1
+        stem = f"{path.stem}_{n}"
+    used.add(stem)
+    return stem
+
+
+def _open_or_create(store_path, cfg, args):
+    """A session on the store (created when missing) and whether this command created it.
+
+    ``--preset``/``--models`` naming another model set than an existing store holds is an
+    error, not silently ignored.
+    """
+    from cellseek.errors import StoreExistsError
+    from cellseek.pipeline import resolve_models
+    from cellseek.session import Session
+
+    created = False
+    if Path(store_path).exists():
+        session = Session.open(store_path, cfg)
+    else:
+        try:
+            session, created = Session.create(store_path, cfg), True
+        except StoreExistsError:  # another command created it a moment ago: use that one
+            session = Session.open(store_path, cfg)
+    if not created and (getattr(args, "preset", None) or getattr(args, "models", None)):
+        wanted = resolve_models(cfg)
+        if tuple(wanted) != tuple(session.models):
+            session.close()
+            raise IncompatibleStoreError(
+                f"{store_path}: this reference set holds the models "
+                f"{', '.join(session.models)}; --preset/--models asked for "
+                f"{', '.join(wanted)}. Leave them out, or give a new --store.")
+    return session, created
+
+
+def _remove_new_store(path) -> None:
+    """Remove a store this command created and could not fill (nothing of the user's is lost)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    print(f"cellseek: {path} was not kept: nothing was added to it", file=sys.stderr)
+
+
+def _add_images(session, paths, args, tally) -> None:
+    """Segment, crop and embed every image into the session's store."""
+    from cellseek.io import content_hash, read_image
+
+    for path in paths:
+        try:
+            image = read_image(path)
+            known = session.store.image_by_hash(content_hash(image))
+            before = len(session.store.cells(known["id"])) if known else 0
+            image_id = run_with_progress(
+                session.add_image(image, source=args.source,
+                                  z_mode=getattr(args, "z_mode", "all")),
+                quiet=args.quiet)
+            n = len(session.store.cells(image_id))
+            if known is not None and n == before:
+                tally.skipped.append(str(path))
+                print(f"{path}: already in the store ({cells_text(n)}, image id {image_id})")
+            else:
+                tally.done.append(str(path))
+                print(f"{path}: {cells_text(n)} (image id {image_id})")
+        except CellseekError as err:
+            tally.fail(path, err)
+
+
+def cmd_embed(args) -> int:
+    from cellseek.cli.images import Tally, image_inputs
+
+    cfg = config_from_args(args)
+    if args.workers or args.scheduler:
+        from cellseek.batch.runner import embed_many
+
+        summary = embed_many(args.images, args.store, cfg, scheduler=args.scheduler,
+                             n_workers=args.workers, progress=not args.quiet,
+                             plane_kw={"z_mode": args.z_mode}, source=args.source)
+        summary.pop("results", None)  # one entry per image: too long for the terminal
+        print(json.dumps(summary, indent=2, default=str))
+        return 1 if summary["failed"] else 0
+    paths = image_inputs(args.images)
+    session, created = _open_or_create(args.store, cfg, args)
+    tally = Tally()
+    try:
+        _add_images(session, paths, args, tally)
+        print(f"{tally.summary()}; {args.store}: {cells_text(session.store.n_cells())}, "
+              f"{session.store.n_cells(labelled=True)} labelled")
+    finally:
+        empty = session.store.n_cells() == 0 and not session.store.images()
+        session.close()
+        if created and empty:
+            _remove_new_store(args.store)
+    return tally.exit_code
+
+
+def cmd_reference(args) -> int:
+    from cellseek.reference import add_labelled_csv, check_labelled_csv
+
+    cfg = config_from_args(args)
+    checked = run_with_progress(check_labelled_csv(args.csv), quiet=args.quiet)  # before writing
+    session, created = _open_or_create(args.store, cfg, args)
+    try:
+        before = session.store.n_cells(labelled=True)
+        n = run_with_progress(add_labelled_csv(session, args.csv, checked=checked),
+                              quiet=args.quiet)
+        total = session.store.n_cells(labelled=True)
+        print(f"{args.store}: added {n} labelled cells ({before} labelled before, {total} now); "
+              f"classes: {session.store.classes()}")
+    finally:
+        empty = session.store.n_cells() == 0
+        session.close()
+        if created and empty:
+            _remove_new_store(args.store)
+    return 0
+
+
+def cmd_suggest(args) -> int:
+    from cellseek.cli.images import Tally, image_inputs
+    from cellseek.session import Session
+
+    cfg = config_from_args(args)
+    if args.images and (args.workers or args.scheduler):
+        from cellseek.batch.runner import suggest_many
+
+        summary = suggest_many(args.images, args.store, cfg, csv_path=args.output,
+                               scheduler=args.scheduler, n_workers=args.workers,
+                               progress=not args.quiet, source=args.source)
+        summary.pop("results", None)
+        print(json.dumps(summary, indent=2, default=str))
+        return 1 if summary["failed"] else 0
+    paths = image_inputs(args.images) if args.images else []
+    tally = Tally()
+    with Session.open(args.store, cfg) as session:
+        if paths:
+            _add_images(session, paths, args, tally)
+            print(tally.summary())
+        if not session.store.n_cells(labelled=True):
+            raise CellseekError(f"{args.store}: no confirmed cells to suggest from; add a "
+                                "labelled set first (cellseek reference CSV --store ...)")
+        weights = session.model_weights(refresh=True)
+        sugg = run_with_progress(session.suggest(), quiet=args.quiet)
+        n_uncertain = sum(s.uncertain for s in sugg.values())
+        print(f"{cells_text(len(sugg))}: {len(sugg) - n_uncertain} suggested, "
+              f"{n_uncertain} uncertain (threshold {session.config.suggest.threshold})")
+        print("model weights: " + ", ".join(f"{m}={w:.3f}" for m, w in weights.items()))
+        if args.output:
+            session.store.export_cells_csv(args.output)
+            print(f"cells table -> {args.output}")
+    return tally.exit_code

@@ -1,0 +1,78 @@
+"""The store commands: ``export``, ``merge``, ``check`` and ``index``."""
+
+from __future__ import annotations
+
+from cellseek.cli.cmd_images import cells_text
+from cellseek.cli.options import config_from_args
+
+
+def cmd_export(args) -> int:
+    from cellseek.session import Session
+
+    with Session.open(args.store, readonly=True) as session:
+        paths = session.export(args.output, overwrite=args.overwrite)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from cellseek.store import ReferenceStore
+
+    with ReferenceStore.open(args.store) as store:
+        counts = store.merge_from(args.other, labels_only=args.labels_only)
+        print(f"{args.store}: merged {args.other}: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+        print(f"classes now: {store.classes()}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from cellseek.store import ReferenceStore
+
+    with ReferenceStore.open(args.store, readonly=not args.repair, repair=args.repair) as store:
+        problems = store.check()
+    for line in problems:
+        print(f"PROBLEM {line}")
+    print(f"{args.store}: " + (f"{len(problems)} problem(s) found" if problems else
+                               "intact (schema, values, embeddings, label images, thumbnails)"))
+    return 1 if problems else 0
+
+
+def cmd_index(args) -> int:
+    """``cellseek index status|build|drop``: the search index saved with a store."""
+    from cellseek.session import Session
+
+    readonly = args.action == "status"
+    with Session.open(args.store, config_from_args(args), readonly=readonly) as session:
+        if args.action == "drop":
+            had = session.drop_saved_index()
+            print(f"{args.store}: " + ("saved index dropped (rebuilt on next use)" if had
+                                       else "no saved index"))
+            return 0
+        if args.action == "build":
+            import time
+
+            start = time.perf_counter()
+            index = session.rebuild_index()
+            print(f"{args.store}: built and saved a {index.kind} index of "
+                  f"{cells_text(len(index))} in {time.perf_counter() - start:.1f} s")
+            return 0
+        info = session.store.search_state_info()
+        if info is None:
+            print(f"{args.store}: no saved index (built on first use: "
+                  f"{cells_text(session.store.n_cells(labelled=True))} confirmed)")
+            return 0
+        current = info["key"] == session.state_key()
+        state = "saved, current" if current else "saved for other settings (rebuilt on use)"
+        detail = ""
+        if current:
+            import time
+
+            start = time.perf_counter()
+            index = session.index()
+            detail = (f"; {index.kind} search over {cells_text(len(index))}, opened in "
+                      f"{time.perf_counter() - start:.2f} s ({session.index_origin})")
+        print(f"{args.store}: {state}, {info['bytes'] / 1e6:.1f} MB, saved {info['saved_at']}"
+              + detail)
+    return 0
