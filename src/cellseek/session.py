@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import Config, CropConfig, SegmentConfig
-from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
+from cellseek.crops import cells_from_labels, crop_pixel_sizes, extract_crops, thumbnail_png
 from cellseek.errors import CellseekError
 from cellseek.search.index import CellIndex
 from cellseek.search.vote import adaptive_k, review_queue, suggest_from_neighbours
@@ -53,6 +53,12 @@ def _config_from_meta(raw: str | None, fallback: Config) -> Config:
     return replace(fallback, crop=crop, embed=embed_cfg)
 
 
+def _known_model(name: str) -> bool:
+    from cellseek.zoo import MODELS
+
+    return name in MODELS
+
+
 class Session:
     """An annotation session over one reference store.
 
@@ -66,6 +72,16 @@ class Session:
     """
 
     def __init__(self, store: ReferenceStore, config: Config | None = None) -> None:
+        from cellseek.store.reference_store import check_versions
+        from cellseek.zoo import model_versions
+
+        try:
+            # a store of another embedding version (e.g. the classical embedder's v1 features)
+            # is refused rather than mixed with new vectors
+            check_versions(store, model_versions(m for m in store.models if _known_model(m)))
+        except CellseekError:
+            store.close()
+            raise
         self.store = store
         self.config = _config_from_meta(store.meta("config"), config or Config())
         self.models: tuple[str, ...] = tuple(store.models)
@@ -87,12 +103,13 @@ class Session:
         cls, path, config: Config | None = None, *, overwrite: bool = False
     ) -> Session:
         """Create a new store for the configured model set and open a session on it."""
-        from cellseek.zoo import get_spec, resolve_models
+        from cellseek.zoo import get_spec, model_versions, resolve_models
 
         config = config or Config()
         models = resolve_models(config.embed.preset, config.embed.models)
         dims = {m: get_spec(m).dim for m in models}
-        store = ReferenceStore.create(path, dims, overwrite=overwrite)
+        store = ReferenceStore.create(path, dims, overwrite=overwrite,
+                                      versions=model_versions(models))
         embed = asdict(config.embed) | {"models": list(models)}
         store.set_meta("config", json.dumps({"crop": asdict(config.crop), "embed": embed}))
         return cls(store, config)
@@ -223,11 +240,11 @@ class Session:
         cells = cells_from_labels(labels, t=t, z=z)
         if not cells:
             return np.zeros(0, np.int64)
-        crops, masks = extract_crops(plane, labels, cells, self.crop_config_for(cells,
-                                                                               pixel_size_um),
-                                     pixel_size_um=pixel_size_um)
+        crop_config = self.crop_config_for(cells, pixel_size_um)
+        crops, masks = extract_crops(plane, labels, cells, crop_config, pixel_size_um=pixel_size_um)
         embeddings = yield from embed_all(
-            self.embedders(), crops, masks, batch_size=self.config.embed.batch_size
+            self.embedders(), crops, masks, batch_size=self.config.embed.batch_size,
+            pixel_size=crop_pixel_sizes(cells, crop_config, pixel_size_um=pixel_size_um),
         )
         thumbs = [thumbnail_png(c) for c in crops]
         ids = self.store.add_cells(image_id, cells, embeddings, thumbnails=thumbs)

@@ -124,7 +124,7 @@ def process_image(
         ``status`` (``"computed"``, ``"skipped"`` or ``"failed"``), ``input``,
         ``content_hash``, ``shard``, ``n_cells``, ``seconds``, ``error``.
     """
-    from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
+    from cellseek.crops import cells_from_labels, crop_pixel_sizes, extract_crops, thumbnail_png
     from cellseek.io import content_hash, iter_planes, read_image
     from cellseek.segment import segment_plane
     from cellseek.types import run_work
@@ -162,8 +162,9 @@ def process_image(
                 continue
             crops, masks = extract_crops(plane, labels, found, config.crop,
                                          pixel_size_um=image.pixel_size_um)
+            sizes = crop_pixel_sizes(found, config.crop, pixel_size_um=image.pixel_size_um)
             result = run_work(embed_all(embedders, crops, masks,
-                                        batch_size=config.embed.batch_size))
+                                        batch_size=config.embed.batch_size, pixel_size=sizes))
             for m in models:
                 with np.errstate(over="ignore"):
                     half = np.asarray(result[m], np.float32).astype("<f2")

@@ -303,7 +303,9 @@ def ablations(
 #: Modules whose source is part of the embedding cache key: the central-cell segmenter and the
 #: classical features (foundation models are identified by their spec and weights).
 _CROP_CODE = ("cellseek.segment.classical", "cellseek.segment.stain", "cellseek.reference",
-              "cellseek.crops", "cellseek.zoo.classical", "cellseek.zoo.classical_features")
+              "cellseek.crops", "cellseek.zoo.classical", "cellseek.zoo.classical_features",
+              "cellseek.zoo.classical_shape", "cellseek.zoo.classical_stained",
+              "cellseek.zoo.classical_labelfree", "cellseek.zoo.classical_texture")
 
 def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
     h = hashlib.sha256()
@@ -317,6 +319,10 @@ def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
     h.update(__version__.encode())
     for module in _CROP_CODE:  # a change to the segmenter or the features invalidates the cache
         h.update(Path(importlib.import_module(module).__file__).read_bytes())
+    from cellseek.zoo.classical import SCALING_FILE
+
+    if SCALING_FILE.is_file():  # so does a recalibrated scaling of the classical features
+        h.update(SCALING_FILE.read_bytes())
     return h.hexdigest()[:24]
 
 
@@ -363,8 +369,12 @@ def embed_labelled_csv(
 def embed_store(path, models: Sequence[str] | None = None) -> EvalSet:
     """The confirmed cells of a reference store as an :class:`EvalSet`."""
     from cellseek.store import ReferenceStore
+    from cellseek.zoo import MODELS, model_versions
 
     with ReferenceStore.open(path, readonly=True) as store:
+        from cellseek.store.reference_store import check_versions
+
+        check_versions(store, model_versions(m for m in store.models if m in MODELS))
         ids, labels = store.labelled()
         models = list(models or store.models)
         embs = {m: store.embeddings(m, ids) for m in models}

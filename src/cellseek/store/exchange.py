@@ -51,7 +51,7 @@ def _temp_next_to(path: Path) -> Path:
 
 def merge(target: ReferenceStore, other, *, labels_only: bool = False) -> dict:
     """Merge ``other`` (a store or a path) into ``target``; see ``ReferenceStore.merge_from``."""
-    from cellseek.store.reference_store import ReferenceStore
+    from cellseek.store.reference_store import ReferenceStore, check_versions
 
     owned = not isinstance(other, ReferenceStore)
     if owned:
@@ -68,6 +68,7 @@ def merge(target: ReferenceStore, other, *, labels_only: bool = False) -> dict:
                     f"{other.path}: cannot merge into {target.path}: the model sets are "
                     f"incompatible: this store has {fmt}, the other store has {ofmt}"
                 )
+            check_versions(target, other.model_versions, what=str(other.path))
         with (
             other._read("reading the store to merge") as src,
             target._write(f"merging {other.path}") as dst,

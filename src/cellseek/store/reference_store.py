@@ -72,6 +72,37 @@ def _format_models(models: dict[str, int]) -> str:
     return "{" + ", ".join(f"{name}: {dim}" for name, dim in sorted(models.items())) + "}"
 
 
+def _check_versions(versions: dict[str, int], models: dict[str, int]) -> dict[str, int]:
+    unknown = sorted(set(versions) - set(models))
+    if unknown:
+        raise ValueError(f"versions given for models the store does not hold: {unknown}")
+    return {m: int(versions.get(m, 1)) for m in sorted(models)}
+
+
+def check_versions(store: ReferenceStore, versions: dict[str, int], *, what: str = "") -> None:
+    """Raise :class:`IncompatibleStoreError` when a model of ``store`` has another version.
+
+    Parameters
+    ----------
+    store : ReferenceStore
+    versions : dict of str to int
+        Model name -> the version the caller computes; models not named are not checked.
+    what : str
+        Who computes ``versions``, for the message (default: "this cellseek").
+    """
+    have = store.model_versions
+    bad = {m: (have[m], int(v)) for m, v in versions.items() if m in have and have[m] != int(v)}
+    if bad:
+        who = what or "this cellseek"
+        parts = ", ".join(f"{m} version {old} in the store, version {new} in {who}"
+                          for m, (old, new) in sorted(bad.items()))  # fmt: skip
+        raise IncompatibleStoreError(
+            f"{store.path}: the store's embeddings were computed by another version of the "
+            f"model ({parts}); the two feature spaces cannot be mixed. Nothing was changed. "
+            "Open it with the cellseek that made it, or add its images to a new store."
+        )
+
+
 def _check_models(models: dict[str, int]) -> dict[str, int]:
     if not models:
         raise ValueError("a reference store needs at least one model (name -> embedding dim)")
@@ -161,7 +192,14 @@ class ReferenceStore:
     # ------------------------------------------------------------------ opening and closing
 
     @classmethod
-    def create(cls, path, models: dict[str, int], *, overwrite: bool = False) -> ReferenceStore:
+    def create(
+        cls,
+        path,
+        models: dict[str, int],
+        *,
+        overwrite: bool = False,
+        versions: dict[str, int] | None = None,
+    ) -> ReferenceStore:
         """Create a new, empty store.
 
         The file is built under a temporary name next to ``path`` and renamed into place, so a
@@ -175,6 +213,9 @@ class ReferenceStore:
             Model name -> embedding dim. Fixed for the store's life.
         overwrite : bool
             Replace an existing file at ``path``.
+        versions : dict of str to int, optional
+            Model name -> version of its embedding space (``ModelSpec.version``); models not
+            named are version 1. Saved as the meta key ``model_versions``.
 
         Returns
         -------
@@ -188,6 +229,7 @@ class ReferenceStore:
         """
         path = Path(path).expanduser().absolute()
         models = _check_models(models)
+        versions = _check_versions(versions or {}, models)
         if path.exists() and not overwrite:
             raise StoreError(
                 f"{path}: a file already exists here. Open it with ReferenceStore.open, or pass "
@@ -215,6 +257,7 @@ class ReferenceStore:
                     "format": FORMAT_NAME,
                     "created_by": f"cellseek {__version__}",
                     "created_at": _now(),
+                    "model_versions": versions,
                 }
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -240,7 +283,12 @@ class ReferenceStore:
 
     @classmethod
     def open(
-        cls, path, *, models: dict[str, int] | None = None, readonly: bool = False
+        cls,
+        path,
+        *,
+        models: dict[str, int] | None = None,
+        readonly: bool = False,
+        versions: dict[str, int] | None = None,
     ) -> ReferenceStore:
         """Open an existing store, migrating an older schema.
 
@@ -252,6 +300,9 @@ class ReferenceStore:
             The model set the caller expects; must equal the stored one exactly.
         readonly : bool
             Open read-only: every write raises :class:`StoreError`; no migration is done.
+        versions : dict of str to int, optional
+            The embedding-space versions the caller computes (models not named: version 1);
+            every model of the store named here must have that version.
 
         Returns
         -------
@@ -260,7 +311,8 @@ class ReferenceStore:
         Raises
         ------
         IncompatibleStoreError
-            The model set differs from ``models``, or the file was made by a newer cellseek.
+            The model set differs from ``models``, a model's version differs from ``versions``,
+            or the file was made by a newer cellseek.
         StoreError
             The file is missing, is not a cellseek store, is damaged, or needs a migration but
             was opened read-only.
@@ -313,6 +365,12 @@ class ReferenceStore:
                 f"{path}: the store was made with another model set: the store has "
                 f"{_format_models(store.models)}, asked for {_format_models(models)}"
             )
+        if versions is not None:
+            try:
+                check_versions(store, versions)
+            except IncompatibleStoreError:
+                store.close()
+                raise
         return store
 
     def close(self) -> None:
@@ -1109,6 +1167,15 @@ class ReferenceStore:
         if any(r[1] is None for r in rows):
             return None
         return {r[0]: r[1] for r in rows}
+
+    @property
+    def model_versions(self) -> dict[str, int]:
+        """Model name -> version of the embedding space its vectors were computed in.
+
+        Stores made before versions were recorded hold version 1 of every model.
+        """
+        saved = self.meta("model_versions", {}) or {}
+        return {m: int(saved.get(m, 1)) for m in self.models}
 
     def set_meta(self, key: str, value_json) -> None:
         """Store a JSON-serialisable value under ``key`` (e.g. the crop config)."""

@@ -1,0 +1,161 @@
+"""Compare classical-feature variants on cached crops of the label-free and stained sets.
+
+The crops and masks are made once per set exactly as ``cellseek evaluate`` makes them
+(:func:`cellseek.reference.single_cell_crops`, default :class:`~cellseek.config.CropConfig`), and
+the accuracy is computed with the same functions (:func:`cellseek.measure.evaluate.cross_validate`,
+:func:`~cellseek.measure.evaluate.transfer` with class-balanced alignment), so a variant's figure
+here equals what ``cellseek evaluate`` reports once that variant is the embedder's default.
+Final figures are always re-measured through ``cellseek evaluate`` (``docs/classical.md``).
+
+Usage::
+
+    PYTHONPATH=src python scripts/eval_labelfree.py crops                 # cache crops (/tmp)
+    PYTHONPATH=src python scripts/eval_labelfree.py eval [--groups a,b] [--sets jurkat7,...]
+    PYTHONPATH=src python scripts/eval_labelfree.py calibrate             # write the scaling
+    PYTHONPATH=src python scripts/eval_labelfree.py speed                 # crops/s per set
+
+Sets: ``jurkat7`` (Experiment 1, 7 phases), ``jurkat2`` (interphase vs mitosis), ``bf293``
+(293A vs HT1080), ``pbc`` (8 classes), ``pbc>bccd`` and ``pbc>zheng`` (transfers, reference =
+PBC, balanced alignment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger("eval_labelfree")
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CSV = {
+    "jurkat7": DATA / "labelfree/jurkat_ifc_cellcycle/labels_Experiment_1.csv",
+    "jurkat2": DATA / "labelfree/jurkat_ifc_cellcycle"
+    / "labels_Experiment_1_interphase_vs_mitosis.csv",
+    "jurkat_exp2": DATA / "labelfree/jurkat_ifc_cellcycle/labels_Experiment_2.csv",
+    "bf293": DATA / "labelfree/brightfield_293A_HT1080/labels.csv",
+    "pbc": DATA / "pbc_subset/labels.csv",
+    "bccd": DATA / "bccd/wbc_crops_labels.csv",
+    "zheng": DATA / "wbc_zheng2018/labels.csv",
+}
+EVALS = ("jurkat7", "jurkat2", "bf293", "pbc", "pbc>bccd", "pbc>zheng")
+CROPS_OF = {"jurkat2": "jurkat7"}  # same images, other labels
+
+
+def crops(name: str, cache: Path):
+    """Crops, masks, labels and sources of one set, cut as ``cellseek evaluate`` cuts them."""
+    from cellseek.config import CropConfig
+    from cellseek.io.labelled_set import load_labelled_set
+    from cellseek.reference import single_cell_crops
+    from cellseek.types import run_work
+
+    lset = load_labelled_set(CSV[name])
+    src = CROPS_OF.get(name, name)
+    out = cache / f"crops_{src}.npz"
+    if not out.exists():
+        t0 = time.perf_counter()
+        c, m, _ = run_work(single_cell_crops(load_labelled_set(CSV[src]).paths, CropConfig()))
+        logger.info("%s: %d crops in %.0f s", src, len(c), time.perf_counter() - t0)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(out, crops=np.round(c * 255).astype(np.uint8), masks=m)
+    with np.load(out) as z:
+        c, m = z["crops"].astype(np.float32) / 255.0, z["masks"]
+    return c, m, list(lset.labels), list(lset.sources)
+
+
+def _code_hash() -> str:
+    import cellseek.zoo.classical as a
+    import cellseek.zoo.classical_features as b
+
+    h = hashlib.sha256()
+    for mod in (a, b):
+        h.update(Path(mod.__file__).read_bytes())
+    for p in sorted(Path(b.__file__).parent.glob("classical_*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def raw(name: str, cache: Path) -> np.ndarray:
+    """Raw classical features of a set (cached per code version)."""
+    from cellseek.zoo.classical import ClassicalEmbedder
+
+    src = CROPS_OF.get(name, name)
+    out = cache / f"raw_{src}_{_code_hash()}.npy"
+    if out.exists():
+        return np.load(out)
+    c, m, _, _ = crops(name, cache)
+    emb = ClassicalEmbedder()
+    t0 = time.perf_counter()
+    f = np.concatenate([emb.raw(c[s : s + 64], m[s : s + 64]) for s in range(0, len(c), 64)])
+    rate = len(f) / (time.perf_counter() - t0)
+    logger.info("%s: %d crops embedded, %.0f crops/s", src, len(f), rate)
+    np.save(out, f)
+    return f
+
+
+def eval_set(name: str, cache: Path, embed_kw: dict):
+    from cellseek.measure.evaluate import EvalSet
+    from cellseek.zoo.classical import ClassicalEmbedder
+
+    _, _, labels, sources = crops(name, cache)
+    f = ClassicalEmbedder(**embed_kw).from_raw(raw(name, cache))
+    return EvalSet(name, {"classical": f}, labels, sources)
+
+
+def run_eval(names, cache: Path, embed_kw: dict) -> dict:
+    from cellseek.measure.evaluate import cross_validate, transfer
+
+    res = {}
+    for name in names:
+        if ">" in name:
+            ref, qry = name.split(">")
+            r = transfer(eval_set(ref, cache, embed_kw), eval_set(qry, cache, embed_kw),
+                         align="balanced")
+        else:
+            r = cross_validate(eval_set(name, cache, embed_kw), folds=5)
+        res[name] = r
+        logger.info("%-10s %5.1f %%", name, 100 * r["macro_accuracy"])
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("command", choices=["crops", "eval", "calibrate", "speed"])
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/cellseek_labelfree"))
+    ap.add_argument("--sets", default=",".join(EVALS))
+    ap.add_argument("--groups", default="", help="comma-separated groups (default: all)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = args.sets.split(",")
+    if args.command == "crops":
+        for n in {s for name in names for s in name.split(">")}:
+            crops(n, args.cache)
+        return
+    if args.command == "speed":
+        for n in {s for name in names for s in name.split(">")}:
+            out = args.cache / f"raw_{CROPS_OF.get(n, n)}_{_code_hash()}.npy"
+            out.unlink(missing_ok=True)
+            raw(n, args.cache)
+        return
+    if args.command == "calibrate":
+        from cellseek.zoo.classical import calibrate
+
+        calibrate({n: raw(n, args.cache) for n in names})
+        return
+    kw = {}
+    if args.groups:
+        kw["group_weights"] = {g: 1.0 for g in args.groups.split(",")}
+    res = run_eval(names, args.cache, kw)
+    print(" | ".join(f"{n} {100 * r['macro_accuracy']:.1f}" for n, r in res.items()))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
