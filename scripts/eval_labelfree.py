@@ -44,6 +44,19 @@ CSV = {
     "zheng": DATA / "wbc_zheng2018/labels.csv",
 }
 EVALS = ("jurkat7", "jurkat2", "bf293", "pbc", "pbc>bccd", "pbc>zheng")
+#: Whole label-free fields whose segmented cells join the calibration (no labels needed).
+FIELDS = {
+    "livecell": DATA / "fixtures/livecell_A172_Phase_A7_1_00d00h00m_1.tif",
+    "dsb2018": DATA / "fixtures/stardist_dsb2018_nuclei_img2d.tif",
+}
+#: Unlabelled calibration sources of the fixed scaling, per modality (each weighs the same).
+CALIBRATION = {
+    "pbc": ("pbc",),
+    "jurkat": ("jurkat7", "jurkat_exp2"),
+    "brightfield_293A_HT1080": ("bf293",),
+    "livecell": ("livecell",),
+    "dsb2018": ("dsb2018",),
+}
 CROPS_OF = {"jurkat2": "jurkat7"}  # same images, other labels
 
 
@@ -68,6 +81,26 @@ def crops(name: str, cache: Path):
     return c, m, list(lset.labels), list(lset.sources)
 
 
+def field_crops(name: str, cache: Path):
+    """Crops and masks of the cells the classical segmenter finds in a whole field."""
+    from cellseek.config import CropConfig, SegmentConfig
+    from cellseek.crops import cells_from_labels, extract_crops
+    from cellseek.io import iter_planes, read_image
+    from cellseek.segment import segment_plane
+    from cellseek.types import run_work
+
+    out = cache / f"crops_{name}.npz"
+    if not out.exists():
+        _, _, plane = next(iter_planes(read_image(FIELDS[name])))
+        plane = np.asarray(plane)
+        labels = run_work(segment_plane(plane, SegmentConfig(method="classical")))
+        c, m = extract_crops(plane, labels, cells_from_labels(labels), CropConfig())
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(out, crops=np.round(c * 255).astype(np.uint8), masks=m)
+    with np.load(out) as z:
+        return z["crops"].astype(np.float32) / 255.0, z["masks"]
+
+
 def _code_hash() -> str:
     import cellseek.zoo.classical as a
     import cellseek.zoo.classical_features as b
@@ -88,7 +121,7 @@ def raw(name: str, cache: Path) -> np.ndarray:
     out = cache / f"raw_{src}_{_code_hash()}.npy"
     if out.exists():
         return np.load(out)
-    c, m, _, _ = crops(name, cache)
+    c, m = field_crops(name, cache) if name in FIELDS else crops(name, cache)[:2]
     emb = ClassicalEmbedder()
     t0 = time.perf_counter()
     f = np.concatenate([emb.raw(c[s : s + 64], m[s : s + 64]) for s in range(0, len(c), 64)])
@@ -146,7 +179,13 @@ def main() -> None:
     if args.command == "calibrate":
         from cellseek.zoo.classical import calibrate
 
-        calibrate({n: raw(n, args.cache) for n in names})
+        table = calibrate(
+            {src: np.concatenate([raw(n, args.cache) for n in sets])
+             for src, sets in CALIBRATION.items()},
+            note="scripts/eval_labelfree.py calibrate: median and IQR/1.349 per feature, every "
+            "source weighing the same, no labels",
+        )
+        print(json.dumps(table["fitted_on"]))
         return
     kw = {}
     if args.groups:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -266,26 +267,25 @@ def build(spec: ModelSpec | None = None, *, weights_dir=None, device="auto", che
     return ClassicalEmbedder(spec)
 
 
-def _weighted_quantiles(x: np.ndarray, w: np.ndarray, qs) -> np.ndarray:
-    """Column-wise weighted quantiles of ``x`` ``(N, D)`` (NaN ignored): ``(len(qs), D)``."""
-    out = np.full((len(qs), x.shape[1]), np.nan)
-    for j in range(x.shape[1]):
-        ok = np.isfinite(x[:, j])
-        if not ok.any():
-            continue
-        order = np.argsort(x[ok, j])
-        v, ww = x[ok, j][order], w[ok][order]
-        cum = (np.cumsum(ww) - 0.5 * ww) / ww.sum()
-        out[:, j] = np.interp(qs, cum, v)
-    return out
+def _source_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise median and robust spread (IQR / 1.349, else std, else 1) of one source."""
+    med = np.nanmedian(x, axis=0)
+    q1, q3 = np.nanpercentile(x, [25, 75], axis=0)
+    scale = (q3 - q1) / 1.349
+    std = np.nanstd(x, axis=0)
+    return med, np.where(scale > 1e-6, scale, np.where(std > 1e-6, std, np.nan))
 
 
 def calibrate(raw_by_source: Mapping[str, np.ndarray], path: Path = SCALING_FILE,
               note: str = "") -> dict:  # fmt: skip
-    """Write the robust centre / scale (median, IQR / 1.349) of raw features to ``path``.
+    """Write the fixed centre / scale of every feature, per modality, to ``path``.
 
-    Each modality's table is fitted on the rows of that modality, every source weighing the
-    same whatever its size. No labels are used.
+    For each modality, every source with at least 10 crops of it gives a median and a robust
+    spread (IQR / 1.349) per feature; the centre is the median of the source medians and the
+    scale the mean of the source spreads. The scale is thus the typical spread *within* one
+    source (one device, one preparation), which is what a nearest-neighbour search inside a
+    source compares; offsets between sources are the job of the source alignment. No labels are
+    used.
 
     Parameters
     ----------
@@ -305,23 +305,26 @@ def calibrate(raw_by_source: Mapping[str, np.ndarray], path: Path = SCALING_FILE
     names = feature_names()
     table: dict = {"version": VERSION, "fitted_on": {}, "note": note}
     for modality in MODALITIES:
-        xs, ws = [], []
+        meds, scales = [], []
         for source, raw in raw_by_source.items():
             rows = raw_modalities(raw) == modality
             if rows.sum() >= 10:
-                xs.append(raw[rows])
-                ws.append(np.full(int(rows.sum()), 1.0 / rows.sum()))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    med, scale = _source_stats(np.asarray(raw[rows], np.float64))
+                meds.append(med)
+                scales.append(scale)
                 table["fitted_on"].setdefault(modality, {})[source] = int(rows.sum())
-        if not xs:
+        if not meds:
             continue
-        x, w = np.concatenate(xs).astype(np.float64), np.concatenate(ws)
-        q1, med, q3 = _weighted_quantiles(x, w, [0.25, 0.5, 0.75])
-        std = np.nanstd(x, axis=0)
-        scale = (q3 - q1) / 1.349
-        scale = np.where(scale > 1e-6, scale, np.where(std > 1e-6, std, 1.0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # features absent from a source
+            centre = np.nanmedian(np.stack(meds), axis=0)
+            scale = np.nanmean(np.stack(scales), axis=0)
+        scale = np.where(np.isfinite(scale), scale, 1.0)
         table[modality] = {
             n: [round(float(c), 6), round(float(s), 6)]
-            for n, c, s in zip(names, med, scale) if np.isfinite(c)
+            for n, c, s in zip(names, centre, scale) if np.isfinite(c)
         }  # fmt: skip
     path.write_text(json.dumps(table, indent=1) + "\n")
     return table

@@ -30,11 +30,12 @@ ZERNIKE_NAMES = [f"zernike_{n}_{m}" for n, m in ZERNIKE_INDICES]
 SIZE_NAMES = ["log_area", "log_major", "log_minor"]
 
 
-def _hull(mask: np.ndarray) -> tuple[float, float]:
-    """Area and perimeter of the convex hull of a mask's pixel squares."""
+def _hull(mask: np.ndarray, edge: np.ndarray | None = None) -> tuple[float, float]:
+    """Area and perimeter of the convex hull of a mask's pixel squares (``edge``: the mask's
+    boundary pixels, when already known)."""
     from scipy.spatial import ConvexHull, QhullError
 
-    edge = mask & ~ndi.binary_erosion(mask)
+    edge = mask & ~ndi.binary_erosion(mask) if edge is None else edge
     pts = np.argwhere(edge)
     if pts.shape[0] < 3:
         return float(mask.sum()), 4.0 * np.sqrt(float(mask.sum()))
@@ -63,10 +64,10 @@ def _shape_one(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     major = max(float(props.axis_major_length), 1.0)
     minor = max(float(props.axis_minor_length), 1.0)
     hu = props.moments_hu
-    h_area, h_per = _hull(mask)
+    edge = mask & ~ndi.binary_erosion(mask)
+    h_area, h_per = _hull(mask, edge)
     # boundary roughness: spread of the boundary's distance to the centroid
-    edge = np.argwhere(mask & ~ndi.binary_erosion(mask))
-    rad = np.hypot(*(edge - np.asarray(props.centroid)).T)
+    rad = np.hypot(*(np.argwhere(edge) - np.asarray(props.centroid)).T)
     rough = float(rad.std() / max(rad.mean(), 1.0))
     shape = np.array(
         [
