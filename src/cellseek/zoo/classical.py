@@ -52,6 +52,10 @@ VERSION = 2
 SCALING_FILE = Path(__file__).with_name("classical_scaling.json")
 #: Standardised features are clipped to this absolute value.
 CLIP = 5.0
+#: Centre and scale of the ``size`` group when no calibration crop had a known pixel size
+#: (a priori, for both modalities): a cell of about 100 um^2 (11 um across, 12 x 10 um axes),
+#: within-population spreads of 0.5 in log area and 0.25 in log axis length.
+SIZE_SCALING = {"log_area": (4.6, 0.5), "log_major": (2.5, 0.25), "log_minor": (2.3, 0.25)}
 
 SPEC = ModelSpec(
     name="classical",
@@ -326,5 +330,7 @@ def calibrate(raw_by_source: Mapping[str, np.ndarray], path: Path = SCALING_FILE
             n: [round(float(c), 6), round(float(s), 6)]
             for n, c, s in zip(names, centre, scale) if np.isfinite(c)
         }  # fmt: skip
+        for n, cs in SIZE_SCALING.items():
+            table[modality].setdefault(n, list(cs))
     path.write_text(json.dumps(table, indent=1) + "\n")
     return table
