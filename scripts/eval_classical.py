@@ -6,6 +6,9 @@ Usage::
     PYTHONPATH=src python scripts/eval_classical.py eval --mask simple --norm none --align none
     PYTHONPATH=src python scripts/eval_classical.py grid                    # every variant
 
+(Version 1 experiments on the stained sets; the version 2 scaling is fitted by
+``scripts/eval_labelfree.py calibrate``.)
+
 Crops and features are cached as .npy under ``--cache`` (default ``/tmp/cellseek_eval``).
 Evaluations:
 
@@ -197,11 +200,8 @@ def main(argv=None) -> int:
             cache_crops(name, args.mask, args.cache)
         return 0
     if args.what == "calibrate":
-        from cellseek.zoo.classical import DEFAULT_NORMALISE, DEFAULT_SMOOTH, calibrate
-
-        raw, _ = raw_features("pbc", args.mask, DEFAULT_NORMALISE, args.cache, DEFAULT_SMOOTH)
-        calibrate(raw)
-        return 0
+        # version 2 of the features is calibrated per modality on stained and label-free sets
+        raise SystemExit("the classical scaling is fitted by scripts/eval_labelfree.py calibrate")
     if args.what == "eval":
         res = run_eval(
             args.mask, args.norm, args.align, args.cache, args.k, json.loads(args.feat), args.qmask

@@ -12,7 +12,8 @@ Usage::
     PYTHONPATH=src python scripts/eval_labelfree.py crops                 # cache crops (/tmp)
     PYTHONPATH=src python scripts/eval_labelfree.py eval [--groups a,b] [--sets jurkat7,...]
     PYTHONPATH=src python scripts/eval_labelfree.py calibrate             # write the scaling
-    PYTHONPATH=src python scripts/eval_labelfree.py speed                 # crops/s per set
+    OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/eval_labelfree.py speed   # crops per CPU-s
+    PYTHONPATH=src python scripts/eval_labelfree.py diagnose   # after `cellseek evaluate` runs
 
 Sets: ``jurkat7`` (Experiment 1, 7 phases), ``jurkat2`` (interphase vs mitosis), ``bf293``
 (293A vs HT1080), ``pbc`` (8 classes), ``pbc>bccd`` and ``pbc>zheng`` (transfers, reference =
@@ -156,13 +157,87 @@ def run_eval(names, cache: Path, embed_kw: dict) -> dict:
     return res
 
 
+def speed(cache: Path, n: int = 256) -> None:
+    """Crops per CPU-second of the classical embedder (one thread, median of 3 runs) on stained
+    crops of the bundled smear fields (those of ``cellseek bench``) and on cached label-free
+    crops. Runs with any cellseek version on ``PYTHONPATH`` (to compare versions)."""
+    from cellseek.measure.bench import sample_crops
+    from cellseek.types import run_work
+    from cellseek.zoo import load_embedder
+    from cellseek.zoo.embed import embed_crops
+
+    embedder = load_embedder("classical")
+    sets = {"stained (bench sample fields)": sample_crops(n, 128)}
+    for name in ("jurkat7", "bf293"):
+        c, m = crops(name, cache)[:2]
+        sets[name] = (c[:n], m[:n])
+    for name, (c, m) in sets.items():
+        run_work(embed_crops(embedder, c[:32], m[:32]))  # warm-up
+        times = []
+        for _ in range(3):
+            t0 = time.process_time()
+            run_work(embed_crops(embedder, c, m, batch_size=32))
+            times.append(time.process_time() - t0)
+        print(f"{name:<32} {len(c) / np.median(times):6.1f} crops per CPU-second")
+
+
+def diagnose() -> None:
+    """Per-class recall, plain accuracy, transfers without alignment, and what a trained
+    classifier gets from the same features, on the embeddings ``cellseek evaluate`` cached.
+
+    The classifier (scikit-learn, standardised logistic regression with balanced class weights,
+    same folds) is a diagnostic of how much the features carry, not a cellseek figure.
+    """
+    from cellseek.measure.evaluate import (
+        cross_validate,
+        embed_labelled_csv,
+        macro_accuracy,
+        stratified_folds,
+        transfer,
+    )
+    from cellseek.types import run_work
+
+    def load(name):
+        return run_work(embed_labelled_csv(CSV[name], ["classical"]))
+
+    for name in EVALS:
+        if ">" in name:
+            ref, qry = (load(n) for n in name.split(">"))
+            for align in ("balanced", "none"):
+                res = transfer(ref, qry, align=align)
+                print(f"{name} align={align}: macro {100 * res['macro_accuracy']:.1f}",
+                      {c: round(100 * v, 1) for c, v in res["per_class_recall"].items()})
+            continue
+        data = load(name)
+        res = cross_validate(data, folds=5)
+        print(f"{name}: macro {100 * res['macro_accuracy']:.1f}",
+              {c: round(100 * v, 1) for c, v in res["per_class_recall"].items()})
+        try:
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+        except ImportError:
+            continue
+        x, y = data.embeddings["classical"], np.asarray(data.labels, object)
+        fold = stratified_folds(data.labels, 5, 0)
+        pred = np.empty(len(y), object)
+        for f in range(5):
+            clf = make_pipeline(StandardScaler(), LogisticRegression(
+                max_iter=3000, C=0.1, class_weight="balanced"))
+            pred[fold == f] = clf.fit(x[fold != f], y[fold != f]).predict(x[fold == f])
+        print(f"{name}: logistic regression on the same features (diagnostic) "
+              f"{100 * macro_accuracy(y, pred)[0]:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["crops", "eval", "calibrate", "speed"])
+    ap.add_argument("command", choices=["crops", "eval", "calibrate", "speed", "diagnose"])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/cellseek_labelfree"))
     ap.add_argument("--sets", default=",".join(EVALS))
     ap.add_argument("--groups", default="", help="comma-separated groups (default: all)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--refit-stained", action="store_true",
+                    help="calibrate: refit the stained table too (default: keep it)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = args.sets.split(",")
@@ -170,20 +245,24 @@ def main() -> None:
         for n in {s for name in names for s in name.split(">")}:
             crops(n, args.cache)
         return
+    if args.command == "diagnose":
+        diagnose()
+        return
     if args.command == "speed":
-        for n in {s for name in names for s in name.split(">")}:
-            out = args.cache / f"raw_{CROPS_OF.get(n, n)}_{_code_hash()}.npy"
-            out.unlink(missing_ok=True)
-            raw(n, args.cache)
+        speed(args.cache)
         return
     if args.command == "calibrate":
-        from cellseek.zoo.classical import calibrate
+        from cellseek.zoo.classical import SCALING_FILE, calibrate
 
+        keep = {} if args.refit_stained else {"stained": json.loads(
+            SCALING_FILE.read_text())["stained"]}  # fmt: skip
         table = calibrate(
             {src: np.concatenate([raw(n, args.cache) for n in sets])
              for src, sets in CALIBRATION.items()},
-            note="scripts/eval_labelfree.py calibrate: median and IQR/1.349 per feature, every "
-            "source weighing the same, no labels",
+            note="scripts/eval_labelfree.py calibrate: per source median and IQR/1.349 per "
+            "feature; centre = median of the source medians, scale = mean of the source spreads; "
+            "no labels" + ("" if args.refit_stained else "; stained table kept (version 1's)"),
+            keep=keep,
         )
         print(json.dumps(table["fitted_on"]))
         return

@@ -281,7 +281,7 @@ def _source_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def calibrate(raw_by_source: Mapping[str, np.ndarray], path: Path = SCALING_FILE,
-              note: str = "") -> dict:  # fmt: skip
+              note: str = "", keep: Mapping[str, dict] | None = None) -> dict:  # fmt: skip
     """Write the fixed centre / scale of every feature, per modality, to ``path``.
 
     For each modality, every source with at least 10 crops of it gives a median and a robust
@@ -300,6 +300,9 @@ def calibrate(raw_by_source: Mapping[str, np.ndarray], path: Path = SCALING_FILE
         Output JSON.
     note : str
         What the table was fitted on (stored in the file).
+    keep : mapping, optional
+        modality -> ``{feature: [centre, scale]}`` written as given instead of fitted (the
+        stained table of version 1, see ``docs/classical.md``); missing features are fitted.
 
     Returns
     -------
@@ -308,6 +311,7 @@ def calibrate(raw_by_source: Mapping[str, np.ndarray], path: Path = SCALING_FILE
     """
     names = feature_names()
     table: dict = {"version": VERSION, "fitted_on": {}, "note": note}
+    keep = dict(keep or {})
     for modality in MODALITIES:
         meds, scales = [], []
         for source, raw in raw_by_source.items():
@@ -319,8 +323,10 @@ def calibrate(raw_by_source: Mapping[str, np.ndarray], path: Path = SCALING_FILE
                 meds.append(med)
                 scales.append(scale)
                 table["fitted_on"].setdefault(modality, {})[source] = int(rows.sum())
-        if not meds:
+        if not meds and modality not in keep:
             continue
+        if not meds:
+            meds = scales = [np.full(len(names), np.nan)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # features absent from a source
             centre = np.nanmedian(np.stack(meds), axis=0)
@@ -332,5 +338,8 @@ def calibrate(raw_by_source: Mapping[str, np.ndarray], path: Path = SCALING_FILE
         }  # fmt: skip
         for n, cs in SIZE_SCALING.items():
             table[modality].setdefault(n, list(cs))
+        if modality in keep:
+            table[modality].update({n: list(v) for n, v in keep[modality].items()})
+            table["fitted_on"][modality] = {"kept": len(keep[modality])}
     path.write_text(json.dumps(table, indent=1) + "\n")
     return table

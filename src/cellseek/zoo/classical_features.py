@@ -4,12 +4,13 @@ Each crop is first classed as **stained** (colour departs from the grey axis:
 :func:`cellseek.segment.stain.is_stained`) or **label-free** (grey: brightfield, phase contrast,
 QPI, refractive index, fluorescence). Both get the mask's ``shape`` and, when the size of a crop
 pixel is known, its ``size``. Stained crops then get the optical-density groups of
-:mod:`cellseek.zoo.classical_stained` (``nucleus``, ``colour``, ``histogram``, ``texture``);
-label-free crops get the contrast-signal groups of :mod:`cellseek.zoo.classical_labelfree` and
-:mod:`cellseek.zoo.classical_texture` (``intensity``, ``radial``, ``lf_texture``,
-``granularity``). A group that does not apply to a crop's modality is NaN in its row, and so is
-``size`` without a pixel size; :class:`cellseek.zoo.classical.ClassicalEmbedder` maps NaN to the
-neutral 0.
+:mod:`cellseek.zoo.classical_stained` (``nucleus``, ``colour``, ``histogram``, ``texture``: the
+version 1 features, unchanged); label-free crops get the mask's ``outline`` (convexity,
+roughness, Zernike moments) and the contrast-signal groups of
+:mod:`cellseek.zoo.classical_labelfree` and :mod:`cellseek.zoo.classical_texture`
+(``intensity``, ``radial``, ``lf_texture``, ``granularity``). A group that does not apply to a
+crop's modality is NaN in its row, and so is ``size`` without a pixel size;
+:class:`cellseek.zoo.classical.ClassicalEmbedder` maps NaN to the neutral 0.
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ STAIN_CHROMA = 0.06
 #: Crop modalities of the embedder.
 MODALITIES = ("stained", "label-free")
 #: Feature groups, in output order.
-GROUPS = ("shape", "zernike", "size", "nucleus", "colour", "histogram", "texture", "intensity",
+GROUPS = ("shape", "outline", "size", "nucleus", "colour", "histogram", "texture", "intensity",
           "radial", "lf_texture", "granularity")  # fmt: skip
 #: The groups measured for each modality.
 MODALITY_GROUPS = {
     "stained": ("shape", "size", "nucleus", "colour", "histogram", "texture"),
-    "label-free": ("shape", "zernike", "size", "intensity", "radial", "lf_texture", "granularity"),
+    "label-free": ("shape", "outline", "size", "intensity", "radial", "lf_texture", "granularity"),
 }
 FEATURE_NAMES = {
-    "shape": [*shp.SHAPE_NAMES, *shp.CONTOUR_NAMES],
-    "zernike": shp.ZERNIKE_NAMES,
+    "shape": shp.SHAPE_NAMES,
+    "outline": [*shp.CONTOUR_NAMES, *shp.ZERNIKE_NAMES],
     "size": shp.SIZE_NAMES,
     "nucleus": st.NUCLEUS_NAMES,
     "colour": st.COLOUR_NAMES,
@@ -96,7 +97,10 @@ def label_free_groups(crops: np.ndarray, masks: np.ndarray) -> dict[str, np.ndar
 
 
 def _label_free_all(crops: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
-    return {"zernike": shp.zernike_features(masks), **label_free_groups(crops, masks)}
+    zernike = shp.zernike_features(masks)
+    contour_slots = np.zeros((len(masks), len(shp.CONTOUR_NAMES)), np.float32)  # filled after
+    return {"outline": np.concatenate([contour_slots, zernike], axis=1),
+            **label_free_groups(crops, masks)}  # fmt: skip
 
 
 def raw_features(
@@ -134,7 +138,9 @@ def raw_features(
         crops = ndi.gaussian_filter(crops, sigma=(0, smooth, smooth, 0))
     mods = crop_modalities(crops) if modalities is None else np.asarray(modalities, object)
     out = {g: np.full((n, len(FEATURE_NAMES[g])), np.nan, np.float32) for g in GROUPS}
-    out["shape"], size_px = shp.shape_features(masks)
+    shape, size_px = shp.shape_features(masks)
+    out["shape"] = shape[:, : len(shp.SHAPE_NAMES)]
+    contour = shape[:, len(shp.SHAPE_NAMES) :]
     if pixel_size is not None:
         s = np.broadcast_to(np.asarray(pixel_size, np.float64), (n,))
         out["size"] = shp.size_features(size_px, np.where(s > 0, s, np.nan))
@@ -143,5 +149,7 @@ def raw_features(
         if rows.size:
             for g, v in measure(crops[rows], masks[rows]).items():
                 out[g][rows] = v
+            if modality == "label-free":
+                out["outline"][rows, : contour.shape[1]] = contour[rows]
     out["modality"] = mods
     return out
