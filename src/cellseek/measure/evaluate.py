@@ -303,6 +303,7 @@ def ablations(
 #: Modules whose source is part of the embedding cache key: the central-cell segmenter and the
 #: classical features (foundation models are identified by their spec and weights).
 _CROP_CODE = ("cellseek.segment.classical", "cellseek.segment.stain", "cellseek.reference",
+              "cellseek.segment.label_free", "cellseek.segment.modality",
               "cellseek.crops", "cellseek.zoo.classical", "cellseek.zoo.classical_features",
               "cellseek.zoo.classical_shape", "cellseek.zoo.classical_stained",
               "cellseek.zoo.classical_labelfree", "cellseek.zoo.classical_texture")
