@@ -7,11 +7,16 @@
   ms per crop of ``central_cell_mask``.
 * ``fixtures``: label-free mode on the stardist nuclei image (F1 of 1-1 matching at mask IoU
   >= 0.5 against its GT), the QPI cell and the LIVECell phase field (object counts; overlays with
-  ``--overlays``).
+  ``--overlays``), with the detected modality.
+* ``montage``: the two Jurkat imaging-flow brightfield montages (one cell per 40 x 40 tile):
+  share of the occupied tiles (std > 10, the README's rule) holding exactly one detected cell
+  (by centroid), through ``segment_plane`` with ``SegmentConfig(method="classical")``.
+* ``bf293``: ``central_cell_mask`` on the 200 single-cell 293A / HT1080 brightfield images (no
+  ground truth: mask area and overlays with ``--overlays`` to check by eye).
 
 Usage::
 
-    PYTHONPATH=src python scripts/eval_segmentation_extra.py [zheng|pbc|fixtures|all]
+    PYTHONPATH=src python scripts/eval_segmentation_extra.py [zheng|pbc|fixtures|montage|bf293|all]
         [--data ../shared/data] [--every N] [--overlays DIR]
 """
 
@@ -26,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from cellseek.segment.classical import central_cell_mask, segment
+from cellseek.segment.modality import detect_modality
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -119,7 +125,8 @@ def eval_fixtures(data: Path, overlays: Path | None = None) -> dict:
     gt = _read_tiff(root / "stardist_dsb2018_nuclei_mask2d.tif").astype(np.int64)
     t0 = time.perf_counter()
     labels = segment(img, stain="label-free", min_area=30)
-    out["stardist"] = {**_match_f1(labels, gt), "ms": 1000 * (time.perf_counter() - t0)}
+    out["stardist"] = {**_match_f1(labels, gt), "ms": 1000 * (time.perf_counter() - t0),
+                       "modality": detect_modality(img)}
     if overlays is not None:
         _overlay(overlays / "stardist.png", img, labels > 0, gt > 0, labels=labels)
     for name, file, kw in [
@@ -134,10 +141,63 @@ def eval_fixtures(data: Path, overlays: Path | None = None) -> dict:
         out[name] = {"n_objects": int(labels.max()),
                      "median_area": float(np.median(areas)) if areas.size else 0.0,
                      "foreground_fraction": float((labels > 0).mean()),
-                     "ms": 1000 * (time.perf_counter() - t0)}
+                     "ms": 1000 * (time.perf_counter() - t0), "modality": detect_modality(img)}
         if overlays is not None:
             _overlay(overlays / f"{name}.png", img, labels > 0, None, labels=labels)
     return out
+
+
+def eval_montages(data: Path, overlays: Path | None = None) -> dict:
+    from scipy import ndimage as ndi
+
+    from cellseek.config import SegmentConfig
+    from cellseek.segment import segment_plane
+    from cellseek.types import run_work
+
+    out = {}
+    for path in sorted((data / "labelfree" / "jurkat_ifc_cellcycle" / "fields").glob("*.png")):
+        img = np.asarray(Image.open(path))
+        t0 = time.perf_counter()
+        labels = run_work(segment_plane(img, SegmentConfig(method="classical")))
+        ms = 1000 * (time.perf_counter() - t0)
+        tile, n = 40, img.shape[0] // 40
+        ids = np.arange(1, labels.max() + 1)
+        centres = np.array(ndi.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
+        count = np.zeros((n, n), int)
+        for r, c in (centres // tile).astype(int):
+            count[min(r, n - 1), min(c, n - 1)] += 1
+        tiles = img[: n * tile, : n * tile].reshape(n, tile, n, tile).transpose(0, 2, 1, 3)
+        occupied = tiles.std(axis=(2, 3)) > 10
+        areas = np.bincount(labels.ravel())[1:]
+        out[path.stem] = {
+            "modality": detect_modality(img), "occupied_tiles": int(occupied.sum()),
+            "exactly_one": float((count[occupied] == 1).mean()),
+            "none": int((count[occupied] == 0).sum()),
+            "two_or_more": int((count[occupied] > 1).sum()),
+            "objects_in_empty_tiles": int(count[~occupied].sum()),
+            "median_area": float(np.median(areas)) if areas.size else 0.0, "ms": ms,
+        }  # fmt: skip
+        if overlays is not None:
+            _overlay(overlays / f"{path.stem}.png", img, labels > 0, None, labels=labels)
+    return out
+
+
+def eval_bf293(data: Path, overlays: Path | None = None) -> dict:
+    root = data / "labelfree" / "brightfield_293A_HT1080"
+    rows = list(csv.DictReader(open(root / "labels.csv", newline="")))
+    areas, times, mods = [], [], []
+    for i, row in enumerate(rows):
+        img = np.asarray(Image.open(root / row["path"]))
+        t0 = time.perf_counter()
+        mask = central_cell_mask(img)
+        times.append(time.perf_counter() - t0)
+        areas.append(int(mask.sum()))
+        mods.append(detect_modality(img))
+        if overlays is not None and i % 10 == 0:
+            _overlay(overlays / f"bf293_{Path(row['path']).stem}.png", img, mask, None)
+    return {"n": len(rows), "median_area": float(np.median(areas)),
+            "modalities": {m: mods.count(m) for m in sorted(set(mods))},
+            "ms": 1000 * float(np.mean(times))}
 
 
 def _overlay(path: Path, img, mask, gt, labels=None) -> None:
@@ -157,7 +217,8 @@ def _overlay(path: Path, img, mask, gt, labels=None) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all", choices=["zheng", "pbc", "fixtures", "all"])
+    ap.add_argument("what", nargs="?", default="all",
+                    choices=["zheng", "pbc", "fixtures", "montage", "bf293", "all"])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--every", type=int, default=1)
     ap.add_argument("--overlays", type=Path, default=None)
@@ -166,6 +227,12 @@ def main(argv=None) -> None:
         for k, v in eval_fixtures(args.data, args.overlays).items():
             print("fixtures", k, {a: round(b, 3) if isinstance(b, float) else b
                                   for a, b in v.items()})
+    if args.what in ("montage", "all"):
+        for k, v in eval_montages(args.data, args.overlays).items():
+            print("montage", k, {a: round(b, 3) if isinstance(b, float) else b
+                                 for a, b in v.items()})
+    if args.what in ("bf293", "all"):
+        print("bf293", eval_bf293(args.data, args.overlays))
     if args.what in ("zheng", "all"):
         print("zheng", eval_zheng(args.data, args.every, args.overlays))
     if args.what in ("pbc", "all"):

@@ -52,8 +52,11 @@ class SegmentConfig:
         Objects outside this pixel-area range are dropped (``max_area`` 0 = no limit).
     exclude_border : bool
         Drop objects touching the image border.
-    stain : {"auto", "stained", "label-free"}
-        For the classical segmenter: stained smears use a stain channel that separates nuclei.
+    stain : {"auto", "stained", "label-free", "qpi", "brightfield", "phase-contrast"}
+        For the classical segmenter, the image modality: stained smears use a stain channel that
+        separates nuclei; label-free planes are thresholded on their departure from the
+        background, by modality (``"label-free"`` and ``"auto"`` detect it; see
+        :mod:`cellseek.segment.modality`).
     target : {"auto", "wbc", "cells"}
         For the classical segmenter: ``"wbc"`` keeps nucleated cells only (white blood cells of
         a smear), ``"cells"`` every cell; ``"auto"`` is ``"wbc"`` on stained planes and

@@ -160,6 +160,33 @@ def extract_crops(
     return crops, masks
 
 
+def crop_pixel_sizes(
+    cells: list[Cell], config: CropConfig | None = None, *, pixel_size_um: float | None = None
+) -> np.ndarray:
+    """Side of one crop pixel, in micrometres, of every cell cut by :func:`extract_crops`.
+
+    Embedders that measure size (the classical one) take it, so that a cell's physical size
+    survives the resize of its window to ``config.size``. Same arguments as
+    :func:`extract_crops`.
+
+    Returns
+    -------
+    ndarray
+        float64 ``(N,)``; NaN when ``pixel_size_um`` is unknown (a size in image pixels would
+        describe the device's magnification as much as the cell).
+    """
+    config = config or CropConfig()
+    if not pixel_size_um:
+        return np.full(len(cells), np.nan)
+    if config.target_pixel_size_um:
+        side = max(int(round(config.size * float(config.target_pixel_size_um)
+                             / float(pixel_size_um))), 4)  # fmt: skip
+        sides = np.full(len(cells), float(side))
+    else:
+        sides = np.array([_square_window(c.bbox, config.margin)[2] for c in cells], float)
+    return sides / config.size * float(pixel_size_um)
+
+
 def thumbnail_png(crop: np.ndarray, size: int = 64) -> bytes:
     """A small PNG of a crop (float ``(H, W, 3)`` in [0, 1]) for the neighbour gallery."""
     import io

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import Config, CropConfig
-from cellseek.crops import cells_from_labels, extract_crops, thumbnail_png
+from cellseek.crops import cells_from_labels, crop_pixel_sizes, extract_crops, thumbnail_png
 from cellseek.errors import CellseekError
 from cellseek.types import Cell, ImageData, Progress, Work
 
@@ -210,9 +210,18 @@ class Pipeline:
         return extract_crops(plane, labels, list(cells), self.crop_config(cells, pixel_size_um),
                              pixel_size_um=pixel_size_um)
 
+    def crop_sizes(self, cells: Sequence[Cell], pixel_size_um: float | None) -> np.ndarray:
+        """Micrometres per crop pixel of each cell (NaN when the pixel size is unknown); the
+        classical embedder measures physical size with them
+        (:func:`cellseek.crops.crop_pixel_sizes`)."""
+        return crop_pixel_sizes(list(cells), self.crop_config(cells, pixel_size_um),
+                                pixel_size_um=pixel_size_um)
+
     # ------------------------------------------------------------------ embedding
-    def embed_crops(self, crops: np.ndarray, masks: np.ndarray) -> Work[dict[str, np.ndarray]]:
-        """Model -> float32 ``(N, dim)`` embeddings of crops."""
+    def embed_crops(self, crops: np.ndarray, masks: np.ndarray,
+                    pixel_size: np.ndarray | None = None) -> Work[dict[str, np.ndarray]]:
+        """Model -> float32 ``(N, dim)`` embeddings of crops (``pixel_size``: µm per crop pixel
+        of each crop, for embedders that measure size; :meth:`crop_sizes`)."""
         from cellseek.zoo.embed import embed_all
 
         if len(crops) == 0:
@@ -220,7 +229,8 @@ class Pipeline:
 
             return {m: np.zeros((0, get_spec(m).dim), np.float32) for m in self.models}
         embs = yield from embed_all(self.embedders(), crops, masks,
-                                    batch_size=self.config.embed.batch_size)
+                                    batch_size=self.config.embed.batch_size,
+                                    pixel_size=pixel_size)
         for m, e in embs.items():
             if not np.isfinite(e).all():
                 raise CellseekError(f"model {m!r} gave NaN or infinite embeddings; the crops "
@@ -234,7 +244,7 @@ class Pipeline:
         labels = np.asarray(labels, np.int32)
         cells = cells_from_labels(labels, t=t, z=z)
         crops, masks = self.crops(plane, labels, cells, pixel_size_um)
-        embs = yield from self.embed_crops(crops, masks)
+        embs = yield from self.embed_crops(crops, masks, self.crop_sizes(cells, pixel_size_um))
         return PlaneCells(int(t), int(z), labels, cells, embs,
                           [thumbnail_png(c) for c in crops],
                           crops if keep_crops else None, masks if keep_crops else None)
@@ -319,6 +329,39 @@ class Pipeline:
         return None
 
     # ------------------------------------------------------------------ single-cell images
+    def single_cell_crops(self, images: Sequence[ImageData | str | Path],
+                          pixel_sizes: bool = False) -> Work[list[tuple]]:
+        """Label image, cell, crop, mask and crop pixel size of single-cell images.
+
+        The cell is the segmented object nearest the image centre
+        (:func:`cellseek.segment.classical.central_cell_mask`), cropped exactly as cells found
+        in whole fields. See :meth:`single_cells` for the parameters.
+
+        Returns
+        -------
+        list of tuple
+            One ``(labels, cells, crops, masks, sizes)`` per image (one cell each).
+        """
+        from cellseek.io import iter_planes, read_image
+
+        cut = []
+        for i, image in enumerate(images):
+            if not isinstance(image, ImageData):
+                image = read_image(image)
+            if i % 25 == 0:
+                yield Progress(i, len(images), "crop", Path(image.path).name)
+            _, _, plane = next(iter_planes(image))
+            try:
+                labels = single_cell_labels(plane)
+            except CellseekError as err:
+                raise CellseekError(f"{image.path}: {err}") from None
+            cells = cells_from_labels(labels)
+            px = image.pixel_size_um if pixel_sizes else None
+            crops, masks = self.crops(plane, labels, cells, px)
+            cut.append((labels, cells, crops, masks, self.crop_sizes(cells, px)))
+        yield Progress(len(images), len(images), "crop", "done")
+        return cut
+
     def single_cells(self, images: Sequence[ImageData | str | Path],
                      pixel_sizes: bool = False) -> Work[list[PlaneCells]]:
         """Embed images that each show one cell of interest near their centre.
@@ -340,33 +383,17 @@ class Pipeline:
         list of PlaneCells
             One per image, each with one cell (label value 1).
         """
-        from cellseek.io import iter_planes, read_image
-
-        cut = []
-        for i, image in enumerate(images):
-            if not isinstance(image, ImageData):
-                image = read_image(image)
-            if i % 25 == 0:
-                yield Progress(i, len(images), "crop", Path(image.path).name)
-            _, _, plane = next(iter_planes(image))
-            try:
-                labels = single_cell_labels(plane)
-            except CellseekError as err:
-                raise CellseekError(f"{image.path}: {err}") from None
-            cells = cells_from_labels(labels)
-            px = image.pixel_size_um if pixel_sizes else None
-            crops, masks = self.crops(plane, labels, cells, px)
-            cut.append((labels, cells, crops, masks))
-        yield Progress(len(images), len(images), "crop", "done")
+        cut = yield from self.single_cell_crops(images, pixel_sizes)
         size = self.config.crop.size
-        all_crops = np.concatenate([c for _, _, c, _ in cut]) if cut else \
+        all_crops = np.concatenate([c[2] for c in cut]) if cut else \
             np.zeros((0, size, size, 3), np.float32)
-        all_masks = np.concatenate([m for _, _, _, m in cut]) if cut else \
+        all_masks = np.concatenate([c[3] for c in cut]) if cut else \
             np.zeros((0, size, size), bool)
-        embs = yield from self.embed_crops(all_crops, all_masks)
+        sizes = np.concatenate([c[4] for c in cut]) if cut else np.zeros(0)
+        embs = yield from self.embed_crops(all_crops, all_masks, sizes)
         return [PlaneCells(0, 0, labels, cells, {m: e[i : i + 1] for m, e in embs.items()},
                            [thumbnail_png(crops[0])], crops, masks)
-                for i, (labels, cells, crops, masks) in enumerate(cut)]
+                for i, (labels, cells, crops, masks, _) in enumerate(cut)]
 
 
 def single_cell_labels(plane: np.ndarray) -> np.ndarray:

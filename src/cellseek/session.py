@@ -82,6 +82,19 @@ class Session:
     """
 
     def __init__(self, store: ReferenceStore, config: Config | None = None) -> None:
+        from cellseek.errors import CellseekError
+        from cellseek.store.meta import check_same_versions
+        from cellseek.zoo import MODELS, model_versions
+
+        try:
+            # a store of another embedding version (e.g. the classical embedder's v1 features)
+            # is refused rather than mixed with new vectors
+            check_same_versions(store.model_versions,
+                                model_versions(m for m in store.models if m in MODELS),
+                                store.path)
+        except CellseekError:
+            store.close()
+            raise
         self.store = store
         self.config = _config_from_meta(store.meta("config"), config or Config(), store.path)
         self.models: tuple[str, ...] = tuple(store.models)
@@ -109,7 +122,7 @@ class Session:
     ) -> Session:
         """Create a new store for the configured model set and open a session on it."""
         from cellseek.pipeline import resolve_models
-        from cellseek.zoo import get_spec
+        from cellseek.zoo import get_spec, model_versions
         from cellseek.zoo.licences import licence_warning
 
         config = config or Config()
@@ -120,7 +133,8 @@ class Session:
         dims = {m: get_spec(m).dim for m in models}
         embed = asdict(config.embed) | {"models": list(models)}
         saved = json.dumps({"crop": asdict(config.crop), "embed": embed})
-        store = ReferenceStore.create(path, dims, overwrite=overwrite, meta={"config": saved})
+        store = ReferenceStore.create(path, dims, overwrite=overwrite, meta={"config": saved},
+                                      versions=model_versions(models))
         return cls(store, config)
 
     @classmethod

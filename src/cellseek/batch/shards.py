@@ -64,11 +64,13 @@ def signature(config: Config, models: Sequence[str], plane_kw: Mapping | None = 
         16 hexadecimal digits.
     """
     from cellseek import __version__
+    from cellseek.zoo import MODELS, model_versions
 
     doc = {
         "format": SHARD_FORMAT,
         "cellseek": __version__,
         "models": list(models),
+        "model_versions": model_versions(m for m in models if m in MODELS),
         "crop": asdict(config.crop),
         "segment": asdict(config.segment),
         "planes": dict(sorted((plane_kw or {}).items())),

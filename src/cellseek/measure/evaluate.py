@@ -166,8 +166,11 @@ def ablations(
 #: Modules whose source is part of the embedding cache key: the pipeline, the central-cell
 #: segmenter and the classical features (foundation models are identified by their spec).
 _CROP_CODE = ("cellseek.pipeline", "cellseek.crops", "cellseek.io.planes",
-              "cellseek.segment.classical", "cellseek.segment.stain", "cellseek.zoo.classical",
-              "cellseek.zoo.classical_features", "cellseek.zoo.normalise")
+              "cellseek.segment.classical", "cellseek.segment.stain",
+              "cellseek.segment.label_free", "cellseek.segment.modality", "cellseek.zoo.classical",
+              "cellseek.zoo.classical_features", "cellseek.zoo.classical_shape",
+              "cellseek.zoo.classical_stained", "cellseek.zoo.classical_labelfree",
+              "cellseek.zoo.classical_texture", "cellseek.zoo.normalise")
 
 
 def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
@@ -181,6 +184,10 @@ def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
     h.update(__version__.encode())
     for module in _CROP_CODE:  # a change to the segmenter or the features invalidates the cache
         h.update(Path(importlib.import_module(module).__file__).read_bytes())
+    from cellseek.zoo.classical import SCALING_FILE
+
+    if SCALING_FILE.is_file():  # so does a recalibrated scaling of the classical features
+        h.update(SCALING_FILE.read_bytes())
     return h.hexdigest()[:24]
 
 

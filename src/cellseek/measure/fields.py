@@ -96,7 +96,7 @@ def evaluate_fields(
     fields = read_boxes(boxes_csv, target=target)
     items = sorted(fields.items())[:limit]
     n_gt = n_pred = n_matched = 0
-    ious, crops, masks, types = [], [], [], []
+    ious, crops, masks, sizes, types = [], [], [], [], []
     for i, (path, boxes) in enumerate(items):
         yield Progress(i, len(items), "fields", path.name)
         image = read_image(path)
@@ -114,6 +114,7 @@ def evaluate_fields(
             c, k = pipeline.crops(plane, labels, cells, image.pixel_size_um)
             crops.append(c)
             masks.append(k)
+            sizes.append(pipeline.crop_sizes(cells, image.pixel_size_um))
             types += [typed[c.label] for c in cells]
     result = {
         "boxes": str(boxes_csv), "target": target, "iou_threshold": iou,
@@ -125,7 +126,8 @@ def evaluate_fields(
     }
     if reference is not None and types:
         yield Progress(len(items), len(items), "fields", "embedding detected cells")
-        embs = yield from pipeline.embed_crops(np.concatenate(crops), np.concatenate(masks))
+        embs = yield from pipeline.embed_crops(np.concatenate(crops), np.concatenate(masks),
+                                               np.concatenate(sizes))
         query = eval_set(f"{boxes_csv} (detected)", embs, types,
                          [f"fields:{boxes_csv}"] * len(types))
         ref, qry, shared = shared_classes(reference, query)

@@ -17,14 +17,12 @@ This is the offline default of cellseek, used whenever the SAM weights are absen
     5. ``target="wbc"`` keeps only the nucleated cells. ``target="cells"`` adds every other
        foreground object (red blood cells, platelets), split by a distance-transform watershed.
 
-``"label-free"`` (brightfield, phase contrast, QPI/holotomography RI, fluorescence)
-    The plane is scaled between its 0.5th and 99.5th percentiles and smoothed; the background
-    level is the histogram mode. When the background sits at either end of the range
-    (fluorescence, QPI) the foreground score is the absolute deviation from it; with a mid-grey
-    background (phase contrast, brightfield) the local standard deviation joins in. Foreground =
-    score above 0.7 x its Otsu threshold, closed, holes filled, opened, then split by a
-    distance-transform watershed with peaks at least ``0.5 * sqrt(min_area)`` apart. Planes whose
-    contrast does not rise above the noise give no objects.
+Label-free planes (brightfield, phase contrast, QPI / holotomography RI, fluorescence)
+    :mod:`cellseek.segment.label_free`, by modality (:mod:`cellseek.segment.modality`): cells
+    brighter than the background (``"qpi"``), darker (``"brightfield"``) or both
+    (``"phase-contrast"``) are thresholded on their departure from the background level, holes
+    filled, and touching cells split by a distance-transform watershed. Planes whose contrast does
+    not rise above the noise give no objects.
 """
 
 from __future__ import annotations
@@ -41,6 +39,8 @@ from skimage.segmentation import watershed
 
 from cellseek.errors import CellseekError
 from cellseek.segment.filters import fill_label_holes, filter_labels
+from cellseek.segment.label_free import central_object, segment_label_free, split_touching
+from cellseek.segment.modality import LABEL_FREE, label_free_modality
 from cellseek.segment.stain import (
     background_colour,
     is_stained,
@@ -50,10 +50,12 @@ from cellseek.segment.stain import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAINS", "TARGETS", "central_cell_mask", "resolve_stain", "segment"]
+__all__ = ["STAINS", "TARGETS", "central_cell_mask", "resolve_modality", "resolve_stain",
+           "segment"]  # fmt: skip
 
-#: Accepted values of ``stain``.
-STAINS = ("auto", "stained", "label-free")
+#: Accepted values of ``stain``: ``"label-free"`` lets the segmenter pick one of the label-free
+#: modalities of :mod:`cellseek.segment.modality`; naming one forces it.
+STAINS = ("auto", "stained", "label-free", *LABEL_FREE)
 #: Accepted values of ``target``.
 TARGETS = ("auto", "cells", "wbc")
 
@@ -61,8 +63,6 @@ TARGETS = ("auto", "cells", "wbc")
 _NUC_MIN_THRESHOLD = 0.06
 #: Largest cytoplasm growth around a nucleus group, in units of its equivalent radius.
 _GROWTH = 0.65
-#: Label-free threshold, as a multiple of the Otsu threshold of the foreground score.
-_LF_THRESHOLD_SCALE = 0.7
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,6 +133,34 @@ def resolve_stain(plane, stain: str = "auto") -> str:
     return "stained" if is_stained(rgb) else "label-free"
 
 
+def resolve_modality(plane, stain: str = "auto") -> str:
+    """The modality a plane is segmented as: ``"stained"`` or a label-free one.
+
+    Parameters
+    ----------
+    plane : ndarray
+        ``(Y, X)`` grey or ``(Y, X, 3)`` RGB.
+    stain : str, optional
+        One of :data:`STAINS`. ``"auto"`` and ``"label-free"`` detect the modality
+        (:func:`cellseek.segment.modality.detect_modality`); a named label-free modality is
+        returned as given. Default ``"auto"``.
+
+    Returns
+    -------
+    str
+        ``"stained"``, ``"qpi"``, ``"brightfield"`` or ``"phase-contrast"``.
+    """
+    if stain in LABEL_FREE:
+        return stain
+    if resolve_stain(plane, stain if stain in ("auto", "stained") else "label-free") == "stained":
+        return "stained"
+    data, valid, is_rgb = _prepare(plane)
+    grey = data.mean(axis=-1) if is_rgb else data
+    lo, hi = np.percentile(grey[valid], [0.5, 99.5])
+    g = np.clip((grey - lo) / max(float(hi - lo), 1e-12), 0, 1)
+    return label_free_modality(gaussian(g, 1.0, preserve_range=True), valid)
+
+
 # --------------------------------------------------------------------------------------------
 # helpers
 
@@ -165,34 +193,6 @@ def _otsu(values: np.ndarray) -> float:
         return float(values.max()) if values.size else 0.0
     step = max(1, values.size // 200_000)
     return float(threshold_otsu(values[::step]))
-
-
-def _distance_watershed(mask: np.ndarray, min_distance: int) -> np.ndarray:
-    """Split a binary mask into objects with a watershed on its distance transform."""
-    from skimage.feature import peak_local_max
-
-    lab, n = ndi.label(mask)
-    if n == 0:
-        return lab.astype(np.int32)
-    dist = ndi.distance_transform_edt(mask)
-    dist = gaussian(dist, sigma=1.0, preserve_range=True)
-    peaks = peak_local_max(
-        dist,
-        min_distance=max(1, int(min_distance)),
-        threshold_abs=max(1.0, 0.3 * min_distance),
-        labels=lab,
-        exclude_border=False,
-    )
-    markers = np.zeros(mask.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
-    # components without a peak keep one marker of their own
-    has = np.zeros(n + 1, bool)
-    has[lab[tuple(peaks.T)]] = True
-    missing = np.flatnonzero(~has[1:]) + 1
-    if missing.size:
-        extra = np.isin(lab, missing)
-        markers[extra] = lab[extra] + len(peaks)
-    return watershed(-dist, markers, mask=mask).astype(np.int32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,53 +324,9 @@ def _segment_stained(
     rest = foreground & (cells == 0)
     rest = _binary(ndi.binary_opening, rest, 2)
     d = int(max(3, 0.7 * radius, 0.5 * np.sqrt(max(min_area, 1))))
-    others = _distance_watershed(rest, min_distance=d)
+    others = split_touching(rest, min_distance=d)
     others[others > 0] += int(cells.max())
     return np.where(cells > 0, cells, others).astype(np.int32)
-
-
-# --------------------------------------------------------------------------------------------
-# label-free pipeline
-
-
-def _segment_label_free(grey: np.ndarray, valid: np.ndarray, *, min_area: int) -> np.ndarray:
-    g = grey.astype(np.float32)
-    lo, hi = np.percentile(g[valid], [0.5, 99.5])
-    # noise level of the raw plane (MAD of neighbour differences), in the same units
-    noise = 1.4826 * float(np.median(np.abs(np.diff(g, axis=1)[valid[:, 1:] & valid[:, :-1]])))
-    noise /= np.sqrt(2)
-    if hi - lo <= max(6 * noise, 1e-6 * max(abs(hi), 1.0)):
-        logger.info("label-free: no contrast above the noise; no objects")
-        return np.zeros(g.shape, np.int32)
-    g = np.clip((g - lo) / max(hi - lo, 1e-12), 0, 1)
-    g[~valid] = 0
-    sigma = max(1.0, 0.05 * np.sqrt(max(min_area, 1)))
-    gs = gaussian(g, sigma=sigma, preserve_range=True)
-    # background level: the mode of the smoothed histogram
-    hist, edges = np.histogram(gs[valid], bins=256, range=(0, 1))
-    hist = ndi.gaussian_filter1d(hist.astype(float), 2)
-    bg = 0.5 * (edges[np.argmax(hist)] + edges[np.argmax(hist) + 1])
-    dev = np.abs(gs - bg)
-    # local texture (phase contrast, brightfield): local standard deviation
-    w = 2 * sigma + 1
-    mean = gaussian(g, sigma=w, preserve_range=True)
-    sq = gaussian(g * g, sigma=w, preserve_range=True)
-    std = np.sqrt(np.clip(sq - mean * mean, 0, None))
-    # a background at either end of the range (fluorescence, QPI, absorbance) is served by the
-    # intensity deviation alone; a mid-grey background (phase contrast, brightfield) needs texture
-    flat_ends = bg < 0.25 or bg > 0.75
-    feats = []
-    for f in (dev,) if flat_ends else (dev, std):
-        f = np.where(valid, f, 0)
-        t = _otsu(f[valid])
-        feats.append(f / max(_LF_THRESHOLD_SCALE * t, 1e-6))
-    score = np.max(feats, axis=0)
-    mask = (score > 1.0) & valid
-    mask = _binary(ndi.binary_closing, mask, int(sigma))
-    mask = ndi.binary_fill_holes(mask)
-    mask = _binary(ndi.binary_opening, mask, int(sigma))
-    d = int(max(3, 0.5 * np.sqrt(max(min_area, 1))))
-    return _distance_watershed(mask, min_distance=d)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,9 +349,10 @@ def segment(
     plane : ndarray
         ``(Y, X)`` grey (any dtype, float included; NaN pixels are background, with a warning) or
         ``(Y, X, 3)`` RGB. Not modified.
-    stain : {"auto", "stained", "label-free"}, optional
+    stain : {"auto", "stained", "label-free", "qpi", "brightfield", "phase-contrast"}, optional
         Which pipeline (see the module docstring); ``"auto"`` picks ``"stained"`` for RGB planes
-        with stain-like colour, else ``"label-free"``. Default ``"auto"``.
+        with stain-like colour, else the detected label-free modality; ``"label-free"`` always
+        detects a label-free one. Default ``"auto"``.
     min_area : int, optional
         Smallest object kept, in pixels; also sets the scale of the smoothing and of the watershed
         seeds. Default 150.
@@ -438,7 +395,8 @@ def segment(
         labels = _segment_stained(data, valid, target=tgt, min_area=min_area)
     else:
         grey = data.mean(axis=-1) if is_rgb else data
-        labels = _segment_label_free(grey, valid, min_area=min_area)
+        mode = stain if stain in LABEL_FREE else "auto"
+        labels = segment_label_free(grey, valid, modality=mode, min_area=min_area)
     labels[~valid] = 0
     logger.debug("classical.segment: %s pipeline, %d objects before filtering", mode, labels.max())
     return filter_labels(
@@ -495,7 +453,15 @@ def central_cell_mask(image, *, stain: str = "auto") -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            labels = segment(small, stain=stain, min_area=min_area, target="auto")
+            modality = resolve_modality(small, stain)
+            if modality == "stained":
+                labels = segment(small, stain="stained", min_area=min_area, target="auto")
+            else:
+                data, valid, is_rgb = _prepare(small)
+                grey = data.mean(axis=-1) if is_rgb else data
+                obj = central_object(grey, valid, modality=modality, min_area=min_area)
+                labels = np.zeros(small.shape[:2], np.int32) if obj is None else obj.astype(
+                    np.int32)
     except CellseekError:
         labels = np.zeros(small.shape[:2], np.int32)
     if f > 1:

@@ -23,7 +23,7 @@ from cellseek.store.blobs import VECTOR_DTYPE, BlobError, check_labels_blob, thu
 from cellseek.store.common import format_models
 from cellseek.store.connection import translate_error
 from cellseek.store.files import fsync_dir, publish, remove_quietly, temp_next_to
-from cellseek.store.meta import read_models, read_value
+from cellseek.store.meta import check_same_versions, read_models, read_value, read_versions
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ def check_mergeable(src: sqlite3.Connection, dst: sqlite3.Connection, src_path, 
             f"{src_path}: cannot merge into {dst_path}: the model sets are incompatible: this "
             f"store has {format_models(mine)}, the other store has {format_models(theirs)}"
         )
+    check_same_versions(read_versions(dst, mine, dst_path), read_versions(src, theirs, src_path),
+                        dst_path, who=str(src_path))
     (crop, target), (other_crop, other_target) = _saved_crop(dst, dst_path), _saved_crop(
         src, src_path)
     if crop is not None and other_crop is not None and crop != other_crop:

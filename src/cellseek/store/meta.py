@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections.abc import Mapping
 
 from cellseek.config import current_limits
-from cellseek.errors import StoreError
+from cellseek.errors import IncompatibleStoreError, StoreError
 from cellseek.store.common import format_models
 
 
@@ -77,3 +78,48 @@ def read_value(conn: sqlite3.Connection, key: str, default, where):
     except ValueError as exc:
         raise StoreError(f"{where}: the saved setting {key!r} is malformed ({exc}); the store "
                          "is damaged or was crafted") from None
+
+
+def check_versions(versions: Mapping[str, int], models: Mapping[str, int]) -> dict[str, int]:
+    """One integer version per model of a new store (models not named: version 1)."""
+    unknown = sorted(set(versions) - set(models))
+    if unknown:
+        raise ValueError(f"versions given for models the store does not hold: {unknown}")
+    return {m: int(versions.get(m, 1)) for m in sorted(models)}
+
+
+def read_versions(conn: sqlite3.Connection, models: Mapping[str, int],
+                  where="the store") -> dict[str, int]:
+    """Model -> embedding-space version saved with the store (1 where none was saved)."""
+    saved = read_value(conn, "model_versions", {}, where) or {}
+    out = {}
+    for m in models:
+        value = saved.get(m, 1) if isinstance(saved, dict) else 1
+        out[m] = int(value) if isinstance(value, int) and not isinstance(value, bool) else 1
+    return out
+
+
+def check_same_versions(have: Mapping[str, int], want: Mapping[str, int], where,
+                        who: str = "this cellseek") -> None:
+    """Refuse embeddings of another model version: the feature spaces cannot be mixed.
+
+    Parameters
+    ----------
+    have : mapping
+        Model -> version in the store.
+    want : mapping
+        Model -> version the caller computes (models not named are not checked).
+    where
+        The store, for the message.
+    who : str
+        Who computes ``want``.
+    """
+    bad = {m: (have[m], int(v)) for m, v in want.items() if m in have and have[m] != int(v)}
+    if bad:
+        parts = ", ".join(f"{m} version {old} in the store, version {new} in {who}"
+                          for m, (old, new) in sorted(bad.items()))
+        raise IncompatibleStoreError(
+            f"{where}: the store's embeddings were computed by another version of the model "
+            f"({parts}); the two feature spaces cannot be mixed. Nothing was changed. Open it "
+            "with the cellseek that made it, or add its images to a new store."
+        )

@@ -85,7 +85,8 @@ class ReferenceStore:
 
     @classmethod
     def create(cls, path, models: dict[str, int], *, overwrite: bool = False,
-               meta: Mapping[str, object] | None = None) -> ReferenceStore:
+               meta: Mapping[str, object] | None = None,
+               versions: Mapping[str, int] | None = None) -> ReferenceStore:
         """Create a new, empty store.
 
         The file is built under a temporary name next to ``path`` and then published in one
@@ -104,6 +105,9 @@ class ReferenceStore:
         meta : mapping, optional
             Metadata (JSON-serialisable values, see :meth:`set_meta`) written with the new
             store, so nobody ever opens it without them.
+        versions : mapping, optional
+            Model name -> version of its embedding space (``ModelSpec.version``); models not
+            named are version 1. Saved as the meta key ``model_versions``.
 
         Returns
         -------
@@ -118,13 +122,15 @@ class ReferenceStore:
             The folder cannot be written.
         """
         path = Path(path).expanduser().absolute()
-        lifecycle.create_file(path, check_models(models), overwrite=overwrite, meta=meta)
+        models = check_models(models)
+        meta = {**(meta or {}), "model_versions": meta_ops.check_versions(versions or {}, models)}
+        lifecycle.create_file(path, models, overwrite=overwrite, meta=meta)
         return cls.open(path)
 
     @classmethod
     def open(
         cls, path, *, models: dict[str, int] | None = None, readonly: bool = False,
-        repair: bool = False,
+        repair: bool = False, versions: Mapping[str, int] | None = None,
     ) -> ReferenceStore:
         """Open an existing store, migrating an older schema; check that it can be trusted.
 
@@ -154,7 +160,9 @@ class ReferenceStore:
         Raises
         ------
         IncompatibleStoreError
-            The model set differs from ``models``, or the file was made by a newer cellseek.
+            The model set differs from ``models``, a model's embedding-space version differs
+            from ``versions`` (the versions the caller computes; models not named are not
+            checked), or the file was made by a newer cellseek.
         StoreError
             The file is missing, is not a cellseek store, is damaged or crafted, or needs a
             migration but was opened read-only.
@@ -172,7 +180,22 @@ class ReferenceStore:
                 f"{path}: the store was made with another model set: the store has "
                 f"{format_models(store.models)}, asked for {format_models(models)}"
             )
+        if versions is not None:
+            try:
+                meta_ops.check_same_versions(store.model_versions, versions, store.path)
+            except IncompatibleStoreError:
+                store.close()
+                raise
         return store
+
+    @property
+    def model_versions(self) -> dict[str, int]:
+        """Model name -> version of the embedding space its vectors were computed in.
+
+        Stores made before versions were recorded hold version 1 of every model.
+        """
+        with self._tx.read() as conn:
+            return meta_ops.read_versions(conn, self.models, self.path)
 
     def close(self) -> None:
         """Close the store (idempotent). Everything confirmed is already on disk."""
@@ -719,3 +742,10 @@ class ReferenceStore:
         return folder_export.export_folder(self, folder, label_images=label_images,
                                            overwrite=overwrite)
 
+
+
+def check_versions(store: ReferenceStore, versions: Mapping[str, int], *, what: str = "") -> None:
+    """Raise :class:`~cellseek.errors.IncompatibleStoreError` when a model of ``store`` has
+    another embedding-space version than ``versions`` (models not named are not checked)."""
+    meta_ops.check_same_versions(store.model_versions, versions, store.path,
+                                 who=what or "this cellseek")

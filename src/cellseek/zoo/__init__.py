@@ -13,7 +13,14 @@ from typing import Any
 
 from cellseek.zoo.base import Embedder, ModelSpec
 from cellseek.zoo.embed import embed_all, embed_crops, raw_forward_fn
-from cellseek.zoo.registry import MODELS, PRESETS, get_spec, list_models, resolve_models
+from cellseek.zoo.registry import (
+    MODELS,
+    PRESETS,
+    get_spec,
+    list_models,
+    model_versions,
+    resolve_models,
+)
 from cellseek.zoo.weights import resolve_weights
 from cellseek.zoo.weights import weights_available as _weights_available
 
@@ -29,6 +36,7 @@ __all__ = [
     "get_spec",
     "list_models",
     "load_embedder",
+    "model_versions",
     "raw_forward_fn",
     "resolve_models",
     "resolve_weights",

@@ -37,6 +37,11 @@ class ModelSpec:
         Where the weights come from (URL or hub id), for humans.
     description : str
         One line for ``cellseek models list``.
+    version : int
+        Version of the embedding space. Bumped whenever the meaning of the output changes (other
+        features, another scaling), so that a reference store made with another version is
+        refused instead of mixing two feature spaces (see
+        :func:`cellseek.zoo.registry.model_versions`).
     """
 
     name: str
@@ -50,6 +55,7 @@ class ModelSpec:
     licence: str = ""
     source: str = ""
     description: str = ""
+    version: int = 1
 
     @property
     def needs_weights(self) -> bool:

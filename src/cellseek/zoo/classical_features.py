@@ -1,12 +1,16 @@
-"""Hand-crafted per-cell features for :mod:`cellseek.zoo.classical`.
+"""Every hand-crafted feature group of a batch of crops, by modality (classical embedder).
 
-Every function works on one batch of crops resized to the embedder's side. Features are grouped
-(``shape``, ``nucleus``, ``colour``, ``histogram``, ``texture``); :func:`raw_features` returns one
-dict of ``(N, d)`` arrays per group, with feature names. Colour is measured as optical density
-relative to the crop's own white point (the brightest background), so a brighter lamp or another
-camera gain cancels; the nucleus is the part of the cell whose red optical density exceeds half
-the cell's maximum (nuclei absorb red, cytoplasm and red cells hardly do); grey (label-free) crops
-use the mean channel instead of red.
+Each crop is first classed as **stained** (colour departs from the grey axis:
+:func:`cellseek.segment.stain.is_stained`) or **label-free** (grey: brightfield, phase contrast,
+QPI, refractive index, fluorescence). Both get the mask's ``shape`` and, when the size of a crop
+pixel is known, its ``size``. Stained crops then get the optical-density groups of
+:mod:`cellseek.zoo.classical_stained` (``nucleus``, ``colour``, ``histogram``, ``texture``: the
+version 1 features, unchanged); label-free crops get the mask's ``outline`` (convexity,
+roughness, Zernike moments) and the contrast-signal groups of
+:mod:`cellseek.zoo.classical_labelfree` and :mod:`cellseek.zoo.classical_texture`
+(``intensity``, ``radial``, ``lf_texture``, ``granularity``). A group that does not apply to a
+crop's modality is NaN in its row, and so is ``size`` without a pixel size;
+:class:`cellseek.zoo.classical.ClassicalEmbedder` maps NaN to the neutral 0.
 """
 
 from __future__ import annotations
@@ -14,358 +18,95 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-_EPS = 1e-6
-#: Relative nuclear-stain level (fraction of the cell's 98th percentile) above which a cell
-#: pixel counts as nucleus.
-NUCLEUS_LEVEL = 0.55
-HIST_BINS = 10
-GLCM_LEVELS = 16
-GLCM_DISTANCES = (1, 2, 4)
-DOG_SIGMAS = (1.0, 2.0, 4.0)
+from cellseek.zoo import classical_labelfree as lf
+from cellseek.zoo import classical_shape as shp
+from cellseek.zoo import classical_stained as st
+from cellseek.zoo import classical_texture as tex
+
+#: Colour departure (99th percentile) above which a crop counts as stained.
+STAIN_CHROMA = 0.06
+#: Crop modalities of the embedder.
+MODALITIES = ("stained", "label-free")
+#: Feature groups, in output order.
+GROUPS = ("shape", "outline", "size", "nucleus", "colour", "histogram", "texture", "intensity",
+          "radial", "lf_texture", "granularity")  # fmt: skip
+#: The groups measured for each modality.
+MODALITY_GROUPS = {
+    "stained": ("shape", "size", "nucleus", "colour", "histogram", "texture"),
+    "label-free": ("shape", "outline", "size", "intensity", "radial", "lf_texture", "granularity"),
+}
+FEATURE_NAMES = {
+    "shape": shp.SHAPE_NAMES,
+    "outline": [*shp.CONTOUR_NAMES, *shp.ZERNIKE_NAMES],
+    "size": shp.SIZE_NAMES,
+    "nucleus": st.NUCLEUS_NAMES,
+    "colour": st.COLOUR_NAMES,
+    "histogram": st.HISTOGRAM_NAMES,
+    "texture": st.TEXTURE_NAMES,
+    "intensity": lf.INTENSITY_NAMES,
+    "radial": lf.RADIAL_NAMES,
+    "lf_texture": [*tex.HARALICK_NAMES, *tex.LBP_NAMES, *tex.GABOR_NAMES],
+    "granularity": tex.GRANULARITY_NAMES,
+}
 
 
-def _slog(x):
-    return np.sign(x) * np.log1p(np.abs(x))
+def crop_modalities(crops: np.ndarray) -> np.ndarray:
+    """``"stained"`` or ``"label-free"`` for every crop of a batch ``(N, H, W, 3)``.
 
-
-def white_point(crops: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per-crop, per-channel white point: 95th percentile outside the (dilated) cell.
-
-    Parameters
-    ----------
-    crops : ndarray
-        float32 ``(N, H, W, 3)``.
-    masks : ndarray
-        bool ``(N, H, W)``.
-
-    Returns
-    -------
-    ndarray
-        ``(N, 3)`` in [0.05, 1].
+    A crop is stained when the 99th percentile of its colour departure from the grey axis,
+    relative to its background colour (the median of its brightest quarter), exceeds
+    :data:`STAIN_CHROMA` — the rule :func:`cellseek.segment.stain.is_stained` applies to whole
+    planes, here on every 4th pixel of each crop, vectorised. Grey crops, and grey images saved
+    as RGB, are label-free.
     """
     n = crops.shape[0]
-    out = np.empty((n, 3), np.float32)
-    bgs = ~ndi.binary_dilation(masks, structure=np.ones((1, 3, 3), bool), iterations=2)
-    for i in range(n):
-        bg = bgs[i]
-        pix = crops[i][bg] if bg.mean() > 0.05 else crops[i].reshape(-1, 3)
-        out[i] = np.percentile(pix, 95, axis=0)
-    return np.clip(out, 0.05, 1.0)
+    sub = crops[:, ::4, ::4].reshape(n, -1, 3).astype(np.float32)
+    grey = sub.mean(axis=-1)
+    bright = grey >= np.quantile(grey, 0.75, axis=1, keepdims=True)
+    bg = np.nanmedian(np.where(bright[..., None], sub, np.nan), axis=1)
+    diff = sub - bg[:, None, :]
+    off = diff - diff.mean(axis=-1, keepdims=True)
+    chroma = np.quantile(np.sqrt((off**2).sum(axis=-1)), 0.99, axis=1)
+    return np.where(chroma > STAIN_CHROMA, "stained", "label-free").astype(object)
 
 
-def optical_density(crops: np.ndarray, white: np.ndarray) -> np.ndarray:
-    """``-log(I / white)`` per channel, clipped to [0, 4]."""
-    rel = np.clip(crops / white[:, None, None, :], 1.0 / 64, 1.0)
-    return -np.log(rel)
+def label_free_groups(crops: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``intensity``, ``radial``, ``lf_texture`` and ``granularity`` groups of grey crops.
 
-
-def _region_stats(values: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Mean of ``values`` (N, H, W[, C]) over ``region`` (N, H, W); 0 where empty."""
-    cnt = region.sum(axis=(1, 2)).astype(np.float32)
-    if values.ndim == 4:
-        s = (values * region[..., None]).sum(axis=(1, 2))
-        return s / np.maximum(cnt, 1)[:, None]
-    return (values * region).sum(axis=(1, 2)) / np.maximum(cnt, 1)
-
-
-def _masked_percentile(values: np.ndarray, masks: np.ndarray, q: float) -> np.ndarray:
-    out = np.zeros(values.shape[0], np.float32)
-    for i in range(values.shape[0]):
-        v = values[i][masks[i]]
-        out[i] = np.percentile(v, q) if v.size else 0.0
-    return out
-
-
-def nucleus_masks(nuc_od: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nucleus inside each cell: nuclear OD above :data:`NUCLEUS_LEVEL` of the cell's p98.
-
-    Returns the nucleus masks ``(N, H, W)`` and the per-cell reference level ``(N,)``.
+    Measured on the contrast signal (:func:`cellseek.zoo.classical_labelfree.contrast_signal`)
+    of the mean channel; texture inside the cell only.
     """
-    ref = np.maximum(_masked_percentile(nuc_od, masks, 98), 0.05)
-    nuc = masks & (nuc_od > NUCLEUS_LEVEL * ref[:, None, None])
-    nuc = ndi.binary_opening(nuc, structure=np.ones((1, 3, 3), bool))
-    return nuc, ref
-
-
-def _hull_area(mask: np.ndarray) -> float:
-    """Area of the convex hull of a mask's pixel squares (fast: hull of boundary corners)."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    edge = mask & ~ndi.binary_erosion(mask)
-    pts = np.argwhere(edge)
-    if pts.shape[0] < 3:
-        return float(mask.sum())
-    corners = (pts[:, None, :] + np.array([[0, 0], [0, 1], [1, 0], [1, 1]])).reshape(-1, 2)
-    try:
-        return float(ConvexHull(corners).volume)
-    except (QhullError, ValueError):
-        return float(mask.sum())
-
-
-def _shape_one(mask: np.ndarray) -> np.ndarray:
-    """13 shape features of one binary mask (zeros for an empty mask)."""
-    from skimage.measure import regionprops
-
-    if mask.sum() < 3:
-        return np.zeros(13, np.float32)
-    props = regionprops(mask.astype(np.uint8))[0]
-    area = float(props.area)
-    per = max(float(props.perimeter), 1.0)
-    major = max(float(props.axis_major_length), 1.0)
-    minor = float(props.axis_minor_length)
-    hu = props.moments_hu
-    return np.array(
+    grey = crops.mean(axis=-1)
+    signal, _, contrast = lf.contrast_signal(grey, masks)
+    inner = ndi.binary_erosion(masks, structure=np.ones((1, 3, 3), bool))
+    inner = np.where(inner.sum(axis=(1, 2), keepdims=True) > 8, inner, masks)
+    texture = np.concatenate(
         [
-            area / mask.size,
-            props.eccentricity,
-            min(area / max(_hull_area(mask), 1.0), 1.0),
-            props.extent,
-            min(4 * np.pi * area / per**2, 1.5),
-            minor / major,
-            *(-np.sign(hu) * np.log10(np.abs(hu) + 1e-12))[:7] / 10.0,
-        ],
-        np.float32,
-    )
-
-
-SHAPE_NAMES = [
-    "area_frac", "ecc", "solidity", "extent", "circularity", "minor_major",
-    *(f"hu{i}" for i in range(7)),
-]  # fmt: skip
-
-
-def shape_features(masks: np.ndarray) -> np.ndarray:
-    """Scale-free shape of each cell mask: ``(N, 13)``."""
-    return np.stack([_shape_one(m) for m in masks])
-
-
-NUCLEUS_NAMES = [
-    "nuc_frac", "n_lobes", "n_lobes_eroded", "nuc_solidity", "nuc_ecc", "nuc_circularity",
-    "nuc_thickness", "nuc_offset", "nuc_hull_frac", "nuc_extent",
-]  # fmt: skip
-
-
-def _nucleus_one(nuc: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    from skimage.measure import label, regionprops
-
-    a_cell = max(float(cell.sum()), 1.0)
-    a_nuc = float(nuc.sum())
-    if a_nuc < 4:
-        return np.array([a_nuc / a_cell, 0, 0, 0, 0, 0, 0, 0, 0, 0], np.float32)
-    lab = label(nuc)
-    areas = np.bincount(lab.ravel())[1:]
-    n_lobes = int((areas >= 0.02 * a_cell).sum())
-    r_cell = np.sqrt(a_cell / np.pi)
-    k = max(1, int(round(0.08 * r_cell)))
-    eroded = ndi.binary_erosion(nuc, iterations=k)
-    lab_e, n_e = ndi.label(eroded)
-    if n_e:
-        ar_e = np.bincount(lab_e.ravel())[1:]
-        n_e = int((ar_e >= 0.01 * a_cell).sum())
-    props = regionprops(nuc.astype(np.uint8))[0]
-    per = max(float(props.perimeter), 1.0)
-    r0, c0, r1, c1 = props.bbox
-    box = nuc[r0:r1, c0:c1]
-    thick = ndi.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1][box].mean()
-    hull = max(_hull_area(nuc), a_nuc)
-    cy, cx = np.argwhere(cell).mean(axis=0) if cell.any() else props.centroid
-    ny, nx = props.centroid
-    return np.array(
-        [
-            a_nuc / a_cell,
-            np.log1p(n_lobes),
-            np.log1p(n_e),
-            a_nuc / hull,
-            props.eccentricity,
-            min(4 * np.pi * a_nuc / per**2, 1.5),
-            thick / np.sqrt(a_nuc / np.pi),
-            np.hypot(ny - cy, nx - cx) / r_cell,
-            hull / a_cell,
-            props.extent,
-        ],
-        np.float32,
-    )
-
-
-def nucleus_features(nuc: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Nucleus-vs-cell morphology (area fraction, lobes, solidity, thickness...): ``(N, 10)``."""
-    return np.stack([_nucleus_one(n, m) for n, m in zip(nuc, masks)])
-
-
-COLOUR_NAMES = [
-    *(f"{r}_chroma_{c}" for r in ("nuc", "cyt") for c in "rgb"),
-    *(f"cyt_over_nuc_{c}" for c in "rgb"),
-    "nuc_od_log", "cyt_od_log", "nuc_sd_rel", "cyt_sd_rel",
-]  # fmt: skip
-
-
-def colour_features(od: np.ndarray, nuc: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Relative colour: OD chromaticity of nucleus and cytoplasm, their ratios: ``(N, 13)``.
-
-    Only the cell is described: the white point and the background (red cells, plasma) describe
-    the device and the preparation, not the cell, and are left out on purpose.
-    """
-    cyt = masks & ~nuc
-    cyt_or_cell = np.where(cyt.sum(axis=(1, 2), keepdims=True) > 8, cyt, masks)
-    nuc_or_cell = np.where(nuc.sum(axis=(1, 2), keepdims=True) > 8, nuc, masks)
-    od_n = _region_stats(od, nuc_or_cell)
-    od_c = _region_stats(od, cyt_or_cell)
-    ch_n = od_n / np.maximum(od_n.sum(1, keepdims=True), _EPS)
-    ch_c = od_c / np.maximum(od_c.sum(1, keepdims=True), _EPS)
-    ratio = np.log((od_c + 0.02) / (od_n + 0.02))
-    tot = od.sum(-1)
-    sd_n = np.array([tot[i][nuc_or_cell[i]].std() for i in range(len(tot))])
-    sd_c = np.array([tot[i][cyt_or_cell[i]].std() for i in range(len(tot))])
-    s_n, s_c = od_n.sum(1), od_c.sum(1)
-    return np.concatenate(
-        [
-            ch_n,
-            ch_c,
-            ratio,
-            np.log(s_n + 0.02)[:, None],
-            np.log(s_c + 0.02)[:, None],
-            (sd_n / (s_n + 0.02))[:, None],
-            (sd_c / (s_c + 0.02))[:, None],
-        ],
-        axis=1,
-    ).astype(np.float32)
-
-
-def histogram_features(rel: np.ndarray, nuc: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Histograms of the relative nuclear-stain level in the cell and in the cytoplasm.
-
-    ``rel`` is the nuclear OD divided by the cell's reference level (so 1 = the darkest nucleus).
-    Bins cover [0, 1.2] (:data:`HIST_BINS` each); square-rooted frequencies (Hellinger).
-    Returns ``(N, 2 * HIST_BINS)``.
-    """
-    edges = np.linspace(0, 1.2, HIST_BINS + 1)
-    b = np.clip(np.digitize(rel, edges) - 1, 0, HIST_BINS - 1)
-    out = np.zeros((rel.shape[0], 2 * HIST_BINS), np.float32)
-    cyt = masks & ~nuc
-    for j, region in enumerate((masks, cyt)):
-        for i in range(rel.shape[0]):
-            h = np.bincount(b[i][region[i]], minlength=HIST_BINS).astype(np.float32)
-            out[i, j * HIST_BINS : (j + 1) * HIST_BINS] = np.sqrt(h / max(h.sum(), 1.0))
-    return out
-
-
-def _riu2_lut(p: int = 8) -> np.ndarray:
-    """Rotation-invariant uniform LBP mapping of the ``2**p`` codes to ``p + 2`` bins."""
-    codes = np.arange(2**p)
-    bits = (codes[:, None] >> np.arange(p)) & 1
-    transitions = (bits != np.roll(bits, 1, axis=1)).sum(axis=1)
-    return np.where(transitions <= 2, bits.sum(axis=1), p + 1)
-
-
-_LUT8 = _riu2_lut(8)
-
-
-def lbp_codes(img: np.ndarray, radius: int = 1) -> np.ndarray:
-    """Rotation-invariant uniform LBP (8 neighbours at ``radius``) of a batch ``(N, H, W)``.
-
-    Diagonal neighbours sit at ``round(radius / sqrt 2)``; borders are edge-padded.
-    Returns codes in ``0..9`` with the shape of ``img``.
-    """
-    r = int(radius)
-    d = max(1, int(round(r / np.sqrt(2))))
-    pad = np.pad(img, ((0, 0), (r, r), (r, r)), mode="edge")
-    h, w = img.shape[1:]
-    offsets = [(0, r), (-d, d), (-r, 0), (-d, -d), (0, -r), (d, -d), (r, 0), (d, d)]
-    code = np.zeros(img.shape, np.int64)
-    for bit, (dy, dx) in enumerate(offsets):
-        nb = pad[:, r + dy : r + dy + h, r + dx : r + dx + w]
-        code |= (nb >= img).astype(np.int64) << bit
-    return _LUT8[code]
-
-
-def _code_hist(codes: np.ndarray, region: np.ndarray, nbins: int) -> np.ndarray:
-    """Square-rooted normalised histograms of integer codes inside each region: ``(N, nbins)``."""
-    n = codes.shape[0]
-    flat = codes.reshape(n, -1) + nbins * np.arange(n)[:, None]
-    h = np.bincount(flat[region.reshape(n, -1)], minlength=n * nbins).reshape(n, nbins)
-    h = h.astype(np.float32)
-    return np.sqrt(h / np.maximum(h.sum(axis=1, keepdims=True), 1.0))
-
-
-def _glcm_one(q: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Masked GLCM props: level 0 is reserved for outside pixels and dropped."""
-    from skimage.feature import graycomatrix
-
-    img = np.where(region, q + 1, 0).astype(np.uint8)
-    glcm = graycomatrix(
-        img, GLCM_DISTANCES, (0, np.pi / 4, np.pi / 2, 3 * np.pi / 4), levels=GLCM_LEVELS + 1
-    )[1:, 1:].astype(np.float64)
-    glcm = glcm.sum(axis=3)  # rotation-averaged, (L, L, D)
-    glcm = glcm + glcm.transpose(1, 0, 2)
-    tot = glcm.sum(axis=(0, 1), keepdims=True)
-    p = glcm / np.maximum(tot, 1)
-    ii, jj = np.meshgrid(np.arange(GLCM_LEVELS), np.arange(GLCM_LEVELS), indexing="ij")
-    ii, jj = ii[..., None], jj[..., None]
-    d2 = (ii - jj) ** 2
-    contrast = (p * d2).sum(axis=(0, 1))
-    homog = (p / (1.0 + d2)).sum(axis=(0, 1))
-    energy = np.sqrt((p**2).sum(axis=(0, 1)))
-    mu = (p * ii).sum(axis=(0, 1))
-    var = (p * (ii - mu) ** 2).sum(axis=(0, 1))
-    corr = (p * (ii - mu) * (jj - mu)).sum(axis=(0, 1)) / np.maximum(var, 1e-6)
-    return np.concatenate([np.log1p(contrast), homog, energy, corr]).astype(np.float32)
-
-
-TEXTURE_NAMES = [
-    *(f"lbp8_{r}_{i}" for r in ("nuc", "cyt") for i in range(10)),
-    *(f"lbp8r2_cell_{i}" for i in range(10)),
-    *(f"glcm_{p}_{d}" for p in ("contrast", "homog", "energy", "corr") for d in GLCM_DISTANCES),
-    *(f"dog{s:g}_{r}" for s in DOG_SIGMAS for r in ("nuc", "cyt")),
-    "grad_nuc", "grad_cyt", "grad_edge",
-]  # fmt: skip
-
-
-def texture_features(grey: np.ndarray, nuc: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """LBP histograms, masked GLCM, difference-of-Gaussian granularity and gradients.
-
-    ``grey`` is the relative stain level (0 = white, 1 = darkest nucleus) ``(N, H, W)``.
-    """
-    n = grey.shape[0]
-    cyt = masks & ~nuc
-    cyt_or_cell = np.where(cyt.sum(axis=(1, 2), keepdims=True) > 8, cyt, masks)
-    nuc_or_cell = np.where(nuc.sum(axis=(1, 2), keepdims=True) > 8, nuc, masks)
-    g8 = np.clip(grey * 200, 0, 255).astype(np.uint8)
-    q = np.clip((grey / 1.2 * GLCM_LEVELS).astype(np.int64), 0, GLCM_LEVELS - 1)
-    c1, c2 = lbp_codes(g8, 1), lbp_codes(g8, 2)
-    lbp = np.concatenate(
-        [
-            _code_hist(c1, nuc_or_cell, 10),
-            _code_hist(c1, cyt_or_cell, 10),
-            _code_hist(c2, masks, 10),
+            tex.haralick_features(signal, inner, lo=-1.0, hi=1.0),
+            tex.lbp_features(signal, inner),
+            tex.gabor_features(signal, masks),
         ],
         axis=1,
     )
-    glcm = np.zeros((n, 4 * len(GLCM_DISTANCES)), np.float32)
-    for i in range(n):
-        glcm[i] = _glcm_one(q[i], masks[i]) if masks[i].sum() > 4 else 0.0
-    dogs = []
-    prev = grey
-    for s in DOG_SIGMAS:
-        g = ndi.gaussian_filter(grey, sigma=(0, s, s))
-        band = np.abs(prev - g)
-        dogs += [_region_stats(band, nuc_or_cell), _region_stats(band, cyt_or_cell)]
-        prev = g
-    # Sobel within each crop (ndi.sobel would also smooth across the batch axis)
-    gy = ndi.correlate1d(ndi.correlate1d(grey, [-1, 0, 1], axis=1), [1, 2, 1], axis=2)
-    gx = ndi.correlate1d(ndi.correlate1d(grey, [-1, 0, 1], axis=2), [1, 2, 1], axis=1)
-    gm = np.hypot(gx, gy)
-    edge = masks ^ ndi.binary_erosion(masks, structure=np.ones((1, 3, 3), bool), iterations=2)
-    grads = [
-        _region_stats(gm, nuc_or_cell),
-        _region_stats(gm, cyt_or_cell),
-        _region_stats(gm, edge),
-    ]
-    return np.concatenate(
-        [lbp, glcm, np.log(np.stack(dogs, 1) + 1e-3), np.log(np.stack(grads, 1) + 1e-3)], axis=1
-    ).astype(np.float32)
+    return {
+        "intensity": lf.intensity_features(signal, masks, contrast),
+        "radial": lf.radial_features(signal, masks),
+        "lf_texture": texture,
+        "granularity": tex.granularity_features(signal, masks),
+    }
 
 
-def raw_features(crops: np.ndarray, masks: np.ndarray, *, smooth: float = 0.0) -> dict:
+def _label_free_all(crops: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+    zernike = shp.zernike_features(masks)
+    contour_slots = np.zeros((len(masks), len(shp.CONTOUR_NAMES)), np.float32)  # filled after
+    return {"outline": np.concatenate([contour_slots, zernike], axis=1),
+            **label_free_groups(crops, masks)}  # fmt: skip
+
+
+def raw_features(
+    crops: np.ndarray, masks: np.ndarray, *, smooth: float = 0.0, pixel_size=None,
+    modalities=None,
+) -> dict:  # fmt: skip
     """All feature groups of a batch.
 
     Parameters
@@ -375,38 +116,40 @@ def raw_features(crops: np.ndarray, masks: np.ndarray, *, smooth: float = 0.0) -
     masks : ndarray
         bool ``(N, S, S)``; an empty mask is replaced by the whole crop.
     smooth : float
-        Gaussian sigma (pixels) applied before measuring texture and colour; a mild blur makes
-        features less sensitive to differences in optical sharpness between devices.
+        Gaussian sigma (pixels) applied before measuring; a mild blur makes features less
+        sensitive to differences in optical sharpness between devices.
+    pixel_size : array-like, optional
+        ``(N,)`` side of one crop pixel at size ``S`` (micrometres, or image pixels when the
+        physical size is unknown); NaN or None: the ``size`` group is NaN.
+    modalities : array-like, optional
+        ``(N,)`` modality of each crop (default :func:`crop_modalities`).
 
     Returns
     -------
     dict
-        group name -> ``(N, d)`` float32 array.
+        group name -> ``(N, d)`` float32 array (NaN where the group does not apply), plus
+        ``"modality"`` -> ``(N,)`` object array.
     """
+    n = crops.shape[0]
     masks = masks.copy()
     empty = masks.sum(axis=(1, 2)) < 3
     masks[empty] = True
     if smooth > 0:
         crops = ndi.gaussian_filter(crops, sigma=(0, smooth, smooth, 0))
-    grey = np.abs(crops - crops.mean(-1, keepdims=True)).max(axis=(1, 2, 3)) < 0.02
-    white = white_point(crops, masks)
-    od = optical_density(crops, white)
-    nuc_od = np.where(grey[:, None, None], od.mean(-1), od[..., 0])
-    nuc, ref = nucleus_masks(nuc_od, masks)
-    rel = nuc_od / ref[:, None, None]
-    return {
-        "shape": shape_features(masks),
-        "nucleus": nucleus_features(nuc, masks),
-        "colour": colour_features(od, nuc, masks),
-        "histogram": histogram_features(rel, nuc, masks),
-        "texture": texture_features(rel, nuc, masks),
-    }
-
-
-FEATURE_NAMES = {
-    "shape": SHAPE_NAMES,
-    "nucleus": NUCLEUS_NAMES,
-    "colour": COLOUR_NAMES,
-    "histogram": [f"hist_{r}_{i}" for r in ("cell", "cyt") for i in range(HIST_BINS)],
-    "texture": TEXTURE_NAMES,
-}
+    mods = crop_modalities(crops) if modalities is None else np.asarray(modalities, object)
+    out = {g: np.full((n, len(FEATURE_NAMES[g])), np.nan, np.float32) for g in GROUPS}
+    shape, size_px = shp.shape_features(masks)
+    out["shape"] = shape[:, : len(shp.SHAPE_NAMES)]
+    contour = shape[:, len(shp.SHAPE_NAMES) :]
+    if pixel_size is not None:
+        s = np.broadcast_to(np.asarray(pixel_size, np.float64), (n,))
+        out["size"] = shp.size_features(size_px, np.where(s > 0, s, np.nan))
+    for modality, measure in (("stained", st.stained_groups), ("label-free", _label_free_all)):
+        rows = np.flatnonzero(mods == modality)
+        if rows.size:
+            for g, v in measure(crops[rows], masks[rows]).items():
+                out[g][rows] = v
+            if modality == "label-free":
+                out["outline"][rows, : contour.shape[1]] = contour[rows]
+    out["modality"] = mods
+    return out

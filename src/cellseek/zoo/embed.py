@@ -31,7 +31,12 @@ def _check(crops: np.ndarray, masks: np.ndarray) -> None:
 
 
 def embed_crops(
-    embedder: Embedder, crops: np.ndarray, masks: np.ndarray, *, batch_size: int = 32
+    embedder: Embedder,
+    crops: np.ndarray,
+    masks: np.ndarray,
+    *,
+    batch_size: int = 32,
+    pixel_size=None,
 ) -> Work[np.ndarray]:
     """Embed crops batch by batch.
 
@@ -44,6 +49,9 @@ def embed_crops(
         bool ``(N, H, W)``.
     batch_size : int
         Crops per forward pass.
+    pixel_size : array-like, optional
+        ``(N,)`` side of one crop pixel (:func:`cellseek.crops.crop_pixel_sizes`), handed to
+        embedders that measure size (``uses_pixel_size = True``, e.g. the classical one).
 
     Yields
     ------
@@ -66,6 +74,9 @@ def embed_crops(
     out: np.ndarray | None = np.empty((n, dim), dtype=np.float32) if dim else None
     yield Progress(0, n, stage)
     submit = getattr(embedder, "embed_async", None)
+    sizes = None
+    if pixel_size is not None and getattr(embedder, "uses_pixel_size", False):
+        sizes = np.broadcast_to(np.asarray(pixel_size, np.float64), (n,))
     pending: tuple[int, int, Callable[[], np.ndarray]] | None = None
 
     def store(start: int, stop: int, result: np.ndarray) -> None:
@@ -81,6 +92,11 @@ def embed_crops(
 
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
+        if sizes is not None:
+            store(start, stop, embedder.embed(crops[start:stop], masks[start:stop],
+                                              pixel_size=sizes[start:stop]))
+            yield Progress(stop, n, stage)
+            continue
         if submit is None:
             store(start, stop, embedder.embed(crops[start:stop], masks[start:stop]))
             yield Progress(stop, n, stage)
@@ -105,17 +121,19 @@ def embed_all(
     crops: np.ndarray,
     masks: np.ndarray,
     batch_size: int = 32,
+    *,
+    pixel_size=None,
 ) -> Work[dict[str, np.ndarray]]:
     """Embed the same crops with several models, one after the other.
 
     Yields each model's progress (stage ``embed:<name>``, message ``model i/M``) and returns
-    ``{name: (N, dim) float32}``.
+    ``{name: (N, dim) float32}``. ``pixel_size`` is as in :func:`embed_crops`.
     """
     items = list(embedders.values() if isinstance(embedders, Mapping) else embedders)
     result: dict[str, np.ndarray] = {}
     for i, embedder in enumerate(items, start=1):
         message = f"model {i}/{len(items)}"
-        work = embed_crops(embedder, crops, masks, batch_size=batch_size)
+        work = embed_crops(embedder, crops, masks, batch_size=batch_size, pixel_size=pixel_size)
         while True:
             try:
                 progress = next(work)

@@ -321,9 +321,11 @@ def _classical_spec() -> ZooSpec:
         factory="cellseek.zoo.classical:build",
         dim=int(SPEC.dim),
         input_size=int(SPEC.input_size),
+        version=int(SPEC.version),
         licence="BSD-3-Clause",
         source="built in (no weights)",
-        description="hand-crafted shape, intensity and texture features (no weights)",
+        description="hand-crafted shape, size, stain or label-free contrast, texture features "
+        "(no weights)",
         pooling="feature vector",
     )
 
@@ -399,6 +401,15 @@ def get_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         raise CellseekError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+
+
+def model_versions(models: Iterable[str]) -> dict[str, int]:
+    """Model name -> version of its embedding space (:attr:`ModelSpec.version`) in this cellseek.
+
+    A reference store records the versions its vectors were computed with; a store of another
+    version is refused (:func:`cellseek.store.reference_store.check_versions`).
+    """
+    return {m: int(get_spec(m).version) for m in models}
 
 
 def resolve_models(preset: str | None = None, models: Iterable[str] = ()) -> tuple[str, ...]:
