@@ -349,8 +349,13 @@ class Session:
 
     def _sources_of(self, cell_ids: Sequence[int]) -> list[str]:
         """Source name of each cell (its image's source), from a map cached per cell set."""
-        if self._cell_sources is None or any(c not in self._cell_sources for c in cell_ids):
-            self._cell_sources = self.store.cell_sources()
+        if self._cell_sources is None:
+            self._cell_sources = {}
+        missing = [int(c) for c in cell_ids if int(c) not in self._cell_sources]
+        if missing:
+            # all of them when many are asked for (one scan), only those for a click
+            self._cell_sources.update(self.store.cell_sources(
+                None if len(missing) > 10_000 else missing))
         return [self._cell_sources[int(c)] for c in cell_ids]
 
     def cell_set(self, cell_ids: Sequence[int], *, labelled: bool = False,
@@ -445,6 +450,10 @@ class Session:
             logger.info("%s: the model weights changed since the search index was saved; "
                         "rebuilding", self.store.path)
             return None
+        if header.get("labels_stamp") == self.store.label_stamp():
+            self._state_dirty = False  # no confirmed label changed since it was saved
+            self.index_origin = "saved"
+            return s
         added, removed, relabelled = saved.label_changes(s, self._id_to_label())
         s.remove(removed)
         s.relabel(relabelled, [self._id_to_label()[c] for c in relabelled])
@@ -467,6 +476,7 @@ class Session:
             return
         key = self.state_key()
         header, arrays = saved.dump(s, key)
+        header["labels_stamp"] = self.store.label_stamp()
         try:
             self.store.save_search_state(key, header, arrays)
         except StoreError as err:

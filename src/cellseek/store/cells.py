@@ -184,15 +184,21 @@ def count_cells(conn: sqlite3.Connection, labelled: bool | None = None) -> int:
     return conn.execute(sql).fetchone()[0]
 
 
-def cell_sources(conn: sqlite3.Connection) -> tuple[np.ndarray, list[str]]:
-    """``(cell ids, the source of each one's image)``, ordered by cell id, in one query."""
-    ids, sources = [], []
-    for cell_id, source in conn.execute(
-            "SELECT cells.id, images.source FROM cells JOIN images ON images.id = cells.image_id "
-            "ORDER BY cells.id"):
-        ids.append(cell_id)
-        sources.append(source)
-    return np.asarray(ids, np.int64), sources
+def cell_sources(conn: sqlite3.Connection,
+                 cell_ids: Sequence[int] | None = None) -> tuple[np.ndarray, list[str]]:
+    """``(cell ids, the source of each one's image)``: every cell ordered by id (one query), or
+    only the cells given (ids the store does not hold are left out)."""
+    sql = ("SELECT cells.id, images.source FROM cells JOIN images ON images.id = cells.image_id")
+    rows: list = []
+    if cell_ids is None:
+        rows = conn.execute(sql + " ORDER BY cells.id").fetchall()
+    else:
+        wanted = [int(c) for c in cell_ids]
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start:start + 900]
+            rows += conn.execute(sql + f" WHERE cells.id IN ({', '.join('?' * len(chunk))})",
+                                 chunk).fetchall()
+    return np.asarray([r[0] for r in rows], np.int64), [r[1] for r in rows]
 
 
 def read_embeddings(

@@ -193,3 +193,8 @@ def audit_rows(conn: sqlite3.Connection, cell_id: int | None = None) -> list[dic
         }
         for r in conn.execute(sql + " ORDER BY a.id", params)
     ]
+
+
+def label_stamp(conn: sqlite3.Connection) -> int:
+    """The id of the newest label batch: it changes whenever any confirmed label changes."""
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])

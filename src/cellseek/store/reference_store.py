@@ -533,11 +533,17 @@ class ReferenceStore:
         with self._tx.write("undoing the last label change") as conn:
             return label_ops.undo_last(conn, self.path)
 
-    def cell_sources(self) -> dict[int, str]:
-        """Cell id -> the source (device / dataset / batch) of its image, for every cell."""
+    def cell_sources(self, cell_ids: Sequence[int] | None = None) -> dict[int, str]:
+        """Cell id -> the source (device / dataset / batch) of its image, for every cell or
+        for the cells given."""
         with self._tx.read() as conn:
-            ids, sources = cell_ops.cell_sources(conn)
+            ids, sources = cell_ops.cell_sources(conn, cell_ids)
         return dict(zip(ids.tolist(), sources))
+
+    def label_stamp(self) -> int:
+        """A number that changes whenever any confirmed label changes (the newest batch id)."""
+        with self._tx.read() as conn:
+            return label_ops.label_stamp(conn)
 
     def labelled(self) -> tuple[np.ndarray, list[str]]:
         """``(cell ids as int64, labels)`` of all confirmed cells, ordered by id."""
@@ -660,7 +666,17 @@ class ReferenceStore:
     def save_search_state(self, key: str, header: dict, arrays: dict) -> int:
         """Replace the saved search state, in one transaction; returns the bytes written."""
         with self._tx.write("saving the search index") as conn:
-            return search_state.save(conn, key, header, arrays)
+            written = search_state.save(conn, key, header, arrays)
+        self._checkpoint()  # now, not at the user's next label (a big state fills the WAL)
+        return written
+
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the store file and truncate it (best effort)."""
+        with self._tx.lock:
+            try:
+                self._tx.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:  # another reader holds the log: SQLite does it later
+                logger.info("%s: checkpoint postponed (%s)", self.path, exc)
 
     def drop_search_state(self) -> bool:
         """Delete the saved search state; whether there was one."""
