@@ -160,8 +160,9 @@ class WeightingConfig:
     Parameters
     ----------
     mode : {"uniform", "global_entropy", "per_query_entropy"}
-        ``per_query_entropy`` needs one search per model; ``cellseek evaluate`` measures it,
-        while a session's fused index uses the global weights for it.
+        ``per_query_entropy`` weights each model's own vote per query by the entropy of that
+        model's neighbours (one exact search per model); the fused index still gives the
+        neighbours shown.
     k : int
         Neighbours per reference cell when measuring label entropy.
     tau : float
