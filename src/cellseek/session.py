@@ -316,20 +316,19 @@ class Session:
                     self._labels_cache.pop(int(c), None)
                 else:
                     self._labels_cache[int(c)] = label
-        labelled = self._id_to_label()
         suggester = self._suggester
         if suggester is None:
             return
-        cell_ids = list(dict.fromkeys(int(c) for c in changes))
-        present = set(suggester.labels)
-        gone = [c for c in cell_ids if c not in labelled and c in present]
-        new = [c for c in cell_ids if c in labelled and c not in present]
-        changed = [c for c in cell_ids if c in labelled and c in present]
+        now = {int(c): label for c, label in changes.items()}  # labels read from the change
+        present = suggester.labels
+        gone = [c for c, label in now.items() if label is None and c in present]
+        new = [c for c, label in now.items() if label is not None and c not in present]
+        changed = [c for c, label in now.items() if label is not None and c in present]
         suggester.remove(gone)
-        suggester.relabel(changed, [labelled[c] for c in changed])
+        suggester.relabel(changed, [now[c] for c in changed])
         self._state_dirty = True
         if new:
-            cells = self.cell_set(new, labelled=True)
+            cells = self.cell_set(new, classes=[now[c] for c in new])
             if not suggester.knows(cells.sources):
                 self._suggester = None  # a new source: refit on next use
                 return

@@ -167,3 +167,22 @@ def test_bench_index_small_run():
     assert rows[0]["recall_at_10"] == 1.0
     for r in rows:
         assert r["index_bytes"] > 0 and r["build_s"] >= 0 and 0 <= r["recall_at_10"] <= 1
+
+
+def test_confirmed_cells_switch_the_kind_only_past_the_threshold_with_grace(data):
+    """Growing one batch at a time keeps the kind until the size passes the next threshold by
+    SWITCH_GRACE (switching means rebuilding); a rebuild picks the kind for the size."""
+    from cellseek.search.index import SWITCH_GRACE
+
+    ref, queries, _ = data
+    config = IndexConfig(exact_max=100)
+    index = CellIndex(DIM, config)
+    index.rebuild(ref[:100], np.arange(100))
+    assert index.kind == "exact"
+    index.add(ref[100:110], np.arange(100, 110))
+    assert index.kind == "exact" and len(index) == 110  # past 100, within the grace
+    extra = int(100 * SWITCH_GRACE) - 110 + 1
+    index.add(ref[110:110 + extra], np.arange(110, 110 + extra))
+    assert index.kind == "hnsw" and len(index) == 110 + extra
+    index.rebuild(ref[:110], np.arange(110))
+    assert index.kind == "hnsw"  # a rebuild follows the size

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 #: Index kinds, smallest to largest.
 KINDS = ("exact", "hnsw", "ivfpq")
+#: Confirmed cells added one batch at a time switch the index to the next kind only once they
+#: pass its threshold by this factor (a rebuild picks the kind for the size).
+SWITCH_GRACE = 1.25
 
 
 def _as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:
@@ -103,6 +106,22 @@ class CellIndex:
             # IVF-PQ needs training data: below a few hundred vectors search exactly
             return self._pinned if self._pinned != "ivfpq" or n >= 256 else "exact"
         return kind_for_size(n, self.config)
+
+    def _must_switch(self, n: int) -> bool:
+        """Whether growing to ``n`` cells one add at a time must change the kind now.
+
+        A kind serves well somewhat past its threshold, and switching means rebuilding (for
+        IVF-PQ, training): so confirmed cells switch it only once the size passes the next
+        threshold by :data:`SWITCH_GRACE`; a rebuild (a suggestion run, ``cellseek index
+        build``) picks the kind for the size. A pinned kind never switches.
+        """
+        target = self._target_kind(n)
+        if target == self.kind:
+            return False
+        if self._pinned != "auto":
+            return True
+        threshold = self.config.exact_max if self.kind == "exact" else self.config.ivf_min
+        return KINDS.index(target) < KINDS.index(self.kind) or n > threshold * SWITCH_GRACE
 
     def _new_index(self, kind: str, train: np.ndarray | None = None, n: int = 0):
         import faiss
@@ -194,7 +213,7 @@ class CellIndex:
             raise ValueError(f"{len(vectors)} vectors but ids of shape {ids.shape}")
         if len(vectors) == 0:
             return
-        if self._target_kind(len(self) + len(vectors)) != self.kind:
+        if self._must_switch(len(self) + len(vectors)):
             self.rebuild(np.concatenate([self.vectors(), vectors]),
                          np.concatenate([self.ids(), ids]))
             return
