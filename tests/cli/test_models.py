@@ -19,7 +19,22 @@ def no_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path / "microsam"))
     monkeypatch.delenv("CELLSEEK_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("CELLSEEK_PINS", str(tmp_path / "pins.json"))
     return tmp_path
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _hub_file(root, repo, filename, local_dir=None, revision=None, content=b"weights"):
+    """Write a file where hf_hub_download would (a snapshot folder, or ``local_dir``)."""
+    from pathlib import Path
+
+    cache = Path(root) / "hf" / f"models--{repo.replace('/', '--')}" / "snapshots"
+    folder = Path(local_dir) if local_dir else cache / (revision or COMMIT)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / filename).write_bytes(content)
+    return str(folder / filename)
 
 
 @pytest.fixture
@@ -62,9 +77,10 @@ def test_pull_uses_hf_hub_download(no_weights, online, monkeypatch):
 
     def fake_download(repo, filename, local_dir=None, **kw):
         calls.append((repo, filename, local_dir))
-        return f"/cache/{repo}/{filename}"
+        return _hub_file(no_weights, repo, filename, local_dir)
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
+    monkeypatch.setattr(models_cli, "_commit_of", lambda repo, path: COMMIT)
     path = models_cli.pull("dinobloom_b")
     assert calls == [("1aurent/vit_base_patch14_224.dinobloom", "model.safetensors", None)]
     assert str(path).endswith("model.safetensors")
@@ -80,11 +96,11 @@ def test_pull_falls_back_to_next_file_and_reports_failure(no_weights, online, mo
     def fake_download(repo, filename, local_dir=None, **kw):
         tried.append(filename)
         if filename == "open_clip_pytorch_model.bin":
-            return "/cache/x.bin"
+            return _hub_file(no_weights, repo, filename, local_dir)
         raise OSError("no such file")
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
-    assert str(models_cli.pull("clip_vitb32")) == "/cache/x.bin"
+    assert str(models_cli.pull("clip_vitb32")).endswith("open_clip_pytorch_model.bin")
     assert tried == list(get_spec("clip_vitb32").hub_files)
 
     def offline(repo, filename, local_dir=None, **kw):
@@ -229,7 +245,7 @@ def test_hub_pulls_pass_the_pinned_revision(no_weights, online, monkeypatch):
 
     def fake_download(repo, filename, local_dir=None, revision=None, **kw):
         calls.append(revision)
-        return f"/cache/{repo}/{filename}"
+        return _hub_file(no_weights, repo, filename, local_dir, revision)
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
     pinned = dataclasses.replace(get_spec("swin_tiny"), revision="a" * 40)
@@ -263,3 +279,30 @@ def test_licences_and_the_non_commercial_warning():
     assert "vit_mae_base (CC-BY-NC-4.0)" in warning and "non-commercial" in warning
     for preset in ("fast", "hematology", "offline"):
         assert licence_warning(PRESETS[preset]) is None
+
+
+def test_the_first_pull_pins_the_commit_and_later_pulls_get_it(no_weights, online, monkeypatch):
+    """Lock-file pins: the first pull records the commit and the file digests; later pulls ask
+    for that commit and refuse a file whose digest differs."""
+    import json
+
+    from cellseek.zoo.pins import PinMismatchError, read_pins
+
+    asked, content = [], {"value": b"weights v1"}
+
+    def fake_download(repo, filename, local_dir=None, revision=None, **kw):
+        asked.append(revision)
+        return _hub_file(no_weights, repo, filename, local_dir, revision, content["value"])
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
+    models_cli.pull("convnext_tiny")
+    pin = read_pins()["convnext_tiny"]
+    assert asked == [None] and pin["revision"] == COMMIT
+    assert pin["repo"] == "timm/convnext_tiny.fb_in22k" and len(pin["files"]) == 1
+    models_cli.pull("convnext_tiny")
+    assert asked[-1] == COMMIT  # the pinned commit is asked for
+    content["value"] = b"tampered"
+    with pytest.raises(PinMismatchError, match="SHA-256"):
+        models_cli.pull("convnext_tiny")
+    pins = json.loads((no_weights / "pins.json").read_text())
+    assert pins["convnext_tiny"]["files"] == pin["files"]  # the pin is unchanged

@@ -1,8 +1,9 @@
 """The functions behind ``cellseek models list|pull|check`` (argument parsing lives in the CLI).
 
 Only :func:`pull` touches the network, through the backend's own download mechanism: the Hugging
-Face hub (``hf_hub_download``, at the registry's pinned revision where one is set) for timm,
-open_clip, transformers and DinoBloom weights, and ``torch.hub.download_url_to_file`` for
+Face hub (``hf_hub_download``, at the pinned commit: the registry's revision, else the one the
+first pull on this machine recorded, :mod:`cellseek.zoo.pins`) for timm, open_clip, transformers
+and DinoBloom weights, and ``torch.hub.download_url_to_file`` for
 single-file checkpoints (SAM, MobileSAM, micro-sam), each verified against its published digest.
 With ``weights_dir`` the files go to ``<weights_dir>/<name>/`` instead, ready to copy to an
 air-gapped machine.
@@ -155,8 +156,10 @@ def _hf_paths(spec: ModelSpec, weights_dir) -> list[Path]:
 def _download_hf(spec: ModelSpec, weights_dir) -> Path:
     from huggingface_hub import hf_hub_download
 
+    from cellseek.zoo.pins import record, revision_for
+
     repo = spec.hub_repo
-    revision = getattr(spec, "revision", "") or None
+    revision = revision_for(spec.name, getattr(spec, "revision", ""))
     local_dir = str(Path(weights_dir) / spec.name) if weights_dir is not None else None
     errors = []
     for filename in spec.hub_files:
@@ -165,12 +168,28 @@ def _download_hf(spec: ModelSpec, weights_dir) -> Path:
         except Exception as exc:  # noqa: BLE001 - try the next candidate, report all
             errors.append(f"{filename}: {str(exc).splitlines()[0] if str(exc) else exc}")
             continue
+        files = {filename: Path(path)}
         for extra in getattr(spec, "hub_extra", ()):
-            hf_hub_download(repo, extra, local_dir=local_dir, revision=revision)
+            files[extra] = Path(hf_hub_download(repo, extra, local_dir=local_dir,
+                                                revision=revision))
+        record(spec.name, repo, revision or _commit_of(repo, Path(path)), files)
         return Path(path)
     raise CellseekError(
         f"could not download from https://huggingface.co/{repo}: " + "; ".join(errors)
     )
+
+
+def _commit_of(repo: str, path: Path) -> str:
+    """The commit a hub download came from (the snapshot folder, else asked of the hub)."""
+    if path.parent.parent.name == "snapshots":
+        return path.parent.name
+    try:
+        from huggingface_hub import HfApi
+
+        return str(HfApi().model_info(repo).sha or "")
+    except Exception as exc:  # noqa: BLE001 - the files are there; only the pin is missing
+        logger.warning("could not read the commit of %s (%s); not pinned", repo, exc)
+        return ""
 
 
 def _download_file(url: str, target: Path, checksum: str, model: str) -> Path:
