@@ -286,10 +286,11 @@ class LearnConfig:
     Parameters
     ----------
     head : {"auto", "off", "on"}
-        ``"auto"``: a shrinkage-LDA head (:mod:`cellseek.search.head`) is used, alone or blended
-        with the kNN vote, for the sources where it is validated on confirmed cells
-        (:mod:`cellseek.search.choice`); other sources keep the kNN vote. ``"off"``: kNN only.
-        ``"on"``: the blend everywhere, unvalidated.
+        ``"auto"``: a head learned from the confirmed cells (:mod:`cellseek.search.head`:
+        shrinkage LDA or logistic regression) is used, alone or blended with the kNN vote, for
+        the sources where it is validated on confirmed cells (:mod:`cellseek.search.choice`);
+        other sources keep the kNN vote. ``"off"``: kNN only. ``"on"``: the LDA blend
+        everywhere, unvalidated.
     min_per_class : int
         A source is validated on its own confirmed cells when at least two classes have this
         many of them.

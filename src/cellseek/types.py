@@ -166,8 +166,9 @@ class Suggestion:
         spacing (1: as near as they are to each other; 0: unlike any of them). The confidence
         is the vote share of the best class times this.
     predictor : str
-        What decided the label: ``"knn"`` (the neighbours' vote), ``"head"`` (the head learned
-        from the confirmed cells) or ``"blend"`` (both); see :mod:`cellseek.search.choice`.
+        What decided the label: ``"knn"`` (the neighbours' vote), ``"lda"`` / ``"logistic"``
+        (a head learned from the confirmed cells) or ``"blend-lda"`` / ``"blend-logistic"``
+        (the vote and a head); see :mod:`cellseek.search.choice`.
     """
 
     label: str | None

@@ -28,12 +28,16 @@ def _classes_in_noise(seed=0, n=60, d=30, informative=2, shift=None):
 
 def test_head_probabilities_follow_scikit_learn():
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.linear_model import LogisticRegression
 
     x, y = _classes_in_noise()
-    head = LinearHead.fit(x, y)
     mean, scale = x.mean(0), x.std(0)
-    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit((x - mean) / scale, y)
-    np.testing.assert_allclose(head.proba(x), ref.predict_proba((x - mean) / scale), atol=1e-4)
+    z = (x - mean) / scale
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(z, y)
+    np.testing.assert_allclose(LinearHead.fit(x, y).proba(x), ref.predict_proba(z), atol=1e-4)
+    ref = LogisticRegression(max_iter=1000).fit(z, y)
+    np.testing.assert_allclose(LinearHead.fit(x, y, "logistic").proba(x), ref.predict_proba(z),
+                               atol=1e-4)
     two = LinearHead.fit(x[:120], y[:120])  # two classes: one coefficient row
     p = two.proba(x[:120], ["c1", "c0", "unknown"])
     assert p.shape == (120, 3) and np.allclose(p[:, :2].sum(1), 1) and not p[:, 2].any()
@@ -43,7 +47,7 @@ def test_the_head_beats_the_knn_vote_in_noise_and_is_chosen_for_its_source():
     x, y = _classes_in_noise()
     cfg = Config()
     choice = choose(x, y, ["lab"] * len(y), cfg)
-    assert choice.per_source["lab"] in ("head", "blend")
+    assert choice.per_source["lab"] != "knn"
     assert choice.scores["lab"][choice.per_source["lab"]] > choice.scores["lab"]["knn"] + 0.05
     assert choice.default == "knn"  # one labelled source: nothing to validate a new device on
     off = choose(x, y, ["lab"] * len(y), replace(cfg, learn=LearnConfig(head="off")))
@@ -56,7 +60,7 @@ def test_a_new_device_gets_the_head_only_where_it_carried_across_labelled_device
     xb, yb = _classes_in_noise(1)
     sources = ["a"] * len(ya) + ["b"] * len(yb)
     same = choose(np.concatenate([xa, xb]), ya + yb, sources, Config())
-    assert same.default in ("head", "blend")  # the class directions are the same on both
+    assert same.default != "knn"  # the class directions are the same on both
     swapped = xb.copy()
     swapped[:, :2], swapped[:, 2:4] = xb[:, 2:4], xb[:, :2]  # device b: signal in other dims
     other = choose(np.concatenate([xa, swapped]), ya + yb, sources, Config())
@@ -102,12 +106,12 @@ def test_confirmed_cells_refit_the_head_on_the_next_suggestion():
     s = Suggester(Config(learn=LearnConfig(head="on")), ["m"]).fit(ref)
     q = CellSet(np.array([10_000]), {"m": x[:1]}, ["lab"])
     s.suggest(q)
-    first = s.head
+    first = s.heads["lda"]
     extra = CellSet(np.arange(5) + 5000, {"m": x[:5]}, ["lab"] * 5, ["c2"] * 5)
     s.add(extra)
     s.suggest(q)
-    assert s.head is not first and "c2" in s.head.classes
-    assert s.suggest(q)[0].predictor == "blend"
+    assert s.heads["lda"] is not first and "c2" in s.heads["lda"].classes
+    assert s.suggest(q)[0].predictor == "blend-lda"
 
 
 def test_predict_keeps_the_knn_vote_for_a_new_device_and_reports_the_predictor():
@@ -118,11 +122,14 @@ def test_predict_keeps_the_knn_vote_for_a_new_device_and_reports_the_predictor()
     result = predict(ref, qry, Config())
     assert set(result.votes.predictors) == {"knn"}
     inside = CellSet(np.arange(len(yq)) + 1000, {"m": xq - 1.0}, ["lab"] * len(yq))
-    assert set(predict(ref, inside, Config()).votes.predictors) <= {"head", "blend"}
+    assert "knn" not in set(predict(ref, inside, Config()).votes.predictors)
 
 
-@pytest.mark.parametrize("name", ["knn", "blend", "head"])
+@pytest.mark.parametrize("name", ["knn", "blend-lda", "lda", "blend-logistic", "logistic"])
 def test_combine(name):
-    knn, head = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
-    expect = {"knn": [1, 0], "head": [0, 1], "blend": [0.5, 0.5]}[name]
-    assert combine(name, knn, head).tolist() == [expect]
+    knn = np.array([[1.0, 0.0, 0.0]])
+    heads = {"lda": np.array([[0.0, 1.0, 0.0]]), "logistic": np.array([[0.0, 0.0, 1.0]])}
+    expect = {"knn": [1, 0, 0], "lda": [0, 1, 0], "blend-lda": [0.5, 0.5, 0],
+              "logistic": [0, 0, 1], "blend-logistic": [0.5, 0, 0.5]}[name]
+    assert combine(name, knn, heads).tolist() == [expect]
+    assert combine(name, knn, {}).tolist() == [[1, 0, 0]]  # no head fitted: the vote

@@ -183,7 +183,10 @@ def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
     h.update(json.dumps([specs, repr(config.crop), repr(config.embed.weights_dir)]).encode())
     h.update(__version__.encode())
     for module in _CROP_CODE:  # a change to the segmenter or the features invalidates the cache
-        h.update(Path(importlib.import_module(module).__file__).read_bytes())
+        source = Path(importlib.import_module(module).__file__)
+        h.update(source.read_bytes())
+        for data in sorted(source.parent.glob(f"{source.stem}_*.json")):  # e.g. the scaling table
+            h.update(data.read_bytes())
     from cellseek.zoo.classical import SCALING_FILE
 
     if SCALING_FILE.is_file():  # so does a recalibrated scaling of the classical features

@@ -1,8 +1,9 @@
-"""Which predictor to trust for each source: the robust kNN vote, the learned head, or both.
+"""Which predictor to trust for each source: the robust kNN vote, a learned head, or a blend.
 
-A head learned from the confirmed cells (:mod:`cellseek.search.head`) beats the kNN vote on
-cells like the ones it was trained on, and can lose on another microscope: it learns the
-reference device as much as the classes. So it is used for a source only where it is validated:
+A head learned from the confirmed cells (:mod:`cellseek.search.head`: shrinkage LDA or logistic
+regression) beats the kNN vote on cells like the ones it was trained on, and can lose on another
+microscope: it learns the reference device as much as the classes. So it is used for a source
+only where it is validated:
 
 - a source with confirmed cells (at least ``min_per_class`` in at least two classes): in-source
   folds over its confirmed cells, each fold predicted from every other confirmed cell;
@@ -10,14 +11,15 @@ reference device as much as the classes. So it is used for a source only where i
   labels span at least two of them (does the head carry over to a device it has not seen?);
   with a single labelled source there is nothing to validate on and the kNN vote is used.
 
-The candidates are compared by macro accuracy; a less robust candidate must beat every more
-robust one by ``LearnConfig.margin`` (kNN, then the blend, then the head).
+The candidates (:data:`CANDIDATES`, most robust first: the kNN vote, its blend with the LDA head,
+the LDA head, its blend with the logistic head, the logistic head) are compared by macro
+accuracy; a less robust candidate must beat the best more robust one by ``LearnConfig.margin``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,18 +31,21 @@ logger = logging.getLogger(__name__)
 #: At most this many confirmed cells of a source are validated (each predicted from all others).
 MAX_VALIDATED = 3000
 #: Candidates, most robust first (ties go to the earlier one).
-CANDIDATES = ("knn", "blend", "head")
+CANDIDATES = ("knn", "blend-lda", "lda", "blend-logistic", "logistic")
+#: The head each candidate uses.
+HEAD_OF = {"blend-lda": "lda", "lda": "lda", "blend-logistic": "logistic",
+           "logistic": "logistic"}
 
 
-def combine(candidate: str, knn: np.ndarray, head: np.ndarray | None) -> np.ndarray:
-    """Class shares of a candidate from the kNN shares and the head's probabilities."""
+def combine(candidate: str, knn: np.ndarray, heads: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Class shares of a candidate from the kNN shares and the heads' probabilities
+    (``heads``: head name -> ``(q, C)``; a missing head falls back to the kNN shares)."""
+    if candidate not in CANDIDATES:
+        raise ValueError(f"unknown candidate {candidate!r}; choose from {CANDIDATES}")
+    head = heads.get(HEAD_OF.get(candidate, ""))
     if candidate == "knn" or head is None:
         return knn
-    if candidate == "head":
-        return head
-    if candidate == "blend":
-        return 0.5 * (knn + head)
-    raise ValueError(f"unknown candidate {candidate!r}; choose from {CANDIDATES}")
+    return 0.5 * (knn + head) if candidate.startswith("blend") else head
 
 
 @dataclass
@@ -66,9 +71,14 @@ class Choice:
         return self.per_source.get(str(source), self.default)
 
     @property
+    def heads_needed(self) -> set[str]:
+        """The heads some source uses."""
+        return {HEAD_OF[c] for c in (*self.per_source.values(), self.default) if c in HEAD_OF}
+
+    @property
     def uses_head(self) -> bool:
-        """Whether any source uses the head."""
-        return self.default != "knn" or any(c != "knn" for c in self.per_source.values())
+        """Whether any source uses a head."""
+        return bool(self.heads_needed)
 
 
 def _macro(truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -80,7 +90,7 @@ def _predictions(x, labels, train, test, classes, config) -> dict[str, np.ndarra
     """Predicted class codes of ``test`` rows by every candidate trained on ``train`` rows."""
     import faiss
 
-    from cellseek.search.head import LinearHead
+    from cellseek.search.head import HEADS, LinearHead
 
     code = {c: i for i, c in enumerate(classes)}
     y = np.array([code[c] for c in labels])
@@ -91,11 +101,12 @@ def _predictions(x, labels, train, test, classes, config) -> dict[str, np.ndarra
     sims, top = index.search(np.ascontiguousarray(x[test]), k)
     knn = vote_matrix(sims, np.where(top >= 0, y[train][np.maximum(top, 0)], -1),
                       len(classes), config.suggest.temperature)
-    head = None
+    heads = {}
     if len({labels[i] for i in train}) >= 2:
-        fitted = LinearHead.fit(x[train], [labels[i] for i in train])
-        head = fitted.proba(x[test], classes)
-    return {c: combine(c, knn, head).argmax(axis=1) for c in CANDIDATES}
+        for kind in HEADS:
+            fitted = LinearHead.fit(x[train], [labels[i] for i in train], kind)
+            heads[kind] = fitted.proba(x[test], classes)
+    return {c: combine(c, knn, heads).argmax(axis=1) for c in CANDIDATES}
 
 
 def _folds(labels: np.ndarray, rows: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
@@ -143,7 +154,7 @@ def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
     if learn.head == "off" or len(classes) < 2:
         return Choice()
     if learn.head == "on":
-        return Choice(default="blend")
+        return Choice(default="blend-lda")
     x = np.asarray(x, np.float32)
     out = Choice()
     eligible = []

@@ -1,11 +1,18 @@
-"""A linear head learned from the confirmed cells: shrinkage LDA on the suggester's vectors.
+"""Linear heads learned from the confirmed cells, on the suggester's vectors.
 
 Foundation-model and hand-crafted embeddings carry many directions that do not matter for the
-user's classes. Linear discriminant analysis with Ledoit-Wolf shrinkage (scikit-learn) learns,
-from the confirmed cells alone, which directions separate them; it fits in closed form (no
-iterations), so it refits in milliseconds when labels change, and it stays usable with a handful
-of cells per class (shrinkage). Whether the head is used for a source is decided by
-:mod:`cellseek.search.choice`: it can learn the reference device as much as the classes.
+user's classes; a linear classifier trained on the confirmed cells learns which separate them.
+Two heads (scikit-learn), on standardised vectors:
+
+- ``"lda"``: linear discriminant analysis with Ledoit-Wolf shrinkage. Closed form (no
+  iterations): it refits in milliseconds when labels change and stays usable with a handful of
+  cells per class;
+- ``"logistic"``: L2-regularised logistic regression, what napari-feature-classifier or
+  CellProfiler Analyst would train; better than LDA once there are many confirmed cells, slower
+  to fit (it is trained on at most :data:`LOGISTIC_MAX_TRAIN` cells).
+
+Whether a head is used for a source is decided by :mod:`cellseek.search.choice`: it can learn the
+reference device as much as the classes.
 
 The fitted head is kept as plain arrays (standardisation, coefficients, intercepts, classes), so
 it can be saved with the store and evaluated with NumPy alone.
@@ -17,6 +24,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+#: The heads, by name.
+HEADS = ("lda", "logistic")
+#: At most this many cells (a class-stratified sample) train the logistic head.
+LOGISTIC_MAX_TRAIN = 5000
+
+
+def _stratified_cap(labels: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
+    """Row indices: all rows, or at most ``cap`` keeping every class's share."""
+    n = len(labels)
+    if n <= cap:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per = max(cap // len(classes), 1)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per]
+                                   for c in classes]))
 
 
 @dataclass
@@ -40,10 +64,11 @@ class LinearHead:
     scale: np.ndarray
     coef: np.ndarray
     intercept: np.ndarray
+    kind: str = "lda"
 
     @classmethod
-    def fit(cls, x: np.ndarray, labels: Sequence[str]) -> LinearHead:
-        """Fit shrinkage LDA (``solver="lsqr", shrinkage="auto"``) on standardised vectors.
+    def fit(cls, x: np.ndarray, labels: Sequence[str], kind: str = "lda") -> LinearHead:
+        """Fit a head on standardised vectors.
 
         Parameters
         ----------
@@ -51,22 +76,33 @@ class LinearHead:
             ``(n, d)`` training vectors.
         labels : sequence of str
             ``n`` labels, at least two classes.
+        kind : {"lda", "logistic"}
+            Shrinkage LDA (``solver="lsqr", shrinkage="auto"``) or L2 logistic regression (on at
+            most :data:`LOGISTIC_MAX_TRAIN` cells).
         """
         import warnings
 
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+        from sklearn.linear_model import LogisticRegression
 
+        if kind not in HEADS:
+            raise ValueError(f"unknown head {kind!r}; choose from {HEADS}")
         x = np.asarray(x, np.float64)
+        labels = np.asarray(labels, dtype=object).astype(str)
+        if kind == "logistic":
+            rows = _stratified_cap(labels, LOGISTIC_MAX_TRAIN)
+            x, labels = x[rows], labels[rows]
         mean = x.mean(axis=0)
         scale = x.std(axis=0)
         scale = np.where(scale > 1e-9, scale, 1.0)
-        lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
-        with warnings.catch_warnings():  # classes with one cell: fine with shrinkage
-            warnings.simplefilter("ignore", UserWarning)
-            lda.fit((x - mean) / scale, np.asarray(labels, dtype=object).astype(str))
-        return cls([str(c) for c in lda.classes_], mean.astype(np.float32),
-                   scale.astype(np.float32), np.atleast_2d(lda.coef_).astype(np.float32),
-                   np.atleast_1d(lda.intercept_).astype(np.float32))
+        model = (LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto") if kind == "lda"
+                 else LogisticRegression(max_iter=1000))
+        with warnings.catch_warnings():  # classes with one cell; a slow convergence
+            warnings.simplefilter("ignore")
+            model.fit((x - mean) / scale, labels)
+        return cls([str(c) for c in model.classes_], mean.astype(np.float32),
+                   scale.astype(np.float32), np.atleast_2d(model.coef_).astype(np.float32),
+                   np.atleast_1d(model.intercept_).astype(np.float32), kind)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """``(n, C)`` class scores."""

@@ -28,13 +28,13 @@ from cellseek.search import faiss_arrays
 from cellseek.search.align import Alignment
 from cellseek.search.choice import CANDIDATES, Choice
 from cellseek.search.familiarity import Familiarity
-from cellseek.search.head import LinearHead
+from cellseek.search.head import HEADS, LinearHead
 from cellseek.search.index import KINDS, CellIndex
 from cellseek.search.reduce import PCA, ModelReducer
 from cellseek.search.suggester import Suggester, TrainSample
 
 FORMAT = "cellseek-search-state"
-VERSION = 1
+VERSION = 2
 #: Alignments whose fitted state can be saved (the others are refitted on open).
 SAVABLE_ALIGNMENTS = ("none", "balanced", "center")
 
@@ -91,9 +91,9 @@ def dump(suggester: Suggester, key: str) -> tuple[dict, dict[str, np.ndarray]]:
             arrays[f"pca/{m}/mean"] = p.mean.astype(np.float32)
             arrays[f"pca/{m}/components"] = p.components.astype(np.float32)
             arrays[f"pca/{m}/explained_variance"] = p.explained_variance.astype(np.float32)
-    if s.head is not None:
+    for kind, head in s.heads.items():
         for name in ("mean", "scale", "coef", "intercept"):
-            arrays[f"head/{name}"] = getattr(s.head, name).astype(np.float32)
+            arrays[f"head/{kind}/{name}"] = getattr(head, name).astype(np.float32)
     if s.train_sample is not None:
         arrays["train/ids"] = s.train_sample.ids.astype(np.int64)
         arrays["train/x"] = s.train_sample.x.astype(np.float16)
@@ -107,7 +107,7 @@ def dump(suggester: Suggester, key: str) -> tuple[dict, dict[str, np.ndarray]]:
         "pca": {m: {"total_variance": float(p.total_variance), "whiten": bool(p.whiten),
                     "normalise": bool(p.normalise)} for m, p in s.reducer.pcas.items()}
         if s.reducer is not None else None,
-        "head_classes": list(s.head.classes) if s.head is not None else None,
+        "heads": {kind: list(head.classes) for kind, head in s.heads.items()},
         "head_stale": bool(s.head_stale),
         "choice": {"per_source": s.choice.per_source, "default": s.choice.default,
                    "scores": s.choice.scores},
@@ -232,13 +232,15 @@ def _load(header, arrays, config, key, dims) -> Suggester:
     s.choice = Choice(per_source, str(choice["default"]),
                       {str(k): {str(c): float(v) for c, v in d.items()}
                        for k, d in choice["scores"].items()})
-    if header.get("head_classes") is not None:
-        head_classes = _strings(header["head_classes"], "head classes")
+    for kind, head_classes in (header.get("heads") or {}).items():
+        if kind not in HEADS:
+            raise SavedStateError(f"unknown saved head {kind!r}")
+        head_classes = _strings(head_classes, "head classes")
         rows = 1 if len(head_classes) == 2 else len(head_classes)
-        s.head = LinearHead(head_classes, _floats(arrays, "head/mean", (dim,)),
-                            _floats(arrays, "head/scale", (dim,)),
-                            _floats(arrays, "head/coef", (rows, dim)),
-                            _floats(arrays, "head/intercept", (rows,)))
+        s.heads[kind] = LinearHead(head_classes, _floats(arrays, f"head/{kind}/mean", (dim,)),
+                                   _floats(arrays, f"head/{kind}/scale", (dim,)),
+                                   _floats(arrays, f"head/{kind}/coef", (rows, dim)),
+                                   _floats(arrays, f"head/{kind}/intercept", (rows,)), kind)
     fam = header.get("familiarity")
     if fam is not None:
         s.familiarity = Familiarity({str(k): float(v) for k, v in fam["low"].items()},
@@ -254,7 +256,7 @@ def _load(header, arrays, config, key, dims) -> Suggester:
                   or ts.max() >= len(sources)):
             raise SavedStateError("the saved training sample refers to unknown classes")
         s.train_sample = TrainSample(tids, x, [classes[i] for i in tl], [sources[i] for i in ts])
-    s.head_stale = bool(header.get("head_stale")) or (s.choice.uses_head and s.head is None)
+    s.head_stale = bool(header.get("head_stale")) or not s.choice.heads_needed <= set(s.heads)
     return s
 
 

@@ -13,9 +13,9 @@ the other cells of their sources and of the query sources, with their current cl
 3. optional per-model PCA (:class:`cellseek.search.reduce.ModelReducer`),
 4. the fused index of the reference cells (:class:`cellseek.search.index.CellIndex`),
 
-5. what it learns from the confirmed cells: a shrinkage-LDA head (:mod:`cellseek.search.head`),
-   used per source only where it is validated (:mod:`cellseek.search.choice`), and the classes'
-   own spacing (:mod:`cellseek.search.familiarity`),
+5. what it learns from the confirmed cells: linear heads (:mod:`cellseek.search.head`: shrinkage
+   LDA, logistic regression), used per source only where validated (:mod:`cellseek.search.choice`),
+   and the classes' own spacing (:mod:`cellseek.search.familiarity`),
 
 and then answers :meth:`Suggester.suggest` for any cells of known sources: the nearest reference
 cells (always the neighbours shown), the adaptive similarity-weighted kNN vote
@@ -39,7 +39,7 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.search.align import Alignment
 from cellseek.search.cellset import CellSet, concat
-from cellseek.search.choice import Choice, choose, combine
+from cellseek.search.choice import HEAD_OF, Choice, choose, combine
 from cellseek.search.familiarity import Familiarity
 from cellseek.search.head import LinearHead
 from cellseek.search.vote import adaptive_k, suggestions_from_votes, vote_matrix
@@ -92,7 +92,7 @@ class Votes:
     familiarity : ndarray
         ``(Q,)`` familiarity of the best class (:mod:`cellseek.search.familiarity`; 1 when off).
     predictors : list of str
-        What produced each row's shares (``"knn"``, ``"blend"`` or ``"head"``).
+        What produced each row's shares (a :data:`cellseek.search.choice.CANDIDATES` name).
     """
 
     shares: np.ndarray
@@ -199,7 +199,7 @@ class Suggester:
         self.index = None
         self.labels: dict[int, str] = {}
         self.choice = Choice()
-        self.head: LinearHead | None = None
+        self.heads: dict[str, LinearHead] = {}
         self.familiarity: Familiarity | None = None
         self.train_sample: TrainSample | None = None
         self.head_stale = False
@@ -259,20 +259,21 @@ class Suggester:
         self.train_sample = sample
         self.choice = choice if choice is not None else choose(sample.x, sample.labels,
                                                                sample.sources, self.config)
-        self.head = None
+        self.heads = {}
         self.head_stale = self.choice.uses_head
         self.familiarity = (Familiarity.fit(sample.x, sample.labels,
                                             quantile=learn.familiarity_quantile)
                             if learn.familiarity and len(sample.labels) else None)
 
-    def _current_head(self) -> LinearHead | None:
-        """The head, refitted when confirmed cells changed since it was fitted."""
+    def current_heads(self) -> dict[str, LinearHead]:
+        """The heads some source uses, refitted when confirmed cells changed since."""
         if self.head_stale and self.train_sample is not None:
             labels = self.train_sample.labels
-            self.head = LinearHead.fit(self.train_sample.x, labels) if len(set(labels)) >= 2 \
-                else None
+            self.heads = {kind: LinearHead.fit(self.train_sample.x, labels, kind)
+                          for kind in sorted(self.choice.heads_needed)} \
+                if len(set(labels)) >= 2 else {}
             self.head_stale = False
-        return self.head
+        return self.heads
 
     def _fit_reducer(self, aligned: Mapping[str, np.ndarray]):
         from cellseek.search.reduce import ModelReducer
@@ -422,14 +423,12 @@ class Suggester:
             shares = vote_matrix(sims, codes, len(classes), temperature)
         predictors = [self.choice.for_source(s) for s in cells.sources]
         if any(p != "knn" for p in predictors):
-            head = self._current_head()
-            if head is not None:
-                proba = head.proba(vectors, classes)
-                for name in set(predictors) - {"knn"}:
-                    rows = np.flatnonzero(np.asarray(predictors) == name)
-                    shares[rows] = combine(name, shares[rows], proba[rows])
-            else:
-                predictors = ["knn"] * q
+            heads = self.current_heads()
+            proba = {kind: head.proba(vectors, classes) for kind, head in heads.items()}
+            for name in set(predictors) - {"knn"}:
+                rows = np.flatnonzero(np.asarray(predictors) == name)
+                shares[rows] = combine(name, shares[rows], {k: v[rows] for k, v in proba.items()})
+            predictors = [p if p == "knn" or HEAD_OF[p] in heads else "knn" for p in predictors]
         familiarity = None
         if self.familiarity is not None:
             best = shares.argmax(axis=1)
