@@ -10,9 +10,11 @@ def test_sample_crops_are_real_cells():
 def test_search_and_store_benchmarks_report_consistent_rows():
     rows = bench_search(16, 500, 20, k=5) + bench_store(50, {"m": 4})
     names = [r["benchmark"] for r in rows]
-    assert names == ["index build", "search", "suggest", "store insert", "store open",
-                     "store label commit"]
-    search = rows[1]
+    assert names == ["refit after a label change (lda head)",
+                     "refit after a label change (logistic head)", "index build", "search",
+                     "suggest", "store insert", "store open", "store label commit"]
+    assert all(r["n"] == 501 + i for i, r in enumerate(rows[:2]))  # each added one cell
+    search = rows[3]
     assert search["ratio"] == search["numpy_s"] / search["index_s"] > 0
     text = format_results(rows)
-    assert "numpy/index" in text and "store label commit" in text
+    assert "numpy/index" in text and "store label commit" in text and "head refitted" in text

@@ -151,13 +151,41 @@ def bench_search(dim: int, n_reference: int, n_queries: int, k: int = 15) -> lis
     queries = CellSet(np.arange(n_queries) + n_reference, {"bench": qry}, ["bench"] * n_queries)
     suggester = Suggester(Config(), ["bench"]).fit(reference, queries)
     t_suggest = _median_time(lambda: suggester.suggest(queries))
-    return [
+    refits = bench_refit(reference, queries, suggester)
+    return refits + [
         {"benchmark": "index build", "n": n_reference, "dim": dim, "seconds": t_build},
         {"benchmark": "search", "n": n_reference, "queries": n_queries, "dim": dim,
          "index_s": t_index, "numpy_s": t_numpy, "ratio": t_numpy / t_index},
         {"benchmark": "suggest", "n": n_reference, "queries": n_queries, "dim": dim,
          "seconds": t_suggest},
     ]
+
+
+def bench_refit(reference, queries, suggester) -> list[dict]:
+    """A label change, then the next suggestion: the head refitted on the confirmed cells.
+
+    The time of :meth:`Suggester.add` (one confirmed cell joins the index) and of the next
+    one-cell suggestion, which refits the head the source uses; once per head.
+    """
+    from cellseek.search.choice import Choice
+
+    rows = []
+    one = queries.subset(np.arange(1))
+    for n, candidate in enumerate(("lda", "logistic")):
+        suggester.choice = Choice(default=candidate)
+        suggester.head_stale = True
+        suggester.suggest(one)  # fitted once, as after the suggestion run
+        cell = queries.subset(np.arange(n + 1, n + 2)).with_labels(["class1"])
+        start = time.perf_counter()
+        suggester.add(cell)
+        t_add = time.perf_counter() - start
+        start = time.perf_counter()
+        suggester.suggest(one)
+        t_next = time.perf_counter() - start
+        rows.append({"benchmark": f"refit after a label change ({candidate} head)",
+                     "n": len(suggester.labels), "add_s": t_add, "next_suggestion_s": t_next,
+                     "train_cells": len(suggester.train_sample.labels)})
+    return rows
 
 
 def bench_store(n_cells: int, dims: dict[str, int]) -> list[dict]:
@@ -322,6 +350,10 @@ def format_results(rows: list[dict]) -> str:
             lines.append(f"{'search':<28} {r['queries']} x {r['n']} (dim {r['dim']}): index "
                          f"{1e3 * r['index_s']:.1f} ms, numpy {1e3 * r['numpy_s']:.1f} ms, "
                          f"numpy/index {r['ratio']:.2f}")
+        elif r["benchmark"].startswith("refit"):
+            lines.append(f"{r['benchmark']:<28} {r['n']} confirmed cells: add "
+                         f"{1e3 * r['add_s']:.1f} ms, next suggestion (head refitted on "
+                         f"{r['train_cells']} cells) {1e3 * r['next_suggestion_s']:.1f} ms")
         elif r["benchmark"] == "suggest":
             lines.append(f"{'suggest':<28} {r['queries']} queries x {r['n']} references: "
                          f"{1e3 * r['seconds']:.1f} ms")
