@@ -57,6 +57,7 @@ class CellseekWidget(QWidget):
         self.plots = PlotsPanel(c)
         self.neighbours = NeighboursPanel(c)
         self.tabs = QTabWidget()
+        self.tabs.setUsesScrollButtons(True)
         for panel, name in ((self.segment, "Segment"), (self.models, "Models"),
                             (self.reference, "Reference set"), (self.suggest, "Suggest"),
                             (self.plots, "Plots")):

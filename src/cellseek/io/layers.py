@@ -62,7 +62,8 @@ def display_name(img: ImageData) -> str:
     return name
 
 
-#: World scale of a lead axis a stack does not have (it is a single plane along it): large, so
+#: World scale of a lead axis along which a stack has a single plane (or which it does not
+#: have at all, see :func:`layer_geometry`): large, so
 #: that napari, which steps each slider by the smallest scale of any layer, keeps one step per
 #: plane of the layers that do have that axis (a 3-frame time-lapse beside a z-stack must not
 #: get a slider of thousands of steps).
@@ -98,8 +99,8 @@ def layer_geometry(img: ImageData) -> dict:
     scale, labels, units = [], [], []
     for a in layer_axes.replace("S", ""):
         size, unit = known[a]
-        if a not in image_axes:
-            size = SINGLE_PLANE_SCALE
+        if a in "TZ" and (a not in image_axes or img.shape[img.axes.index(a)] == 1):
+            size = SINGLE_PLANE_SCALE  # one plane along this axis: it has no step
         elif not size:
             size, unit = 1.0, "pixel"
         scale.append(float(size))

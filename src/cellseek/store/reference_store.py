@@ -228,8 +228,9 @@ class ReferenceStore:
             finally:
                 conn.close()
             schema.fsync_file(tmp)
-            if path.exists():
-                schema.remove_quietly(*schema.sidecars(path))
+            # -wal/-shm files left at this path (by the store replaced here, or by one deleted
+            # without them) would be read into the new file: they go, whether or not it exists
+            schema.remove_quietly(*schema.sidecars(path))
             os.replace(tmp, path)
             schema.fsync_dir(path.parent)
         except (sqlite3.Error, OSError) as exc:
