@@ -67,19 +67,26 @@ def write_plate(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def write_reference_csv(folder: Path, seed: int = 1, n_per_kind: int = 4) -> Path:
-    """Single-cell crops (PNG) of both kinds and a ``path,label`` CSV listing them."""
+def write_reference_csv(folder: Path, seed: int = 1, n_per_kind: int = 4,
+                        mislabelled: int = 0) -> Path:
+    """Single-cell crops (PNG) of both kinds and a ``path,label`` CSV listing them.
+
+    ``mislabelled`` more round cells are listed as elongated (label noise, so that some
+    suggestions are uncertain)."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = ["path,label"]
     n = 0
-    while n < 2 * n_per_kind:
+    wrong = 0
+    while n < 2 * n_per_kind + mislabelled:
         plane, kinds = draw_cells(rng)
         for (r, c), kind in kinds.items():
             if sum(row.endswith(kind) for row in rows) >= n_per_kind:
-                continue
+                if kind != "round" or wrong >= mislabelled:
+                    continue
+                kind, wrong = "elongated", wrong + 1
             crop = plane[max(r - 30, 0): r + 30, max(c - 30, 0): c + 30]
             grey = (crop.astype(np.float64) / 16).clip(0, 255).astype(np.uint8)
             name = f"{kind}_{n}.png"
