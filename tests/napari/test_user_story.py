@@ -148,6 +148,7 @@ def test_user_story(make_napari_viewer, wait, qtbot, tmp_path, monkeypatch):
     # the colours: confirmed cells opaque in their class colour, suggested ones faded
     viewer.dims.set_point(0, float(item.cells_layer.data_to_world(
         [target["t"], 0, 0, 0])[0]))
+    qtbot.wait(300)  # the colours follow the slider once it pauses
     cmap = item.cells_layer.colormap  # the colours of the cells of the plane on screen
     rgba = cmap.map(np.array([target["label_value"]]))[0]
     assert rgba[3] == pytest.approx(1.0)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from cellseek.annotation.cells import CellTable, largest_value, relabel_planes, stack_from_planes
 from cellseek.annotation.review import ReviewQueue, shown_label, uncertain_first
@@ -44,6 +44,7 @@ class Segmented:
     """What a segmentation job hands back to the GUI thread."""
 
     planes: dict          # (t, z) -> stack-unique labels, ready to write into the layer
+    stack: np.ndarray | None  # the whole new cells stack when most planes changed
     kept: list            # planes left as they were (they hold confirmed labels)
     n_cells: int
     table: CellTable | None  # the image's cells after the re-segmented planes were cleared
@@ -149,11 +150,12 @@ class AnnotationController(QObject):
         layer = item.cells_layer
         taken = largest_value(layer.data, [item.index_of(k) for k in raw]) if layer else 0
         planes, top = relabel_planes(raw, taken)
+        stack = item.stack_with(planes)
         yield Progress(len(keys) + 1, len(keys) + 1, "segment", "done")
-        return Segmented(planes, kept, top - taken, table)
+        return Segmented(planes, stack, kept, top - taken, table)
 
     def _apply_segmentation(self, item: OpenImage, result: Segmented) -> None:
-        self.registry.write_planes(item, result.planes)
+        self.registry.write_planes(item, result.planes, result.stack)
         if result.table is not None:
             item.table = result.table
         if result.kept:
@@ -161,8 +163,7 @@ class AnnotationController(QObject):
                   "set; their cells were kept as they are.")
         self.message.emit(f"Segmentation found {result.n_cells} cells in "
                           f"{len(result.planes)} plane(s).")
-        self._recolour(item)
-        self.registry.refresh_features(item, threshold=self.threshold)
+        self._show(item)
         self.cells_changed.emit()
         if self.session is not None and result.planes:
             self.embed(item, result.planes)
@@ -190,8 +191,7 @@ class AnnotationController(QObject):
         self._keep_suggestions(item, table.ids())
         self.message.emit(f"{len(table)} cells of {item.image_layer.name} are in the reference "
                           "set.")
-        self._recolour(item)
-        self.registry.refresh_features(item, threshold=self.threshold)
+        self._show(item)
         self.cells_changed.emit()
         self.refresh_classes()
 
@@ -249,8 +249,6 @@ class AnnotationController(QObject):
 
         A set already open is closed first, so a new set over the same file starts clean.
         """
-        from cellseek.session import Session
-
         embed = replace(self.config.embed, preset=preset or self.config.embed.preset,
                         models=tuple(models))
         self.config = config = replace(self.config, embed=embed)
@@ -258,6 +256,8 @@ class AnnotationController(QObject):
 
         def work():
             yield Progress(0, 1, "store", "creating the reference set")
+            from cellseek.session import Session  # imports scipy and skimage: not on the GUI
+
             if old is not None:
                 old.close()
             return Session.create(path, config, overwrite=True)
@@ -266,13 +266,13 @@ class AnnotationController(QObject):
 
     def open_store(self, path):
         """Open an existing reference set (a job)."""
-        from cellseek.session import Session
-
         config = self.config
         old = self._detach_session()
 
         def work():
             yield Progress(0, 1, "store", "opening the reference set")
+            from cellseek.session import Session  # imports scipy and skimage: not on the GUI
+
             if old is not None:
                 old.close()
             return Session.open(path, config)
@@ -337,9 +337,10 @@ class AnnotationController(QObject):
                 if restored is None:
                     found.append((item, None))
                     continue
-                stack = None
                 if item.cells_layer is None:
                     stack = stack_from_planes(item.labels_shape, item.index_of, restored.planes)
+                else:  # the store holds the cells of this image: its label images win
+                    stack = item.stack_with(restored.planes)
                 found.append((item, (restored, CellTable(restored.cells), stack)))
             return found
 
@@ -351,14 +352,10 @@ class AnnotationController(QObject):
         for item, known in found:
             if known is not None:
                 stored, table, stack = known
-                if stack is not None:
-                    self.registry.ensure_cells_layer(item, stack)
-                else:  # the store holds the cells of this image: its label images win
-                    self.registry.write_planes(item, stored.planes)
+                self.registry.write_planes(item, stored.planes, stack)
                 item.image_id, item.table = stored.image_id, table
                 restored += len(table)
-                self._recolour(item)
-                self.registry.refresh_features(item, threshold=self.threshold)
+                self._show(item)
             elif item.cells_layer is not None and item.cells_layer.data.any():
                 self.embed(item)
         if restored:
@@ -387,11 +384,13 @@ class AnnotationController(QObject):
 
     def import_labelled_csv(self, path):
         """Add labelled single-cell images (``path,label[,source]`` CSV) as reference cells."""
-        from cellseek.reference import add_labelled_csv
 
-        return self._session_job("Import of labelled cells",
-                                 lambda s: add_labelled_csv(s, path),
-                                 on_returned=self._after_import)
+        def work(session):
+            from cellseek.reference import add_labelled_csv  # in the worker: heavy imports
+
+            return (yield from add_labelled_csv(session, path))
+
+        return self._session_job("Import of labelled cells", work, on_returned=self._after_import)
 
     def _after_import(self, result) -> None:
         if isinstance(result, dict):
@@ -583,8 +582,7 @@ class AnnotationController(QObject):
             hit = [c for c in result if c in item.table]
             if hit:
                 self._keep_suggestions(item, hit)
-                self._recolour(item)
-                self.registry.refresh_features(item, threshold=self.threshold, cell_ids=hit)
+                self._show(item, cell_ids=hit)
         self._rebuild_queue()
         self.labels_changed.emit()
         n_unc = sum(1 for s in result.values() if shown_label(s, self.threshold) is None)
@@ -675,6 +673,7 @@ class AnnotationController(QObject):
         scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera there
         camera = scene.camera if scene is not None else self.viewer.camera
         camera.center = tuple(float(v) for v in world[-2:])
+        self._recolour(item)  # its plane's colours now (several axes moved at once)
         return True
 
     # ------------------------------------------------------------------ plots
@@ -703,11 +702,18 @@ class AnnotationController(QObject):
     def _recolour(self, item: OpenImage) -> None:
         self.registry.refresh_colours(item, self.colours, threshold=self.threshold)
 
+    def _show(self, item: OpenImage, *, cell_ids=None) -> None:
+        """Recolour an image's cells, then update its hover table, each in its own turn of the
+        event loop: each costs one napari redraw (or table rebuild), and one after the other in
+        the same turn they would freeze the window twice as long."""
+        QTimer.singleShot(0, lambda: self._recolour(item))
+        QTimer.singleShot(0, lambda: self.registry.refresh_features(
+            item, threshold=self.threshold, cell_ids=cell_ids))
+
     def refresh_layers(self) -> None:
         """Recolour every cells layer and rebuild its hover table."""
         for item in self.registry.images:
-            self._recolour(item)
-            self.registry.refresh_features(item, threshold=self.threshold)
+            self._show(item)
 
     # ------------------------------------------------------------------ helpers
     def _need_session(self):

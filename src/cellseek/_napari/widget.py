@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
@@ -30,6 +31,33 @@ logger = logging.getLogger(__name__)
 
 #: A job's progress bar and Cancel button show once it has run this long (ms).
 PROGRESS_DELAY_MS = 300
+#: The progress bar and status follow a job's progress at most this often (s).
+PROGRESS_EVERY_S = 0.15
+
+
+class _StatusLine(QLabel):
+    """One line of status text: elided when too long (the whole text in its tooltip), so it
+    never changes the height of the widget."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self._full = ""
+        self.setMinimumWidth(50)
+        self.setFixedHeight(self.fontMetrics().height() + 4)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt name
+        self._full = text
+        self.setToolTip(text)
+        width = max(self.width() - 4, 50)
+        super().setText(self.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, width))
+
+    def text(self) -> str:
+        """The whole status text (not the elided one on screen)."""
+        return self._full
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        self.setText(self._full)
 
 
 class CellseekWidget(QWidget):
@@ -69,12 +97,16 @@ class CellseekWidget(QWidget):
         self.split.setStretchFactor(1, 1)
         self.split.setChildrenCollapsible(False)
         self.split.setSizes([self.tabs.minimumSizeHint().height() + 40, 2000])
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        # The status line, the progress bar and Cancel keep their size whatever they show: a
+        # layout change would resize (and redraw) the whole window, canvas included.
+        self.status = _StatusLine()
         self.progress = QProgressBar()
-        self.progress.setVisible(False)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
+        for w in (self.progress, self.cancel_button):
+            policy = w.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(policy)
+            w.setVisible(False)
         self.cancel_button.setToolTip("Stop the work in progress and the work waiting after it")
         self.cancel_button.clicked.connect(lambda: self.cancel())
         bar = QHBoxLayout()
@@ -88,6 +120,7 @@ class CellseekWidget(QWidget):
         layout.addWidget(self.status)
         layout.addLayout(bar)
         layout.addWidget(keys)
+        self._last_progress = 0.0
         self._progress_timer = QTimer(self)
         self._progress_timer.setSingleShot(True)
         self._progress_timer.timeout.connect(self._show_progress)
@@ -208,6 +241,10 @@ class CellseekWidget(QWidget):
             self.cancel_button.setVisible(True)
 
     def _on_progress(self, p) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_EVERY_S and p.done != p.total:
+            return  # a few updates a second are enough to read
+        self._last_progress = now
         if p.total:
             self.progress.setRange(0, p.total)
             self.progress.setValue(p.done)
