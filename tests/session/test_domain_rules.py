@@ -159,3 +159,47 @@ def test_import_reference_merges_and_refreshes(session, tmp_path):
     summary = session.summary()
     assert summary["n_cells"] == 8 and summary["n_labelled"] == 8
     assert summary["models"] == ("classical",)
+
+
+def test_session_map_is_drawn_in_the_search_space(tmp_path):
+    """The Plots panel's map: the session's fused vectors (PCA when configured), not raw
+    store embeddings."""
+    from dataclasses import replace
+
+    from cellseek.annotation.embedding_map import embedding_map, session_map
+    from cellseek.config import Config, IndexConfig
+
+    s = Session.create(tmp_path / "pca.cellseek",
+                       replace(Config(), index=IndexConfig(pca_components=4)))
+    _add(s, 0, label=True)
+    _add(s, 1)
+    data = session_map(s)
+    assert len(data.ids) == 16 and data.xy.shape == (16, 2)
+    assert s.fused_vectors(data.ids).shape[1] == 4  # the reduced space of the index
+    np.testing.assert_allclose(data.xy, embedding_map(s.fused_vectors(data.ids)), atol=1e-5)
+    raw = embedding_map(s.store.embeddings("classical", data.ids))
+    assert not np.allclose(np.abs(raw), np.abs(data.xy), atol=1e-3)
+    assert data.labels.count(None) == 8
+    few = session_map(s, max_cells=5)
+    assert len(few.ids) == 5 and set(few.ids) <= set(data.ids)
+    s.close()
+
+
+def test_create_over_stale_wal_files_starts_empty(tmp_path):
+    """A store file deleted by hand leaves its -wal/-shm behind; a new store at that path must
+    not read them (the old cells came back, then "database disk image is malformed")."""
+    import shutil
+
+    path = tmp_path / "ref.cellseek"
+    s = Session.create(path)
+    _add(s, 0)
+    for suffix in ("-wal", "-shm"):
+        shutil.copy(f"{path}{suffix}", tmp_path / f"kept{suffix}")
+    s.close()
+    path.unlink()
+    for suffix in ("-wal", "-shm"):
+        shutil.copy(tmp_path / f"kept{suffix}", f"{path}{suffix}")
+    with Session.create(path) as fresh:
+        assert fresh.store.n_cells() == 0
+        _add(fresh, 1)
+        assert fresh.store.n_cells() == 8

@@ -142,6 +142,15 @@ def cell_colour_table(
             for cell in cells}
 
 
+def class_hex(label: str | None, colours: Mapping[str, Iterable[float]]) -> str:
+    """``#rrggbb`` of a class (:data:`UNLABELLED` grey for None or an unknown class).
+
+    With ``colours = session.class_colours()`` this is the colour napari and the plots give
+    the class (e.g. for ``cellseek demo``'s overview).
+    """
+    return hex_colour(colours.get(label, UNLABELLED) if label is not None else UNLABELLED)
+
+
 def hex_colour(rgb: Iterable[float]) -> str:
     """``#rrggbb`` of an RGB triple in [0, 1]."""
     r, g, b = (max(0, min(255, round(float(c) * 255))) for c in list(rgb)[:3])
