@@ -198,7 +198,7 @@ def bench_stack(args) -> None:
             press_ms.append(1000 * (b - a))
             shown_ms.append(1000 * (d - a))
             freeze_ms.append(meter.longest(a, d))
-            assert c.session.cell(int(cid))["label"] == want, cell
+            assert c.session.store.cell(int(cid))["label"] == want, cell
         print(f"label key ({args.keys} presses, {len(item.table)} cells in the layer):")
         for name, values in (("GUI time of the key press", press_ms),
                              ("key press -> new colour shown", shown_ms),

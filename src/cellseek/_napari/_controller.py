@@ -203,13 +203,13 @@ class AnnotationController(QObject):
         if free.sum() < 10:
             _warn("No new cell found at that spot.")
             return None
-        value = int(largest_value(layer.data)) + 1
-        plane[free] = value
+        label_value = int(largest_value(layer.data)) + 1
+        plane[free] = label_value
         layer.refresh()
         self.cells_changed.emit()
         if self.session is not None and item.image_id is not None:
             image_id = item.image_id
-            only = np.where(plane == value, value, 0).astype(np.int32)
+            only = np.where(plane == label_value, label_value, 0).astype(np.int32)
 
             def work(session):
                 yield from session.add_cells(image_id, item.plane(key), only, t=key[0], z=key[1],
@@ -218,7 +218,7 @@ class AnnotationController(QObject):
 
             self._session_job("Embedding the new cell", work,
                               on_returned=lambda r: self._embedded(item, *r))
-        return value
+        return label_value
 
     def segment_at(self, item: OpenImage, key, point, config: SegmentConfig):
         """Segment the cell at ``point`` (row, col) of a plane with a SAM point prompt (a job)."""
@@ -646,10 +646,10 @@ class AnnotationController(QObject):
             idx = tuple(int(round(v)) for v in data)
             if any(i < 0 or i >= n for i, n in zip(idx, cells.data.shape)):
                 continue
-            value = int(cells.data[idx])
+            label_value = int(cells.data[idx])
             key = item.key_of(idx[: len(item.lead_axes)])
-            hit = (item, item.table.id_of(value) if value else None, value, key)
-            if value:
+            hit = (item, item.table.id_of(label_value) if label_value else None, label_value, key)
+            if label_value:
                 return hit
             first = first or hit
         return first or (None, None, 0, None)
@@ -706,9 +706,14 @@ class AnnotationController(QObject):
         """Recolour an image's cells, then update its hover table, each in its own turn of the
         event loop: each costs one napari redraw (or table rebuild), and one after the other in
         the same turn they would freeze the window twice as long."""
-        QTimer.singleShot(0, lambda: self._recolour(item))
-        QTimer.singleShot(0, lambda: self.registry.refresh_features(
-            item, threshold=self.threshold, cell_ids=cell_ids))
+        def features():
+            self.registry.refresh_features(item, threshold=self.threshold, cell_ids=cell_ids)
+
+        def colours():
+            self._recolour(item)
+            QTimer.singleShot(0, features)  # the next turn: the window repaints in between
+
+        QTimer.singleShot(0, colours)
 
     def refresh_layers(self) -> None:
         """Recolour every cells layer and rebuild its hover table."""
@@ -727,10 +732,20 @@ class AnnotationController(QObject):
         return self.current
 
     def close(self) -> None:
-        """Stop listening, stop the jobs, and close the store once the running one stopped."""
+        """Stop listening, stop the jobs, and close the store once the running one stopped
+        (also a store the running job was opening)."""
         session, self.session = self.session, None
+        running = self.runner.running
+
+        def release():
+            if session is not None:
+                session.close()
+            opened = getattr(running, "result", None)
+            if running in self._store_jobs and opened is not None and opened is not session:
+                opened.close()
+
         self.registry.close()
-        self.runner.close(then=session.close if session is not None else None)
+        self.runner.close(then=release)
 
 
 def _centre(item: OpenImage):

@@ -202,16 +202,16 @@ class CellseekWidget(QWidget):
     def handle_click(self, position):
         """Select the cell under a world ``position`` (or segment one there in SAM click mode)."""
         c = self.controller
-        item, cell_id, value, key = c.cell_at(position)
+        item, cell_id, label_value, key = c.cell_at(position)
         if item is None or key is None:
             return None
-        if value == 0 and self.segment.click_mode.isChecked():
+        if label_value == 0 and self.segment.click_mode.isChecked():
             data = item.cells_layer.world_to_data(position[-item.cells_layer.ndim:])
             return c.segment_at(item, key, (float(data[-2]), float(data[-1])),
                                 self.segment.config())
         if item is not c.current:
             c.show_image(item)
-        if cell_id is None and value:
+        if cell_id is None and label_value:
             self.say("This cell is not in the reference set yet: create or open one (Reference "
                      "set tab); its cells are embedded then.")
         c.select(cell_id)
@@ -246,8 +246,13 @@ class CellseekWidget(QWidget):
             return  # a few updates a second are enough to read
         self._last_progress = now
         if p.total:
+            # QProgressBar.setValue repaints at once (17-46 ms beside napari's OpenGL canvas on
+            # a software renderer); painted with the next regular update instead
+            self.progress.setUpdatesEnabled(False)
             self.progress.setRange(0, p.total)
             self.progress.setValue(p.done)
+            self.progress.setUpdatesEnabled(True)
+            self.progress.update()
         job = self.controller.runner.running
         if job is not None and not job.quiet:
             self.status.setText(" ".join(x for x in (job.what, p.stage, p.message) if x))

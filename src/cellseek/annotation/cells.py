@@ -137,8 +137,7 @@ class CellTable:
 
     def ids_in_planes(self, planes: Iterable[PlaneKey]) -> list[int]:
         """Ids of the cells lying in the given ``(t, z)`` planes."""
-        wanted = set(planes)
-        return [i for i in self.ids() if (self._by_id[i]["t"], self._by_id[i]["z"]) in wanted]
+        return sorted(i for plane in set(planes) for i in self._by_plane.get(tuple(plane), ()))
 
     def ids_in_plane(self, plane: PlaneKey) -> list[int]:
         """Ids of the cells of one ``(t, z)`` plane, in store order."""
