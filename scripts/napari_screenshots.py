@@ -64,9 +64,8 @@ def main() -> None:
     from cellseek._napari._sample import sample_smear
 
     OUT.mkdir(parents=True, exist_ok=True)
-    get_settings().application.gui_notification_level = "none"
+    get_settings().application.gui_notification_level = "error"  # no pop-ups over shots
     _register_manifest()
-    app = QApplication.instance()
 
     def shot(viewer, widget, name: str, *, whole=True) -> None:
         _settle(app, widget)
@@ -78,6 +77,7 @@ def main() -> None:
         print("saved", path)
 
     viewer = _viewer(napari)
+    app = QApplication.instance()  # napari made it
     (data, kwargs, _), = sample_smear()
     viewer.add_image(data, **kwargs)
     widget = _dock(viewer)
@@ -164,6 +164,8 @@ def plate(napari, app, shot) -> None:
         widget.segment.stack_button.click()
         _settle(app, widget)
     viewer.dims.set_point(0, 1080.0)
+    viewer.canvas.grid.enabled = True  # the two wells side by side, each with its cells layer
+    viewer.canvas.grid.stride = 2
     viewer.reset_view()
     shot(viewer, widget, "07_gen5_plate.png")
     widget.cleanup()

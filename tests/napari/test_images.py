@@ -38,6 +38,12 @@ def _docked(viewer):
     return w
 
 
+def _images(viewer):
+    from napari.layers import Image
+
+    return [ly for ly in viewer.layers if isinstance(ly, Image)]
+
+
 def _world(item, cell):
     lead = item.index_of((cell["t"], cell["z"]))
     return tuple(item.cells_layer.data_to_world([*lead, *cell["centroid"]]))
@@ -50,7 +56,7 @@ def plate_session(make_napari_viewer, wait, tmp_path):
     viewer = _open_plate(make_napari_viewer, folder)
     w = _docked(viewer)
     w.segment.method.setCurrentText("classical")
-    for layer in list(viewer.layers)[:2]:
+    for layer in _images(viewer):
         w.segment.select_layer(layer)
         w.segment.run(whole_stack=True)
     w.reference.new_store(tmp_path / "plate.cellseek")
@@ -62,13 +68,15 @@ def plate_session(make_napari_viewer, wait, tmp_path):
 def test_clicks_and_review_queue_across_images(plate_session, wait):
     viewer, w, _ = plate_session
     c = w.controller
-    a1, b2 = (c.registry.for_image_layer(ly) for ly in list(viewer.layers)[:2])
+    a1, b2 = (c.registry.for_image_layer(ly) for ly in _images(viewer))
     assert a1.image_id is not None and b2.image_id is not None and a1.image_id != b2.image_id
     assert len(a1.table) > 0 and len(b2.table) > 0
     # both images' cells are in the store (issue 11: only the first was embedded)
     assert c.session.store.n_cells() == len(a1.table) + len(b2.table) + 8
-    # a click hits the top visible image: B2's cells layer lies above A1's
+    # each cells layer lies right above its image; a click hits the top visible image (B2)
     order = list(viewer.layers)
+    assert order.index(b2.cells_layer) == order.index(b2.image_layer) + 1
+    assert order.index(a1.cells_layer) == order.index(a1.image_layer) + 1
     assert order.index(b2.cells_layer) > order.index(a1.cells_layer)
     cell_b2 = b2.table.cell(b2.table.ids_in_plane((0, 1))[0])
     viewer.dims.set_point(1, float(b2.cells_layer.data_to_world([0, 1, 0, 0])[1]))
@@ -113,7 +121,7 @@ def test_reopening_restores_every_open_image(plate_session, make_napari_viewer, 
     w.cleanup()
     fresh = _open_plate(make_napari_viewer, tmp_path / "plate")
     w2 = _docked(fresh)
-    assert w2.segment.image_layer() is fresh.layers[0]  # the Segment tab shows only A1
+    assert w2.segment.image_layer() is _images(fresh)[0]  # the Segment tab shows only A1
     w2.reference.open_store(tmp_path / "plate.cellseek")
     wait(w2)
     restored = {ly.name: np.asarray(ly.data) for ly in fresh.layers if isinstance(ly, Labels)}

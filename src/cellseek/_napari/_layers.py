@@ -107,6 +107,7 @@ class OpenImage:
     table: CellTable = field(default_factory=CellTable)
     coloured_plane: object = None
     covered: set = field(default_factory=set)
+    neutral: tuple | None = None
     colour_cache: dict = field(default_factory=dict)
 
     @property
@@ -336,6 +337,10 @@ class LayerRegistry:
             )
             item.cells_layer.contour = self.outline_width
             item.coloured_plane = None
+            layers = self.viewer.layers  # right above its image: an image on top hides both
+            here, target = layers.index(item.cells_layer), layers.index(src) + 1
+            if here != target:
+                layers.move(here, target)
         elif data is not None:
             item.cells_layer.data = data
         return item.cells_layer
@@ -343,6 +348,7 @@ class LayerRegistry:
     def write_planes(self, item: OpenImage, planes: dict, stack=None) -> None:
         """Put label planes (already stack-unique) into the cells layer: the whole ``stack``
         when given (see :meth:`OpenImage.stack_with`), else the planes in place."""
+        item.neutral = None  # the outline colour follows the cells under it
         if stack is not None:
             self.ensure_cells_layer(item, stack)
             return
@@ -386,7 +392,9 @@ class LayerRegistry:
         planes = self._visible_planes(item)
         covered = {"all"} if planes == "all" else set(item.neighbours(planes))
         ids = item.table.ids() if planes == "all" else item.table.ids_in_planes(covered)
-        neutral = unlabelled_colour(self._brightness(item, planes))
+        if planes != item.coloured_plane or item.neutral is None:
+            item.neutral = unlabelled_colour(self._brightness(item, planes))
+        neutral = item.neutral
         table = {}
         for cid in ids:
             cell = item.table.cell(cid)
@@ -402,15 +410,20 @@ class LayerRegistry:
         layer.colormap = DirectLabelColormap(color_dict=color_dict)
 
     def _brightness(self, item: OpenImage, planes) -> float:
-        """Mean brightness of the image plane on screen scaled to its contrast limits."""
+        """Mean brightness, scaled to the contrast limits, of the image under the cells of the
+        plane on screen (outlines are drawn on the cells' edge pixels: dark cells on a bright
+        background need light outlines); the whole plane's when it has no cells."""
         layer = item.image_layer
         key = planes if planes != "all" else (0, 0)
-        plane = np.asarray(item.plane(key))[::16, ::16]
+        plane = np.asarray(item.plane(key))[::4, ::4]
+        cells = np.asarray(item.labels_of(key))[::4, ::4] > 0 if item.cells_layer is not None \
+            else None
+        values = plane[cells] if cells is not None and cells.any() else plane
         if getattr(layer, "rgb", False):
             lo, hi = 0.0, 255.0 if plane.dtype == np.uint8 else float(plane.max() or 1)
         else:
             lo, hi = (float(v) for v in layer.contrast_limits)
-        return float(np.clip((plane.mean() - lo) / max(hi - lo, 1e-12), 0, 1))
+        return float(np.clip((values.mean() - lo) / max(hi - lo, 1e-12), 0, 1))
 
     def refresh_features(self, item: OpenImage, *, threshold=None, cell_ids=None) -> None:
         """The hover table of a cells layer (class, state, confidence); only the rows of

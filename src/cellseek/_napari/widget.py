@@ -11,6 +11,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -77,6 +78,7 @@ class CellseekWidget(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self._closed = False
+        self._said = False
         self.controller = c = AnnotationController(viewer, self)
         self.segment = SegmentPanel(c)
         self.models = ModelsPanel(c)
@@ -96,7 +98,10 @@ class CellseekWidget(QWidget):
         self.split.setStretchFactor(0, 0)
         self.split.setStretchFactor(1, 1)
         self.split.setChildrenCollapsible(False)
-        self.split.setSizes([self.tabs.minimumSizeHint().height() + 40, 2000])
+        self._split_by_user = False
+        self.split.splitterMoved.connect(self._on_split_moved)
+        self.tabs.currentChanged.connect(self._fit_tabs)
+        self._fit_tabs(self.tabs.currentIndex())
         # The status line, the progress bar and Cancel keep their size whatever they show: a
         # layout change would resize (and redraw) the whole window, canvas included.
         self.status = _StatusLine()
@@ -140,6 +145,7 @@ class CellseekWidget(QWidget):
     # ------------------------------------------------------------------ actions (keys, tests)
     def say(self, text: str) -> None:
         """Show a line in the widget's status and in napari's status bar."""
+        self._said = True
         self.status.setText(text)
         try:
             self.viewer.status = text
@@ -217,6 +223,24 @@ class CellseekWidget(QWidget):
         c.select(cell_id)
         return cell_id
 
+    # ------------------------------------------------------------------ layout
+    def _fit_tabs(self, index: int) -> None:
+        """Give the tabs the height of the page on show and the gallery the rest (until the
+        user drags the divider: then their choice stays)."""
+        for i in range(self.tabs.count()):
+            page = self.tabs.widget(i)
+            page.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred
+                               if i == index else QSizePolicy.Policy.Ignored)
+        if self._split_by_user:
+            return
+        page = self.tabs.widget(index)
+        wanted = page.sizeHint().height() + self.tabs.tabBar().sizeHint().height() + 12
+        total = max(sum(self.split.sizes()), 800)
+        self.split.setSizes([wanted, max(total - wanted, 200)])
+
+    def _on_split_moved(self, *args) -> None:
+        self._split_by_user = True
+
     # ------------------------------------------------------------------ wiring
     def _on_mouse(self, viewer, event):
         if self._closed or event.button != 1 or event.modifiers:
@@ -230,6 +254,7 @@ class CellseekWidget(QWidget):
             self.handle_click(tuple(event.position))
 
     def _on_started(self, job) -> None:
+        self._said = False
         if not job.quiet:
             self.status.setText(job.what + " …")
         self.progress.setRange(0, 0)
@@ -268,6 +293,8 @@ class CellseekWidget(QWidget):
             self._progress_timer.stop()
             self.progress.setVisible(False)
             self.cancel_button.setVisible(False)
+        if job.state == "done" and self._said:
+            return  # the job's result said something more useful than "done"
         if not job.quiet or job.state != "done":
             words = {"done": "done", "failed": "failed", "cancelled": "cancelled"}
             self.status.setText(f"{job.what}: {words.get(job.state, job.state)}")
