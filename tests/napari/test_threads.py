@@ -142,3 +142,23 @@ def test_closing_during_a_run_is_safe(sample_viewer, qtbot):
     assert len(steps) == n < 200  # the worker stopped at a progress step
     assert got == []  # nothing delivered into the closed widget, the queued job never ran
     assert w._on_mouse not in sample_viewer.mouse_drag_callbacks
+
+
+def test_debug_switch_runs_the_same_queue_on_the_calling_thread(widget, monkeypatch):
+    """``CELLSEEK_SYNC=1`` (debugging) runs the same generators in the same order on the
+    calling thread; tested through the runner's switch, not the environment, so that every
+    widget test still runs threaded."""
+    from cellseek._napari import _workers
+
+    monkeypatch.setattr(_workers, "sync_mode", lambda: True)
+    runner = widget.controller.runner
+    order = []
+
+    def first_done(value):
+        order.append(value)
+        runner.run("Follow-up", _slow([], n=1, result="follow"), on_returned=order.append)
+        runner.run("Later", _slow([], n=1, result="later"), on_returned=order.append)
+
+    runner.run("First", _slow([], n=2, result="first"), on_returned=first_done)
+    assert order == ["first", "follow", "later"] and not runner.busy
+    assert runner.last_thread is threading.main_thread()
