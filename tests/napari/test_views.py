@@ -84,21 +84,6 @@ def test_keys_work_whichever_layer_is_selected(suggested, wait, qtbot):
     assert image_layer.mode == "transform"
 
 
-def test_class_keys_shown_and_stable(suggested, wait):
-    widget = suggested
-    c = widget.controller
-    table = widget.reference.table
-    before = {table.item(r, 2).text(): table.item(r, 0).text() for r in range(table.rowCount())}
-    assert list(before.values())[:5] == ["1", "2", "3", "4", "5"]
-    widget.reference.name_edit.setText("aaa first by name")
-    widget.reference._add()
-    wait(widget)
-    after = {table.item(r, 2).text(): table.item(r, 0).text() for r in range(table.rowCount())}
-    assert after["aaa first by name"] == "6"
-    assert {k: after[k] for k in before} == before  # adding a class renumbers nothing
-    assert c.class_of_key(6) == "aaa first by name"
-
-
 def test_plots_follow_the_search_space_and_screenshot(suggested, wait, qtbot):
     widget = suggested
     c = widget.controller
@@ -129,9 +114,21 @@ def test_plots_follow_the_search_space_and_screenshot(suggested, wait, qtbot):
     assert shot.std() > 10
 
 
-def test_gallery_reflows_and_resizes(suggested, wait, qtbot):
+def test_class_keys_and_gallery_layout(suggested, wait, qtbot):
     widget = suggested
     c = widget.controller
+    # the class table shows each class's key; adding a class renumbers nothing
+    table = widget.reference.table
+    before = {table.item(r, 2).text(): table.item(r, 0).text() for r in range(table.rowCount())}
+    assert list(before.values())[:5] == ["1", "2", "3", "4", "5"]
+    widget.reference.name_edit.setText("aaa first by name")
+    widget.reference._add()
+    wait(widget)
+    after = {table.item(r, 2).text(): table.item(r, 0).text() for r in range(table.rowCount())}
+    assert after["aaa first by name"] == "6"
+    assert {k: after[k] for k in before} == before
+    assert c.class_of_key(6) == "aaa first by name"
+    # the gallery: tiles with class and similarity, reflowing when they grow
     item = c.current
     widget.viewer.window.show()
     widget.neighbours.resize(700, 600)
@@ -139,9 +136,15 @@ def test_gallery_reflows_and_resizes(suggested, wait, qtbot):
     wait(widget)
     panel = widget.neighbours
     assert len(panel.tiles) > 3
-    assert all("\n0." in b.text() or "\n1." in b.text() for b in panel.tiles)  # class, similarity
+    assert all("\n0." in b.text() or "\n1." in b.text() for b in panel.tiles)
     wide = panel.columns()
     panel.size_slider.setValue(200)
     assert panel.columns() < wide and panel.tiles[0].iconSize().width() == 200
     rows = {panel.grid.getItemPosition(panel.grid.indexOf(b))[0] for b in panel.tiles}
     assert len(rows) >= len(panel.tiles) / panel.columns()
+    # the tabs take the height of the page on show, the gallery the rest
+    heights = {}
+    for page in (widget.suggest, widget.reference):
+        widget.tabs.setCurrentWidget(page)
+        heights[page] = widget.split.sizes()[0]
+    assert heights[widget.suggest] < heights[widget.reference]
