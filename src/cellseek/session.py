@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from cellseek.annotation.classes import ClassInfo
 from cellseek.config import Config, CropConfig, SegmentConfig
+from cellseek.errors import CellseekError
 from cellseek.pipeline import Pipeline, PlaneCells, PlaneKey
 from cellseek.search.cellset import CellSet
 from cellseek.search.suggester import Suggester, compute_weights, predict
@@ -579,3 +581,279 @@ class Session:
         ``overwrite``.
         """
         return self.store.export_folder(folder, label_images=label_images, overwrite=overwrite)
+
+    # ================================================================== domain rules
+    # Classes and their keys and colours, accepting suggestions, re-segmenting planes and
+    # restoring an image's cells: the rules the napari widget, the CLI and scripts share.
+    # They use the store's public API and the methods above.
+
+    def classes(self) -> list[ClassInfo]:
+        """Classes in creation order, each with its number key, colour and confirmed count.
+
+        Key n is the n-th class ever created in this reference set (classes added with
+        :meth:`add_class` keep their place even without cells), so adding a class never changes
+        the key of another. The order and colours are saved in the store (meta ``class_order``
+        and ``class_colours``) when it is writable.
+
+        Returns
+        -------
+        list of ClassInfo
+        """
+        from cellseek.annotation.classes import class_infos
+
+        counts = self.store.classes()
+        order = self._class_order(counts)
+        return class_infos(order, self._colours_for(order), counts)
+
+    def class_names(self) -> list[str]:
+        """Class names in creation order (see :meth:`classes`)."""
+        return self._class_order(self.store.classes())
+
+    def class_colours(self) -> dict[str, tuple[float, float, float]]:
+        """Class -> RGB in [0, 1]: the one palette of napari, the plots and ``cellseek demo``."""
+        return self._colours_for(self.class_names())
+
+    def class_for_key(self, number: int) -> str:
+        """The class that number key ``number`` (1-9) gives.
+
+        Raises
+        ------
+        CellseekError
+            No class has that key.
+        """
+        names = self.class_names()
+        if not 1 <= int(number) <= min(len(names), 9):
+            raise CellseekError(
+                f"there is no class {number}: the reference set has {len(names)} classes; add "
+                "classes in the Reference set tab (or label cells with their class name)")
+        return names[int(number) - 1]
+
+    def add_class(self, name: str) -> str:
+        """Add a class (it gets the next key and colour before any cell has it)."""
+        name = self._class_name(name)
+        order = self.class_names()
+        if name not in order:
+            self._save_class_order([*order, name])
+        return name
+
+    def rename_class(self, old: str, new: str) -> None:
+        """Rename a class everywhere (its cells, key and colour stay); one undo step."""
+        new = self._class_name(new)
+        order = self.class_names()
+        if old not in order:
+            raise CellseekError(f"there is no class {old!r} to rename")
+        if new in order and new != old:
+            raise CellseekError(f"class {new!r} exists already: merge {old!r} into it instead")
+        colours = self._colours_for(order)
+        if old in self.store.classes():
+            self.store.rename_class(old, new)
+            self.refresh()
+        colours[new] = colours.pop(old)
+        self._save_class_order([new if c == old else c for c in order], colours)
+
+    def merge_classes(self, sources: Sequence[str], into: str) -> None:
+        """Give every cell of the ``sources`` classes the class ``into``; one undo step.
+
+        ``into`` keeps its place and colour when it exists; otherwise it takes the place of the
+        first source. The sources are removed from the class list.
+        """
+        into = self._class_name(into)
+        order = self.class_names()
+        sources = [s for s in dict.fromkeys(sources) if s != into]
+        unknown = [s for s in sources if s not in order]
+        if unknown:
+            raise CellseekError(f"there is no class {unknown[0]!r} to merge")
+        if not sources:
+            return
+        stored = set(self.store.classes())
+        if any(s in stored for s in sources):
+            self.store.merge_classes([s for s in sources if s in stored], into)
+            self.refresh()
+        colours = self._colours_for(order)
+        if into not in order:
+            at = order.index(sources[0])
+            order[at] = into
+            colours[into] = colours[sources[0]]
+        order = [c for c in order if c not in sources]
+        self._save_class_order(order, {c: colours[c] for c in order})
+
+    def accept_suggestions(
+        self, suggestions: Mapping[int, Suggestion], *, threshold: float | None = None
+    ) -> dict[int, str]:
+        """Confirm the best label of suggested cells (one undoable step).
+
+        Parameters
+        ----------
+        suggestions : mapping
+            Cell id -> :class:`~cellseek.types.Suggestion` (e.g. what :meth:`suggest` returned).
+        threshold : float, optional
+            Only suggestions with at least this confidence; None accepts every best guess
+            (the user looked at the cells and agrees).
+
+        Returns
+        -------
+        dict
+            Cell id -> confirmed class, for the cells that were accepted. Cells already
+            confirmed and cells without any suggestion are left alone.
+        """
+        labelled = self._id_to_label()
+        chosen = {
+            int(c): s.best_label for c, s in suggestions.items()
+            if s.best_label and int(c) not in labelled
+            and (threshold is None or s.confidence >= threshold)
+        }
+        self.label(list(chosen), list(chosen.values()), source="accepted")
+        return chosen
+
+    def accept_best(self, cell_ids: Sequence[int]) -> dict[int, str]:
+        """Confirm the current best guess for cells (fresh from the index, as the neighbour
+        gallery shows it), whatever its confidence; one undoable step. Returns what was
+        confirmed."""
+        ids = [int(c) for c in cell_ids if int(c) not in self._id_to_label()]
+        return self.accept_suggestions(dict(zip(ids, self.suggest_cells(ids)))) if ids else {}
+
+    def clear_planes(self, image_id: int, planes: Iterable[PlaneKey]) -> list[PlaneKey]:
+        """Forget the cells of planes that are about to be segmented again.
+
+        Planes holding a confirmed label keep all their cells (re-segmenting must never lose
+        a label); the other planes lose their stored cells, embeddings and thumbnails.
+
+        Returns
+        -------
+        list of (t, z)
+            The planes that were kept.
+        """
+        planes = [(int(t), int(z)) for t, z in planes]
+        by_plane: dict[PlaneKey, list[dict]] = {}
+        for cell in self.store.cells(int(image_id)):
+            by_plane.setdefault((cell["t"], cell["z"]), []).append(cell)
+        kept = [k for k in planes if any(c["label"] for c in by_plane.get(k, ()))]
+        doomed = [c["id"] for k in planes if k not in kept for c in by_plane.get(k, ())]
+        if doomed:
+            self.store.delete_cells(doomed)  # unconfirmed: the suggester's index keeps its cells
+            self._cell_sources = None
+        stored = self.plane_labels(int(image_id))
+        for key in planes:
+            if key not in kept and key in stored:  # the plane holds no cells until re-added
+                empty = np.zeros_like(stored[key])
+                self.store.set_plane_labels(int(image_id), key[0], key[1], empty)
+                stored[key] = empty
+        return kept
+
+    def find_image(self, image: ImageData) -> int | None:
+        """Store id of an image with the same pixel content, or None."""
+        from cellseek.io import content_hash
+
+        known = self.store.image_by_hash(content_hash(image))
+        return None if known is None else int(known["id"])
+
+    def restore_image(self, image: ImageData) -> RestoredImage | None:
+        """An image's cells as the store holds them (label images and cells), or None when the
+        store does not know the image or holds no cells of it."""
+        image_id = self.find_image(image)
+        if image_id is None:
+            return None
+        planes = self.plane_labels(image_id)
+        if not planes:
+            return None
+        return RestoredImage(image_id, dict(planes), self.store.cells(image_id))
+
+    def image_cells(self, image_id: int) -> list[dict]:
+        """The stored cells of one image (see :meth:`ReferenceStore.cells`)."""
+        return self.store.cells(int(image_id))
+
+    def cell(self, cell_id: int) -> dict:
+        """One stored cell (see :meth:`ReferenceStore.cell`)."""
+        return self.store.cell(int(cell_id))
+
+    def image_path(self, image_id: int) -> str:
+        """The path an image was read from."""
+        return str(self.store.image(int(image_id))["path"])
+
+    def summary(self) -> dict:
+        """``path``, ``n_cells``, ``n_labelled``, ``models`` and ``weights`` of the store."""
+        from cellseek.search.weighting import uniform_weights
+
+        weights = self.store.model_weights() or uniform_weights(self.models)
+        return {"path": Path(self.store.path), "n_cells": self.store.n_cells(),
+                "n_labelled": self.store.n_cells(labelled=True), "models": self.models,
+                "weights": dict(weights)}
+
+    def import_reference(self, path) -> dict:
+        """Merge another reference set into this one (see :meth:`ReferenceStore.merge_from`)."""
+        result = self.store.merge_from(str(path))
+        self.refresh()
+        return result
+
+    def _class_order(self, counts: Mapping[str, int]) -> list[str]:
+        from cellseek.annotation.classes import ordered_classes
+
+        saved = _names(self.store.meta("class_order", None))
+        saved += [c for c in _names(self.store.meta("gui_classes", None)) if c not in saved]
+        if all(c in saved for c in counts):
+            return ordered_classes(saved, counts)
+        first: dict[str, int] = {}
+        for cell in self.store.cells(labelled=True):
+            first.setdefault(cell["label"], int(cell["id"]))
+        order = ordered_classes(saved, counts, first)
+        self._save_class_order(order)
+        return order
+
+    def _colours_for(self, order: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+        from cellseek.annotation.colours import class_colours
+
+        saved = _colours(self.store.meta("class_colours", None))
+        colours = class_colours(order, {k: v for k, v in saved.items() if k in order})
+        if any(c not in saved for c in order):
+            self._save_class_order(list(order), colours)
+        return {c: colours[c] for c in order}
+
+    def _save_class_order(self, order: Sequence[str], colours: Mapping | None = None) -> None:
+        if self.store.readonly:
+            return
+        self.store.set_meta("class_order", list(order))
+        if colours is not None:
+            self.store.set_meta("class_colours", {k: list(v) for k, v in colours.items()})
+
+    @staticmethod
+    def _class_name(name: str) -> str:
+        name = str(name).strip()
+        if not name:
+            raise CellseekError("a class needs a name")
+        return name
+
+
+def _names(value) -> list[str]:
+    """A saved list of class names; anything else (a crafted store) counts as none."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, str) and v.strip()]
+
+
+def _colours(value) -> dict[str, tuple[float, float, float]]:
+    """Saved class colours (name -> RGB in [0, 1]); malformed entries are left out."""
+    out = {}
+    if isinstance(value, dict):
+        for name, rgb in value.items():
+            if (isinstance(name, str) and isinstance(rgb, list) and len(rgb) in (3, 4)
+                    and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in rgb)):
+                out[name] = tuple(float(v) for v in rgb[:3])
+    return out
+
+
+@dataclass(frozen=True)
+class RestoredImage:
+    """An image's cells as a reference set holds them (:meth:`Session.restore_image`).
+
+    Attributes
+    ----------
+    image_id : int
+    planes : dict
+        ``(t, z)`` -> label image (the values the cells have in the store).
+    cells : list of dict
+        The stored cells of the image.
+    """
+
+    image_id: int
+    planes: dict
+    cells: list

@@ -113,3 +113,60 @@ def test_review_queue_skips_done_cells():
     assert q.previous() == 4 and len(q) == 2
     q.unmark([3])
     assert q.goto(3) and q.current() == 3 and not q.goto(99)
+
+
+def test_outline_colours_by_state_and_background():
+    from cellseek.annotation.colours import (
+        UNLABELLED_ALPHA,
+        UNLABELLED_ON_BRIGHT,
+        UNLABELLED_ON_DARK,
+        cell_colour,
+        class_hex,
+        unlabelled_colour,
+    )
+
+    colours = {"x": (1.0, 0.0, 0.0)}
+    assert unlabelled_colour(0.8) == UNLABELLED_ON_BRIGHT and unlabelled_colour(0.2) == \
+        UNLABELLED_ON_DARK
+    confirmed = cell_colour(_cell(1, 1, label="x"), colours)
+    suggested = cell_colour(_cell(2, 2, suggestion="x", confidence=0.9), colours, threshold=0.5)
+    plain = cell_colour(_cell(3, 3), colours, unlabelled=UNLABELLED_ON_DARK)
+    assert confirmed[:3] == suggested[:3] == (1.0, 0.0, 0.0)
+    assert confirmed[3] == 1.0 and suggested[3] < 0.6  # confirmed solid, suggested faded
+    assert plain == (*UNLABELLED_ON_DARK, UNLABELLED_ALPHA)
+    assert class_hex("x", colours) == "#ff0000" and class_hex(None, colours) == class_hex(
+        "unknown", colours) == hex_colour(UNLABELLED)
+
+
+def test_relabel_planes_and_stacks():
+    from cellseek.annotation.cells import largest_value, relabel_planes, stack_from_planes
+
+    a = np.array([[0, 5, 5], [9, 0, 0]])
+    b = np.array([[2, 0, 0], [0, 0, 2]])
+    planes, top = relabel_planes({(1, 0): b, (0, 0): a}, 10)
+    assert top == 13
+    assert planes[(0, 0)].tolist() == [[0, 11, 11], [12, 0, 0]]  # in plane order, above 10
+    assert planes[(1, 0)].tolist() == [[13, 0, 0], [0, 0, 13]]
+    stack = stack_from_planes((3, 2, 3), lambda key: (key[0],), planes)
+    assert stack.dtype == np.int32 and stack[2].max() == 0 and stack[1].max() == 13
+    assert largest_value(stack) == 13 and largest_value(stack, [(1,)]) == 12
+    assert largest_value(stack, [(0,), (1,), (2,)]) == 0
+    assert largest_value(np.ones((2, 2))) == 1 and largest_value(np.ones((2, 2)), [()]) == 0
+
+
+def test_cell_table_planes_and_partial_features():
+    table = CellTable([_cell(1, 5, t=0), _cell(2, 6, t=1), _cell(3, 7, t=1)])
+    assert table.ids_in_plane((1, 0)) == [2, 3] and table.ids_in_plane((4, 0)) == []
+    table.update([_cell(3, 7, t=0)])  # a cell that moved plane leaves its old one
+    assert table.ids_in_plane((1, 0)) == [2] and table.ids_in_plane((0, 0)) == [1, 3]
+    part = table.features(cell_ids=[3])
+    assert part["index"] == [0, 7] and part["cell_id"] == [-1, 3]
+
+
+def test_class_infos_give_keys_up_to_nine():
+    from cellseek.annotation.classes import class_infos
+
+    names = [f"c{i}" for i in range(11)]
+    infos = class_infos(names, class_colours(names), {"c0": 3})
+    assert [i.key for i in infos] == [1, 2, 3, 4, 5, 6, 7, 8, 9, None, None]
+    assert infos[0].count == 3 and infos[1].count == 0 and infos[0].colour == PALETTE[0]

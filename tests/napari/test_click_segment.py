@@ -33,12 +33,13 @@ def small_sam(tmp_path, monkeypatch):
     return folder
 
 
-def test_click_on_background_runs_sam_and_adds_its_mask(widget, sync, small_sam, monkeypatch):
+def test_click_on_background_runs_sam_and_adds_its_mask(widget, wait, small_sam, monkeypatch):
     from cellseek.segment.sam import SamSegmenter
 
     c = widget.controller
     widget.segment.method.setCurrentText("classical")
     widget.segment.run()
+    wait(widget)
     item = c.current
     layer = item.cells_layer
     before = np.asarray(layer.data).copy()
@@ -59,6 +60,7 @@ def test_click_on_background_runs_sam_and_adds_its_mask(widget, sync, small_sam,
     row, col = int(free_rows[len(free_rows) // 2]), int(free_cols[len(free_cols) // 2])
     world = layer.data_to_world([*plane_index, row, col])
     widget.handle_click(tuple(world))
+    wait(widget, timeout=300_000)  # the first click encodes the plane (a small random SAM)
 
     assert len(calls) == 1
     shape, point, mask = calls[0]
@@ -79,4 +81,5 @@ def test_click_on_background_runs_sam_and_adds_its_mask(widget, sync, small_sam,
     monkeypatch.setattr(encoder, "forward", lambda x: runs.append(x) or None)
     rows, cols = np.nonzero(after[plane_index] == 0)
     widget.handle_click(tuple(layer.data_to_world([*plane_index, rows[0], cols[0]])))
+    wait(widget)
     assert len(calls) == 2 and runs == []

@@ -76,3 +76,18 @@ def test_opening_the_widget_imports_no_torch_or_faiss():
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_writer_does_not_double_the_cells_suffix(tmp_path):
+    from cellseek._napari._writer import cells_table_path, write_labels
+
+    assert cells_table_path(tmp_path / "A1_cells.tif").name == "A1_cells.csv"
+    assert cells_table_path(tmp_path / "A1 cells.tif").name == "A1 cells.csv"
+    assert cells_table_path(tmp_path / "labels.tif").name == "labels_cells.csv"
+    labels = np.zeros((2, 1, 20, 20), np.int32)  # a cells layer with t and z axes
+    labels[1, 0, 5:10, 5:10] = 3
+    meta = {"metadata": {"cellseek": {"layer_axes": "TZYX"}}}
+    paths = write_labels(str(tmp_path / "plate_A1 cells.tif"), labels, meta)
+    assert Path(paths[1]).name == "plate_A1 cells.csv"
+    row = Path(paths[1]).read_text().splitlines()[1].split(",")
+    assert row[:3] == ["3", "1", "0"]  # label value, t, z

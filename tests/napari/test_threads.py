@@ -1,10 +1,12 @@
-"""Heavy work runs in napari workers off the GUI thread; closing during a run is safe."""
+"""Jobs run in worker threads, one at a time, in order; follow-ups are never lost; Cancel and
+closing stop them."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from cellseek.types import Progress
@@ -12,8 +14,15 @@ from cellseek.types import Progress
 pytestmark = pytest.mark.napari
 
 
-def test_work_runs_off_the_gui_thread(widget, qtbot, monkeypatch):
-    monkeypatch.delenv("CELLSEEK_SYNC", raising=False)
+def _slow(steps, n=200, dt=0.01, result=1):
+    for i in range(n):
+        steps.append(i)
+        yield Progress(i, n, "slow")
+        time.sleep(dt)
+    return result
+
+
+def test_work_runs_off_the_gui_thread(widget, qtbot):
     seen = {}
 
     def work():
@@ -23,53 +32,133 @@ def test_work_runs_off_the_gui_thread(widget, qtbot, monkeypatch):
 
     got = []
     runner = widget.controller.runner
-    with qtbot.waitSignal(runner.finished, timeout=10_000):
-        worker = runner.run("Test", work(), on_returned=got.append)
-    assert worker is not None
+    with qtbot.waitSignal(runner.idle, timeout=10_000):
+        job = runner.run("Test", work(), on_returned=got.append)
+    assert job is not None and job.state == "done" and job.result == 42
     assert seen["thread"] is not threading.main_thread()
-    qtbot.waitUntil(lambda: got == [42], timeout=5_000)
-    assert not runner.busy
+    assert got == [42] and not runner.busy
 
 
-def test_segmentation_runs_in_a_worker(widget, qtbot, monkeypatch):
-    monkeypatch.delenv("CELLSEEK_SYNC", raising=False)
-    widget.segment.method.setCurrentText("classical")
+def test_follow_ups_and_user_actions_queue_in_order(widget, wait):
+    """A job started from another job's result callback runs right after it (the bug of issue
+    11: it was refused because the first job still counted as busy), before a job the user
+    asked for meanwhile; that one waits, and being a factory it reads its input when its turn
+    comes (so it sees what the follow-up made)."""
     runner = widget.controller.runner
-    with qtbot.waitSignal(runner.finished, timeout=60_000):
-        worker = widget.segment.run(whole_stack=False)
-    assert worker is not None and runner.last_thread is not threading.main_thread()
-    qtbot.waitUntil(lambda: widget.controller.current.cells_layer is not None, timeout=5_000)
-    assert widget.controller.current.cells_layer.data.max() >= 1
+    order, steps = [], []
+    state = {"cells": 0}
+
+    def follow_done(value):
+        order.append(("follow", value))
+        state["cells"] = 7
+
+    def first_done(value):
+        order.append(("first", value))
+        runner.run("Follow-up", _slow(steps, n=3, result="follow"), on_returned=follow_done)
+
+    def user_job():
+        n = state["cells"]
+        yield Progress(0, 1, "user")
+        return n
+
+    first = runner.run("First", _slow(steps, n=20, result="first"), on_returned=first_done)
+    user = runner.run("User", user_job, on_returned=lambda v: order.append(("user", v)))
+    assert first.state == "running" and user.state == "queued" and runner.busy
+    assert "waits until first" in widget.status.text()
+    wait(widget)
+    assert order == [("first", "first"), ("follow", "follow"), ("user", 7)]
+    assert user.state == "done" and not runner.busy
 
 
-def test_sync_switch_runs_on_the_calling_thread(widget, sync):
+def test_segmentation_queues_its_embedding(widget, wait, tmp_path):
+    """Segment with a reference set open: the cells are embedded by default (issue 11)."""
     widget.segment.method.setCurrentText("classical")
-    assert widget.segment.run(whole_stack=False) is None  # no worker in sync mode
-    assert widget.controller.runner.last_thread is threading.main_thread()
+    widget.reference.new_store(tmp_path / "ref.cellseek")
+    job = widget.segment.run(whole_stack=False)
+    assert job is not None and job.state == "queued"  # behind the store creation
+    wait(widget)
+    c = widget.controller
+    item = c.current
+    assert c.runner.last_thread is not threading.main_thread()
+    n_cells = len(np.unique(item.labels_of(c.current_plane()))) - 1
+    assert n_cells >= 1 and len(item.table) == n_cells == c.session.store.n_cells()
+    # a second Segment of the same plane replaces the unlabelled cells (no duplicates)
+    widget.segment.run(whole_stack=False)
+    wait(widget)
+    assert c.session.store.n_cells() == n_cells == len(item.table)
 
 
-def test_closing_during_a_run_is_safe(sample_viewer, qtbot, monkeypatch):
+def test_progress_and_cancel_for_a_long_job(widget, qtbot):
+    runner = widget.controller.runner
+    steps, got, cancelled = [], [], []
+    runner.run("Slow", _slow(steps, n=300), on_returned=got.append,
+               on_cancel=lambda: cancelled.append(1))
+    waiting = runner.run("Waiting", _slow([], n=2), on_returned=got.append,
+                         on_cancel=lambda: cancelled.append(2))
+    shown = lambda: not widget.progress.isHidden() and not widget.cancel_button.isHidden()  # noqa: E731
+    qtbot.waitUntil(shown, timeout=5_000)
+    assert len(steps) < 300
+    qtbot.mouseClick(widget.cancel_button, __import__("qtpy").QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not runner.busy, timeout=5_000)
+    n = len(steps)
+    qtbot.wait(100)
+    assert len(steps) == n < 300 and got == [] and sorted(cancelled) == [1, 2]
+    assert waiting.state == "cancelled"
+    assert "cancelled" in widget.status.text().lower()
+    assert widget.progress.isHidden() and widget.cancel_button.isHidden()
+
+
+def test_a_failing_job_is_reported_and_the_queue_goes_on(widget, wait, notes):
+    from cellseek.errors import CellseekError
+
+    runner = widget.controller.runner
+    got = []
+
+    def broken():
+        yield Progress(0, 1, "x")
+        raise CellseekError("the file is damaged")
+
+    runner.run("Broken", broken())
+    runner.run("Next", _slow([], n=2, result="ok"), on_returned=got.append)
+    wait(widget)
+    assert notes.errors == ["Broken failed: the file is damaged"]
+    notes.clear()
+    assert got == ["ok"]
+
+
+def test_closing_during_a_run_is_safe(sample_viewer, qtbot):
     from cellseek._napari.widget import CellseekWidget
 
-    monkeypatch.delenv("CELLSEEK_SYNC", raising=False)
     w = CellseekWidget(sample_viewer)
     sample_viewer.window.add_dock_widget(w)
-    steps = []
-
-    def slow():
-        for i in range(200):
-            steps.append(i)
-            yield Progress(i, 200, "slow")
-            time.sleep(0.01)
-        return 1
-
-    got = []
-    w.controller.runner.run("Slow", slow(), on_returned=got.append)
+    steps, got = [], []
+    w.controller.runner.run("Slow", _slow(steps), on_returned=got.append)
+    w.controller.runner.run("Queued", _slow([], n=2), on_returned=got.append)
     qtbot.waitUntil(lambda: len(steps) > 3, timeout=5_000)
     w.close()  # the widget goes away mid-run
     qtbot.wait(200)
     n = len(steps)
     qtbot.wait(200)
     assert len(steps) == n < 200  # the worker stopped at a progress step
-    assert got == []  # nothing delivered into the closed widget
+    assert got == []  # nothing delivered into the closed widget, the queued job never ran
     assert w._on_mouse not in sample_viewer.mouse_drag_callbacks
+
+
+def test_debug_switch_runs_the_same_queue_on_the_calling_thread(widget, monkeypatch):
+    """``CELLSEEK_SYNC=1`` (debugging) runs the same generators in the same order on the
+    calling thread; tested through the runner's switch, not the environment, so that every
+    widget test still runs threaded."""
+    from cellseek._napari import _workers
+
+    monkeypatch.setattr(_workers, "sync_mode", lambda: True)
+    runner = widget.controller.runner
+    order = []
+
+    def first_done(value):
+        order.append(value)
+        runner.run("Follow-up", _slow([], n=1, result="follow"), on_returned=order.append)
+        runner.run("Later", _slow([], n=1, result="later"), on_returned=order.append)
+
+    runner.run("First", _slow([], n=2, result="first"), on_returned=first_done)
+    assert order == ["first", "follow", "later"] and not runner.busy
+    assert runner.last_thread is threading.main_thread()

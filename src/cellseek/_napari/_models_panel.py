@@ -118,41 +118,30 @@ class ModelsPanel(QWidget):
     def show_weights(self) -> None:
         """Draw the current model weights as horizontal bars."""
         session = self.controller.session
-        while self.weights_grid.count():
-            w = self.weights_grid.takeAt(0).widget()
-            if w is not None:
-                w.deleteLater()
-        self._bars = {}
+        models = tuple(session.models) if session is not None else ()
+        if tuple(self._bars) != models or session is None:
+            while self.weights_grid.count():
+                w = self.weights_grid.takeAt(0).widget()
+                if w is not None:
+                    w.deleteLater()
+            self._bars = {}
+        self.recompute.setEnabled(session is not None)
         if session is None:
             self.weights_grid.addWidget(QLabel("No reference set open."), 0, 0)
-            self.recompute.setEnabled(False)
             return
-        self.recompute.setEnabled(True)
-        weights = session.store.model_weights() or {m: 1 / len(session.models)
-                                                    for m in session.models}
-        for row, name in enumerate(session.models):
-            bar = QProgressBar()
-            bar.setRange(0, 1000)
+        weights = session.summary()["weights"]
+        for row, name in enumerate(models):
+            bar = self._bars.get(name)
+            if bar is None:
+                bar = QProgressBar()
+                bar.setRange(0, 1000)
+                self.weights_grid.addWidget(QLabel(name), row, 0)
+                self.weights_grid.addWidget(bar, row, 1)
+                self._bars[name] = bar
             bar.setValue(int(round(1000 * weights.get(name, 0.0))))
             bar.setFormat(f"{weights.get(name, 0.0):.3f}")
-            self.weights_grid.addWidget(QLabel(name), row, 0)
-            self.weights_grid.addWidget(bar, row, 1)
-            self._bars[name] = bar
 
     @guarded("Recomputing the model weights")
     def recompute_weights(self):
-        """Recompute the entropy-guided weights and rebuild the index (worker)."""
-        session = self.controller._need_idle_session()
-
-        def work():
-            from cellseek.types import Progress
-
-            yield Progress(0, 2, "weights", "entropy of each model's neighbourhoods")
-            weights = session.model_weights(refresh=True)
-            yield Progress(1, 2, "index", "rebuilding the index")
-            session.rebuild_index()
-            yield Progress(2, 2, "index", "done")
-            return weights
-
-        return self.controller.runner.run("Recomputing the model weights", work(),
-                                          on_returned=lambda w: self.show_weights())
+        """Recompute the entropy-guided weights and rebuild the index (a job)."""
+        return self.controller.recompute_weights(lambda weights: self.show_weights())

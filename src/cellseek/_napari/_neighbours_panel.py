@@ -1,4 +1,9 @@
-"""Neighbours panel: the selected cell, its suggestion and a gallery of its nearest references."""
+"""Neighbours panel: the selected cell, its suggestion and a gallery of its nearest references.
+
+The gallery takes the room the user gives it (the widget's splitter): tiles reflow into as many
+columns as fit, and the tile size slider makes them larger or smaller. Each tile shows the
+reference cell framed in its class colour, its class and its similarity.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QScrollArea,
+    QSlider,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -18,8 +24,9 @@ from cellseek.annotation.colours import hex_colour
 
 from ._workers import guarded
 
-TILE = 64
-COLUMNS = 4
+#: Default tile size (px) and its range.
+TILE = 96
+TILE_RANGE = (48, 224)
 
 
 def pixmap(png: bytes | None, size: int = TILE) -> QPixmap:
@@ -27,8 +34,9 @@ def pixmap(png: bytes | None, size: int = TILE) -> QPixmap:
     pm = QPixmap()
     if not png or not pm.loadFromData(png, "PNG"):
         pm = QPixmap(size, size)
-        pm.fill(Qt.lightGray)
-    return pm.scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        pm.fill(Qt.GlobalColor.lightGray)
+    return pm.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                     Qt.TransformationMode.SmoothTransformation)
 
 
 def framed(pm: QPixmap, colour: str, width: int = 4) -> QPixmap:
@@ -42,6 +50,19 @@ def framed(pm: QPixmap, colour: str, width: int = 4) -> QPixmap:
     return pm
 
 
+class _Gallery(QScrollArea):
+    """A scroll area whose tiles reflow when it is resized."""
+
+    def __init__(self, panel) -> None:
+        super().__init__()
+        self.panel = panel
+        self.setWidgetResizable(True)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        self.panel.reflow()
+
+
 class NeighboursPanel(QWidget):
     """Shows the selected cell and its k nearest labelled reference cells.
 
@@ -52,74 +73,110 @@ class NeighboursPanel(QWidget):
 
     def __init__(self, controller, parent=None) -> None:
         super().__init__(parent)
-        from cellseek.annotation.gallery import neighbour_gallery
-
-        self._gallery_of = neighbour_gallery
         self.controller = controller
         self.gallery = None
+        self.tile_size = TILE
         self.crop = QLabel()
         self.crop.setFixedSize(2 * TILE, 2 * TILE)
-        self.crop.setAlignment(Qt.AlignCenter)
+        self.crop.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.info = QLabel("Click a cell to see its nearest reference cells.")
         self.info.setWordWrap(True)
-        self.info.setTextFormat(Qt.RichText)
+        self.info.setTextFormat(Qt.TextFormat.RichText)
+        self.info.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.size_slider = QSlider(Qt.Orientation.Horizontal)
+        self.size_slider.setRange(*TILE_RANGE)
+        self.size_slider.setValue(TILE)
+        self.size_slider.setToolTip("Size of the gallery tiles")
+        self.size_slider.valueChanged.connect(self.set_tile_size)
+        side = QVBoxLayout()
+        side.addWidget(self.info, 1)
+        zoom = QHBoxLayout()
+        zoom.addWidget(QLabel("Tiles"))
+        zoom.addWidget(self.size_slider, 1)
+        side.addLayout(zoom)
         head = QHBoxLayout()
         head.addWidget(self.crop)
-        head.addWidget(self.info, 1)
+        head.addLayout(side, 1)
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
-        self.grid.setSpacing(2)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.grid_host)
-        scroll.setMinimumHeight(TILE + 60)
+        self.grid.setSpacing(4)
+        self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.scroll = _Gallery(self)
+        self.scroll.setWidget(self.grid_host)
+        self.scroll.setMinimumHeight(TILE + 50)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(head)
-        layout.addWidget(scroll, 1)
+        layout.addWidget(self.scroll, 1)
         self.tiles: list[QToolButton] = []
         self._pool: list[QToolButton] = []
         controller.selection_changed.connect(self.show_cell)
 
     @guarded("Looking up the nearest cells")
     def show_cell(self, cell_id) -> None:
-        """Show a cell (None clears the panel)."""
+        """Show a cell (None clears the panel); the look-up runs as a short job."""
         self._clear()
-        session = self.controller.session
-        runner = getattr(self.controller, "runner", None)
-        if cell_id is not None and runner is not None and runner.busy:
-            self.info.setText(f"cell {cell_id}: its neighbours show when {runner.what.lower()} "
-                              "has finished; click it again then.")
-            return
-        if cell_id is None or session is None:
+        if cell_id is None or self.controller.session is None:
             self.crop.clear()
             self.info.setText("Click a cell to see its nearest reference cells.")
             return
-        self.gallery = g = self._gallery_of(session, int(cell_id))
+        runner = self.controller.runner
+        waiting = f" (after {runner.what.lower()})" if runner.running is not None else ""
+        self.info.setText(f"cell {cell_id}: looking up its nearest reference cells{waiting} …")
+        self.controller.neighbours(int(cell_id), self._draw)
+
+    def _draw(self, g) -> None:
+        if g.cell["id"] != self.controller.selected:  # the user has clicked another cell since
+            return
+        self._clear()
+        self.gallery = g
         self.crop.setPixmap(pixmap(g.thumbnail, 2 * TILE))
         self.info.setText(self._describe(g))
         for i, tile in enumerate(g.tiles):
             b = self._tile(i)
-            colour = hex_colour(self.controller.colours.get(tile.label, (.6, .6, .6)))
-            b.setIcon(QIcon(framed(pixmap(tile.thumbnail), colour)))
+            b.png = tile.thumbnail
+            b.colour = hex_colour(self.controller.colours.get(tile.label, (.6, .6, .6)))
             b.setText(f"{tile.label}\n{tile.similarity:.3f}")
             b.setToolTip(f"{tile.label}, similarity {tile.similarity:.3f}\n{tile.image_name} "
                          f"(t={tile.t}, z={tile.z}); click to go there when it is open")
             b.cell_id = tile.cell_id
+            self._paint(b)
             b.setVisible(True)
         self.tiles = self._pool[: len(g.tiles)]
+        self.reflow()
+
+    def _paint(self, b: QToolButton) -> None:
+        b.setIconSize(QSize(self.tile_size, self.tile_size))
+        b.setIcon(QIcon(framed(pixmap(b.png, self.tile_size), b.colour)))
+
+    def set_tile_size(self, size: int) -> None:
+        """Draw the tiles at ``size`` pixels."""
+        self.tile_size = int(size)
+        for b in self.tiles:
+            self._paint(b)
+        self.reflow()
+
+    def columns(self) -> int:
+        """How many tiles fit side by side."""
+        width = self.scroll.viewport().width()
+        return max(1, width // (self.tile_size + 12))
+
+    def reflow(self) -> None:
+        """Lay the tiles out in as many columns as fit."""
+        n = self.columns()
+        for i, b in enumerate(self.tiles):
+            self.grid.addWidget(b, i // n, i % n)
 
     def _tile(self, i: int) -> QToolButton:
         """The i-th tile button (made once, reused on every click)."""
         while len(self._pool) <= i:
             b = QToolButton()
-            b.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
-            b.setIconSize(QSize(TILE, TILE))
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
             b.setAutoRaise(True)
             b.cell_id = None
+            b.png, b.colour = None, "#999999"
             b.clicked.connect(lambda _=False, b=b: self.jump(b.cell_id))
-            n = len(self._pool)
-            self.grid.addWidget(b, n // COLUMNS, n % COLUMNS)
+            self.grid.addWidget(b, len(self._pool), 0)
             self._pool.append(b)
         return self._pool[i]
 
@@ -138,6 +195,7 @@ class NeighboursPanel(QWidget):
             lines.append("votes: " + ", ".join(f"{k} {v:.2f}" for k, v in votes))
         return "<br>".join(lines)
 
+    @guarded("Going to the cell")
     def jump(self, cell_id: int) -> None:
         """Go to a neighbour when its image is open."""
         self.controller.jump_to(cell_id)

@@ -1,4 +1,8 @@
-"""Plots panel: class composition per frame / z slice and a clickable embedding map."""
+"""Plots panel: class composition per frame / z slice and a clickable embedding map.
+
+The composition follows the image on screen; the map shows the cells in the space the
+suggestions search (:func:`cellseek.annotation.embedding_map.session_map`).
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,9 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from cellseek.annotation.composition import UNLABELLED, composition
-from cellseek.annotation.embedding_map import embedding_map, umap_available
+from cellseek.annotation.embedding_map import umap_available
 
 from ._workers import guarded
-
-#: Most cells drawn in the embedding map (a random subset beyond).
-MAP_MAX_CELLS = 5000
-
-
-def map_data(store, weights, *, max_cells: int = MAP_MAX_CELLS, method: str = "pca", seed=0):
-    """Cell ids, 2-D coordinates and labels (confirmed or suggested) of the store's cells."""
-    from cellseek.search.weighting import fuse
-
-    cells = store.cells()
-    rng = np.random.default_rng(seed)
-    if len(cells) > max_cells:
-        cells = [cells[i] for i in np.sort(rng.choice(len(cells), max_cells, replace=False))]
-    if not cells:
-        return np.zeros(0, np.int64), np.zeros((0, 2), np.float32), [], []
-    ids = [c["id"] for c in cells]
-    models = tuple(store.models)
-    weights = weights or {m: 1 / len(models) for m in models}
-    fused = fuse({m: store.embeddings(m, ids) for m in models}, weights, models)
-    xy = embedding_map(fused, method)
-    return np.asarray(ids), xy, [c["label"] for c in cells], [c["suggestion"] for c in cells]
 
 
 class PlotsPanel(QWidget):
@@ -62,6 +45,15 @@ class PlotsPanel(QWidget):
         self.canvas = None
         self.map_ids = np.zeros(0, np.int64)
         self.comp = None
+        controller.current_changed.connect(self._follow_image)
+        controller.labels_changed.connect(self._follow_image)
+
+    def _follow_image(self, *args) -> None:
+        """Redraw the composition when the image on screen (or its labels) changed."""
+        if self.canvas is not None and self.isVisible():
+            self.ax_comp.clear()
+            self._draw_composition()
+            self.canvas.draw_idle()
 
     def _ensure_canvas(self):
         if self.canvas is None:
@@ -84,13 +76,9 @@ class PlotsPanel(QWidget):
         self.ax_map = self.figure.add_subplot(2, 1, 2)
         self._draw_composition()
         self.canvas.draw_idle()
-        session = self.controller.session
-        if session is None:
-            return
-        store, weights = session.store, session.store.model_weights()
-        method = self.method.currentData()
-        self.controller.runner.run_side(
-            "Embedding map", lambda: map_data(store, weights, method=method), self._draw_map)
+        if self.controller.session is None:
+            return None
+        return self.controller.embedding_map(self.method.currentData(), self._draw_map)
 
     def _draw_composition(self) -> None:
         ax = self.ax_comp
@@ -98,6 +86,7 @@ class PlotsPanel(QWidget):
         if item is None or not len(item.table):
             ax.set_title("Class composition: no cells in the reference set yet", fontsize=9)
             return
+        ax.set_title(f"{item.image_layer.name}: classes (confirmed + suggested)", fontsize=9)
         self.comp = comp = composition(item.table.cells(), axis=self.axis.currentData(),
                                        threshold=self.controller.threshold)
         values = comp.fractions if self.kind.currentText() == "fractions" else comp.counts
@@ -111,12 +100,11 @@ class PlotsPanel(QWidget):
         ax.set_xticks(x, [str(f) for f in comp.frames])
         ax.set_xlabel(self.axis.currentText().split(" (")[0].replace("per ", ""), fontsize=8)
         ax.set_ylabel(self.kind.currentText(), fontsize=8)
-        ax.set_title("Class composition (confirmed + suggested)", fontsize=9)
         ax.legend(fontsize=7, loc="upper right", framealpha=0.6)
         ax.tick_params(labelsize=7)
 
     def _draw_map(self, data) -> None:
-        ids, xy, labels, suggestions = data
+        ids, xy, labels, suggestions = data.ids, data.xy, data.labels, data.suggestions
         self.map_ids = ids
         ax = self.ax_map
         ax.clear()
@@ -146,6 +134,7 @@ class PlotsPanel(QWidget):
     @guarded("Selecting a cell")
     def select_point(self, index: int) -> None:
         """Select the cell of a map point (and go there when its image is open)."""
+        c = self.controller
         cid = int(self.map_ids[index])
-        self.controller.select(cid, jump=self.controller.registry.for_image_id(
-            int(self.controller.session.store.cell(cid)["image_id"])) is not None)
+        c.select(cid, jump=c.registry.for_image_id(int(c.session.cell(cid)["image_id"]))
+                 is not None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -47,12 +48,16 @@ class ReferencePanel(QWidget):
             b = QPushButton(text)
             b.clicked.connect(slot)
             buttons.addWidget(b)
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["", "class", "cells"])
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["key", "", "class", "cells"])
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.setColumnWidth(0, 18)
+        self.table.setColumnWidth(0, 34)
+        self.table.setColumnWidth(1, 18)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setToolTip("Key n gives the selected cell class n; adding a class never "
+                              "changes the other keys")
         self.name_edit = QLineEdit(placeholderText="class name")
         edit = QGridLayout()
         edit.addWidget(self.name_edit, 0, 0, 1, 3)
@@ -84,6 +89,7 @@ class ReferencePanel(QWidget):
         layout.addLayout(io_row)
         controller.session_changed.connect(self.refresh)
         controller.classes_changed.connect(self.refresh)
+        controller.cells_changed.connect(self.refresh)
         self.refresh()
 
     # ------------------------------------------------------------------ actions (testable)
@@ -122,7 +128,7 @@ class ReferencePanel(QWidget):
     def selected_classes(self) -> list[str]:
         """Names of the selected rows."""
         rows = sorted({i.row() for i in self.table.selectedIndexes()})
-        return [self.table.item(r, 1).text() for r in rows]
+        return [self.table.item(r, 2).text() for r in rows]
 
     @guarded("Adding a class")
     def _add(self, *args) -> None:
@@ -173,24 +179,24 @@ class ReferencePanel(QWidget):
 
     # ------------------------------------------------------------------ view
     def refresh(self) -> None:
-        """Show the store path and its classes with colours and counts."""
-        session = self.controller.session
-        if session is None:
+        """Show the store path and its classes with their keys, colours and counts."""
+        c = self.controller
+        if c.session is None:
             self.path_label.setText("No reference set open.")
             self.table.setRowCount(0)
             return
-        n = session.store.n_cells()
-        n_lab = session.store.n_cells(labelled=True)
-        self.path_label.setText(f"{Path(session.store.path).name}: {n} cells, {n_lab} labelled; "
-                                f"models {', '.join(session.models)}")
-        self.path_label.setToolTip(str(session.store.path))
-        counts = self.controller.class_counts()
-        self.table.setRowCount(len(counts))
-        for row, (name, count) in enumerate(counts.items()):
+        info = c.session.summary()
+        self.path_label.setText(f"{info['path'].name}: {info['n_cells']} cells, "
+                                f"{info['n_labelled']} labelled; models "
+                                f"{', '.join(info['models'])}")
+        self.path_label.setToolTip(str(info["path"]))
+        self.table.setRowCount(len(c.classes))
+        for row, cls in enumerate(c.classes):
+            key = QTableWidgetItem(str(cls.key) if cls.key else "")
+            key.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
             swatch = QTableWidgetItem("")
-            swatch.setBackground(QColor(hex_colour(self.controller.colours.get(name, (.6,) * 3))))
-            key = f"{row + 1}" if row < 9 else ""
-            swatch.setToolTip(f"key {key}" if key else "")
-            self.table.setItem(row, 0, swatch)
-            self.table.setItem(row, 1, QTableWidgetItem(name))
-            self.table.setItem(row, 2, QTableWidgetItem(str(count)))
+            swatch.setBackground(QColor(hex_colour(cls.colour)))
+            self.table.setItem(row, 0, key)
+            self.table.setItem(row, 1, swatch)
+            self.table.setItem(row, 2, QTableWidgetItem(cls.name))
+            self.table.setItem(row, 3, QTableWidgetItem(str(cls.count)))

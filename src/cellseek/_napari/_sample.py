@@ -29,4 +29,6 @@ def sample_smear() -> list[tuple]:
             "fields": [p.name for p in paths],
         }
     }
-    return [(data, {"name": "BCCD smear fields", "rgb": True, "metadata": meta}, "image")]
+    kwargs = {"name": "BCCD smear fields", "rgb": True, "axis_labels": ("t", "y", "x"),
+              "metadata": meta}
+    return [(data, kwargs, "image")]

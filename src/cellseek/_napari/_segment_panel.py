@@ -1,15 +1,18 @@
-"""Segment panel: image layer, method and parameters, plane or stack, click-to-segment."""
+"""Segment panel: image layer, method and parameters, plane or stack, click-to-segment, and how
+the cells are drawn (outline width, opacity)."""
 
 from __future__ import annotations
 
 from dataclasses import fields, replace
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
     QPushButton,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -73,15 +76,33 @@ class SegmentPanel(QWidget):
         self.click_mode.setToolTip(
             "Click an unsegmented cell to segment it with a SAM point prompt")
         self.click_mode.toggled.connect(self._on_click_mode)
+        registry = controller.registry
+        self.outline = QSpinBox(minimum=0, maximum=10, value=registry.outline_width)
+        self.outline.setSpecialValueText("filled")
+        self.outline.setSuffix(" px")
+        self.outline.setToolTip("Outline width of the cells (0: filled)")
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(round(100 * registry.opacity))
+        self.opacity.setToolTip("Opacity of the cells layers")
+        self.outline.valueChanged.connect(lambda v: registry.set_style(outline_width=v))
+        self.opacity.valueChanged.connect(lambda v: registry.set_style(opacity=v / 100))
+        look = QHBoxLayout()
+        look.addWidget(self.outline)
+        look.addWidget(self.opacity, 1)
+        shown = QFormLayout()
+        shown.addRow("Cells drawn", look)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(row)
         layout.addWidget(self.click_mode)
+        layout.addLayout(shown)
         layout.addStretch(1)
         self.reset()
         events = controller.viewer.layers.events
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self.refresh_layers)
+        controller.current_changed.connect(self._follow_current)
         self.refresh_layers()
 
     def close_panel(self) -> None:
@@ -131,6 +152,13 @@ class SegmentPanel(QWidget):
     def select_layer(self, layer) -> None:
         """Choose an image layer programmatically."""
         self.image_combo.setCurrentIndex(self._layers.index(layer))
+
+    def _follow_current(self, item) -> None:
+        """Show the image the controller works on (after a click or a jump to another image)."""
+        if item is not None and item.image_layer in self._layers:
+            self.image_combo.blockSignals(True)
+            self.image_combo.setCurrentIndex(self._layers.index(item.image_layer))
+            self.image_combo.blockSignals(False)
 
     @guarded("Choosing the image")
     def _on_image_changed(self, *args) -> None:

@@ -1,10 +1,18 @@
-"""Run core generators off the GUI thread (or synchronously with ``CELLSEEK_SYNC=1``).
+"""Run core generators off the GUI thread, one at a time, in the order they were asked for.
 
 The core's long steps are generators that yield :class:`~cellseek.types.Progress` and return
-their result. :class:`WorkRunner` drives one in a napari ``GeneratorWorker`` (its ``returned``
-signal carries the result), forwards progress, turns errors into napari notifications a
-biologist can read, and quits running workers when the widget closes. Like stardist-napari, the
-environment switch ``CELLSEEK_SYNC=1`` runs the same generator synchronously for debugging.
+their result. :class:`WorkRunner` keeps a queue of :class:`Job` s and drives one at a time in a
+napari ``GeneratorWorker`` (its ``returned`` signal carries the result), forwards progress, turns
+errors into napari notifications a biologist can read, and stops when the widget closes.
+
+Work that follows other work (embedding after segmentation, the index after an import) is
+queued from the first job's result callback; it goes to the front of the queue, so it runs
+right after the job it follows and before any action the user asked for meanwhile ("Segment,
+then Suggest" suggests for the embedded cells). A user action while a job runs waits at the end
+of the queue (the widget says so) instead of being lost.
+Jobs are given as factories where their input must be read when they start (e.g. the cells a
+suggestion covers, which the embedding before it creates). Like stardist-napari, the
+environment switch ``CELLSEEK_SYNC=1`` runs the same generators synchronously for debugging.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from cellseek.types import Progress
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable: run work synchronously on the calling thread.
+#: Environment variable: run work synchronously on the calling thread (debugging only).
 SYNC_ENV = "CELLSEEK_SYNC"
 
 
@@ -50,141 +58,276 @@ def notify_error(exc: BaseException, what: str) -> None:
     show_error(user_message(exc, what))
 
 
+class Job:
+    """One piece of work: waiting, running, or over.
+
+    Attributes
+    ----------
+    what : str
+        Short description ("Segmentation") for the status line and error messages.
+    state : str
+        ``"queued"``, ``"running"``, ``"done"``, ``"failed"`` or ``"cancelled"``.
+    quiet : bool
+        A short interactive step (a label key, a gallery look-up): no status text while it runs.
+    result : object
+        What the generator returned (once ``done``).
+    """
+
+    def __init__(self, what, work, on_returned, on_error, *, quiet: bool, key,
+                 on_cancel=None) -> None:
+        self.what = what
+        self.work = work
+        self.on_returned = on_returned
+        self.on_error = on_error
+        self.on_cancel = on_cancel
+        self.quiet = quiet
+        self.key = key
+        self.state = "queued"
+        self.result = None
+        self.worker = None
+
+    def __repr__(self) -> str:
+        return f"Job({self.what!r}, {self.state})"
+
+
 class WorkRunner(QObject):
-    """Runs one core generator at a time and reports progress.
+    """Runs queued jobs one at a time and reports progress.
 
     Signals
     -------
-    started(str)
-        A job started; the argument says what it does.
+    started(Job)
+        A job started.
     progress(object)
         A :class:`~cellseek.types.Progress` of the running job.
-    finished(str)
-        The job ended (returned, failed or was cancelled).
+    finished(Job)
+        A job ended (done, failed or cancelled).
+    queued(Job)
+        A job waits behind the running one.
+    idle()
+        Nothing runs and nothing waits.
     """
 
-    started = Signal(str)
+    started = Signal(object)
     progress = Signal(object)
-    finished = Signal(str)
+    finished = Signal(object)
+    queued = Signal(object)
+    idle = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self._worker = None
-        self._what = ""
+        self._queue: list[Job] = []
+        self._current: Job | None = None
         self._closed = False
+        self._draining = False
+        self._follow_at: int | None = None  # queue position for follow-ups while delivering
         self._side: list = []
         #: Thread the last job's generator ran on (for tests and diagnostics).
         self.last_thread: threading.Thread | None = None
 
+    # ------------------------------------------------------------------ state
     @property
     def busy(self) -> bool:
-        """Whether a job is running."""
-        return self._worker is not None
+        """Whether a job runs or waits."""
+        return self._current is not None or bool(self._queue)
+
+    @property
+    def running(self) -> Job | None:
+        """The running job."""
+        return self._current
 
     @property
     def what(self) -> str:
         """What the running job does (empty when idle)."""
-        return self._what if self.busy else ""
+        return self._current.what if self._current is not None else ""
+
+    @property
+    def waiting(self) -> list[Job]:
+        """Jobs in the queue, first to start first."""
+        return list(self._queue)
+
+    # ------------------------------------------------------------------ submitting
+    def run(
+        self,
+        what: str,
+        work: Generator | Callable[[], Generator],
+        on_returned: Callable | None = None,
+        on_error: Callable | None = None,
+        *,
+        quiet: bool = False,
+        key: str | None = None,
+        on_cancel: Callable | None = None,
+    ) -> Job | None:
+        """Queue a job; it starts at once when nothing else runs.
+
+        Parameters
+        ----------
+        what : str
+            Short description for the status line and error messages ("Segmentation").
+        work : generator or callable
+            A generator (yields Progress, returns the result), or a function that makes one
+            when the job starts (so it reads its input then, not when it was queued).
+        on_returned : callable, optional
+            Called on the GUI thread with the result.
+        on_error : callable, optional
+            Called with the exception after the notification.
+        quiet : bool
+            A short interactive step (no status text).
+        key : str, optional
+            A waiting job with the same key is replaced by this one (e.g. only the last clicked
+            cell's gallery matters).
+        on_cancel : callable, optional
+            Called without arguments when the job is cancelled (before or while it runs).
+
+        Returns
+        -------
+        Job or None
+            None when the runner is closed.
+        """
+        if self._closed:
+            if isinstance(work, Generator):
+                work.close()
+            return None
+        if key is not None:
+            for old in [j for j in self._queue if j.key == key]:
+                self._queue.remove(old)
+                old.state = "cancelled"
+        job = Job(what, work, on_returned, on_error, quiet=quiet, key=key, on_cancel=on_cancel)
+        if self._follow_at is not None:  # asked for by a job's result: runs next
+            self._queue.insert(self._follow_at, job)
+            self._follow_at += 1
+        else:
+            self._queue.append(job)
+        if self._current is not None:
+            self.queued.emit(job)
+        self._drain()
+        return job
 
     def _tracked(self, gen: Generator) -> Generator:
         self.last_thread = threading.current_thread()
         result = yield from gen
         return result
 
-    def run(
-        self,
-        what: str,
-        gen: Generator,
-        on_returned: Callable | None = None,
-        on_error: Callable | None = None,
-    ):
-        """Start a job.
+    def _drain(self) -> None:
+        """Start the next job (in sync mode: run every job to its end, in order)."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._current is None and self._queue and not self._closed:
+                job = self._queue.pop(0)
+                gen = self._generator(job)
+                if gen is None:
+                    continue
+                self._current = job
+                job.state = "running"
+                self.started.emit(job)
+                if sync_mode():
+                    self._run_sync(job, gen)
+                else:
+                    self._start_worker(job, gen)
+        finally:
+            self._draining = False
+        if not self.busy and not self._closed:
+            self.idle.emit()
 
-        Parameters
-        ----------
-        what : str
-            Short description for the progress label and error messages ("Segmentation").
-        gen : generator
-            Yields Progress, returns the result.
-        on_returned : callable, optional
-            Called on the GUI thread with the result.
-        on_error : callable, optional
-            Called with the exception after the notification.
-
-        Returns
-        -------
-        GeneratorWorker or None
-            The worker (None in synchronous mode or when busy).
-        """
-        if self._closed:
-            gen.close()
+    def _generator(self, job: Job) -> Generator | None:
+        try:
+            gen = job.work() if callable(job.work) and not isinstance(job.work, Generator) \
+                else job.work
+            if not isinstance(gen, Generator):
+                raise TypeError(f"{job.what}: the work is not a generator ({type(gen).__name__})")
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            job.state = "failed"
+            notify_error(exc, job.what)
+            if job.on_error is not None:
+                job.on_error(exc)
+            self.finished.emit(job)
             return None
-        if self.busy:
-            from napari.utils.notifications import show_warning
+        return self._tracked(gen)
 
-            gen.close()
-            show_warning(f"cellseek is busy with {self._what.lower()}; wait for it to finish "
-                         "or cancel it.")
-            return None
-        self._what = what
-        gen = self._tracked(gen)
-        if sync_mode():
-            self._worker = "sync"
-            self.started.emit(what)
-            try:
-                while True:
-                    try:
-                        self._on_yield(next(gen))
-                    except StopIteration as stop:
-                        self._done(what, ok=True)
-                        if on_returned is not None:
-                            on_returned(stop.value)
-                        return None
-            except Exception as exc:  # noqa: BLE001 - shown to the user
-                self._done(what, ok=False)
-                notify_error(exc, what)
-                if on_error is not None:
-                    on_error(exc)
-                return None
+    def _run_sync(self, job: Job, gen: Generator) -> None:
+        try:
+            while True:
+                self._on_yield(next(gen))
+        except StopIteration as stop:
+            job.result = stop.value
+            self._end(job, "done")
+            self._deliver(job, stop.value)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._end(job, "failed")
+            self._failed(job, exc)
 
+    def _start_worker(self, job: Job, gen: Generator) -> None:
         from napari.qt.threading import create_worker
 
-        worker = create_worker(lambda: (yield from gen), _start_thread=False)
+        worker = create_worker(lambda: (yield from gen), _start_thread=False,
+                               _ignore_errors=True)
         worker.yielded.connect(self._on_yield)
-        if on_returned is not None:
-            worker.returned.connect(lambda value: self._deliver(on_returned, value))
-        worker.errored.connect(lambda exc: self._failed(what, exc, on_error))
-        worker.finished.connect(lambda: self._done(what, ok=True))
-        self._worker = worker
-        self.started.emit(what)
+        worker.returned.connect(lambda value: self._returned(job, value))
+        worker.errored.connect(lambda exc: self._errored(job, exc))
+        worker.finished.connect(lambda: self._worker_finished(job))
+        job.worker = worker
         worker.start()
-        return worker
+
+    def _returned(self, job: Job, value) -> None:
+        job.result = value
+        job.state = "done"
+        self._deliver(job, value)
+
+    def _errored(self, job: Job, exc: BaseException) -> None:
+        job.state = "failed"
+        self._failed(job, exc)
+
+    def _worker_finished(self, job: Job) -> None:
+        if job.state == "running":  # quit() before the end: neither returned nor errored
+            job.state = "cancelled"
+        self._end(job, job.state)
+        if job.state == "cancelled":
+            self._cancelled(job)
+        self._drain()
+
+    def _cancelled(self, job: Job) -> None:
+        if self._closed or job.on_cancel is None:
+            return
+        try:
+            job.on_cancel()
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            notify_error(exc, job.what)
+
+    def _end(self, job: Job, state: str) -> None:
+        job.state = state
+        job.worker = None
+        if self._current is job:
+            self._current = None
+        if not self._closed:
+            self.finished.emit(job)
 
     def _on_yield(self, value) -> None:
         if not self._closed and isinstance(value, Progress):
             self.progress.emit(value)
 
-    def _deliver(self, callback: Callable, value) -> None:
-        if self._closed:
+    def _deliver(self, job: Job, value) -> None:
+        if self._closed or job.on_returned is None:
             return
+        self._follow_at = 0
         try:
-            callback(value)
+            job.on_returned(value)
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            notify_error(exc, self._what or "cellseek")
+            notify_error(exc, job.what)
+        finally:
+            self._follow_at = None
 
-    def _failed(self, what: str, exc: BaseException, on_error) -> None:
+    def _failed(self, job: Job, exc: BaseException) -> None:
         if self._closed:
             return
-        notify_error(exc, what)
-        if on_error is not None:
-            on_error(exc)
+        notify_error(exc, job.what)
+        if job.on_error is not None:
+            try:
+                job.on_error(exc)
+            except Exception as inner:  # noqa: BLE001 - shown to the user
+                notify_error(inner, job.what)
 
-    def _done(self, what: str, *, ok: bool) -> None:
-        self._worker = None
-        self._what = ""
-        if not self._closed:
-            self.finished.emit(what)
-
+    # ------------------------------------------------------------------ side work
     def run_side(self, what: str, func: Callable, on_returned: Callable) -> None:
         """Run a quick function that does not touch the session in a worker, alongside jobs.
 
@@ -202,17 +345,31 @@ class WorkRunner(QObject):
             return
         from napari.qt.threading import create_worker
 
-        worker = create_worker(func, _start_thread=False)
-        worker.returned.connect(lambda value: self._deliver(on_returned, value))
-        worker.errored.connect(lambda exc: self._failed(what, exc, None))
+        worker = create_worker(func, _start_thread=False, _ignore_errors=True)
+        side = Job(what, None, on_returned, None, quiet=True, key=None)
+        worker.returned.connect(lambda value: self._deliver(side, value))
+        worker.errored.connect(lambda exc: self._failed(side, exc))
         self._side.append(worker)
         worker.finished.connect(lambda: self._side.remove(worker) if worker in self._side else None)
         worker.start()
 
-    def cancel(self) -> None:
-        """Ask the running job to stop at its next progress step."""
-        if self._worker not in (None, "sync"):
-            self._worker.quit()
+    # ------------------------------------------------------------------ stopping
+    def cancel(self) -> list[Job]:
+        """Stop the running job at its next progress step and drop the waiting ones.
+
+        Returns
+        -------
+        list of Job
+            The jobs stopped or dropped (the running one first).
+        """
+        dropped, self._queue = self._queue, []
+        for job in dropped:
+            job.state = "cancelled"
+            self._cancelled(job)
+        current = self._current
+        if current is not None and current.worker is not None:
+            current.worker.quit()
+        return ([current] if current is not None else []) + dropped
 
     def close(self, then: Callable | None = None) -> None:
         """Stop the running job and deliver nothing more (the widget is going away).
@@ -224,8 +381,12 @@ class WorkRunner(QObject):
             the store the job may still be writing to.
         """
         self._closed = True
-        worker, self._worker = self._worker, None
-        if worker in (None, "sync"):
+        for job in self._queue:
+            job.state = "cancelled"
+        self._queue = []
+        current, self._current = self._current, None
+        worker = current.worker if current is not None else None
+        if worker is None:
             if then is not None:
                 then()
             return

@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 
 
-def _cells_rows(data: np.ndarray, features) -> list[dict]:
-    """One row per cell of a (..., Y, X) label array, with the layer's class columns."""
+def _cells_rows(data: np.ndarray, features, lead_axes: str = "TZ") -> list[dict]:
+    """One row per cell of a (..., Y, X) label array, with the layer's class columns.
+
+    ``lead_axes`` names the leading axes (``"TZ"``, ``"T"``, ``"Z"``), as the cellseek cells
+    layer records them; without it one leading axis is time, two are time and z.
+    """
     from cellseek.crops import cells_from_labels
 
     data = np.asarray(data)
@@ -24,9 +28,10 @@ def _cells_rows(data: np.ndarray, features) -> list[dict]:
         for _, row in features.iterrows():
             by_value[int(row["index"])] = {c: row[c] for c in cols}
     rows = []
+    names = lead_axes if len(lead_axes) == len(lead) else "TZ"[: len(lead)]
     for idx in np.ndindex(*lead) if lead else [()]:
-        t = idx[0] if len(idx) >= 1 else 0
-        z = idx[1] if len(idx) >= 2 else 0
+        where = dict(zip(names, idx))
+        t, z = where.get("T", 0), where.get("Z", 0)
         for cell in cells_from_labels(data[idx], t=int(t), z=int(z)):
             extra = by_value.get(cell.label, {})
             rows.append({
@@ -38,8 +43,19 @@ def _cells_rows(data: np.ndarray, features) -> list[dict]:
     return rows
 
 
+def cells_table_path(target: Path) -> Path:
+    """The CSV beside a label TIFF: ``<name>_cells.csv``, or ``<name>.csv`` when the name
+    already ends in "cells" (the cellseek layer "A1 cells" saves as ``A1_cells.tif`` and
+    ``A1_cells.csv``, not ``A1_cells_cells.csv``)."""
+    stem = target.stem
+    if stem.lower().replace(" ", "_").endswith("_cells") or stem.lower() == "cells":
+        return target.with_suffix(".csv")
+    return target.with_name(stem + "_cells.csv")
+
+
 def write_labels(path: str, data, meta: dict) -> list[str]:
-    """Save a Labels layer as a label TIFF and a ``<name>_cells.csv`` table beside it.
+    """Save a Labels layer as a label TIFF and a cells table beside it
+    (:func:`cells_table_path`).
 
     Parameters
     ----------
@@ -62,8 +78,10 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     if target.suffix.lower() not in (".tif", ".tiff"):
         target = target.with_suffix(".tif")
     written = _write(target, np.asarray(data))
-    rows = _cells_rows(np.asarray(data), meta.get("features"))
-    table = target.with_name(target.stem + "_cells.csv")
+    info = (meta.get("metadata") or {}).get("cellseek") or {}
+    lead_axes = str(info.get("layer_axes", "")).replace("Y", "").replace("X", "")
+    rows = _cells_rows(np.asarray(data), meta.get("features"), lead_axes or "TZ")
+    table = cells_table_path(target)
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]

@@ -38,6 +38,49 @@ def unique_offset(labels: np.ndarray, taken_max: int) -> np.ndarray:
     return out.astype(np.int32)
 
 
+def relabel_planes(
+    planes: Mapping[PlaneKey, np.ndarray], taken_max: int
+) -> tuple[dict[PlaneKey, np.ndarray], int]:
+    """Give the cells of several planes stack-unique values above ``taken_max``.
+
+    Parameters
+    ----------
+    planes : mapping
+        ``(t, z)`` -> instance labels (0 = background). Not modified.
+    taken_max : int
+        Largest value the stack already uses outside these planes.
+
+    Returns
+    -------
+    (dict, int)
+        ``(t, z)`` -> int32 labels with consecutive values, and the new largest value.
+    """
+    out = {}
+    top = int(taken_max)
+    for key in sorted(planes):
+        out[key] = unique_offset(planes[key], top)
+        top = max(top, int(out[key].max(initial=0)))
+    return out, top
+
+
+def largest_value(data, skip_planes: Iterable[tuple[int, ...]] = ()) -> int:
+    """Largest label value of a stack, leaving out the planes at the given lead indices."""
+    data = np.asarray(data)
+    skip = {tuple(int(v) for v in index) for index in skip_planes}
+    return max((int(data[idx].max(initial=0)) for idx in np.ndindex(*data.shape[:-2])
+                if idx not in skip), default=0)
+
+
+def stack_from_planes(
+    shape: tuple[int, ...], index_of, planes: Mapping[PlaneKey, np.ndarray]
+) -> np.ndarray:
+    """A label stack of ``shape`` holding each plane at ``index_of(key)`` (zeros elsewhere)."""
+    out = np.zeros(shape, np.int32)
+    for key, labels in planes.items():
+        out[index_of(key)] = labels
+    return out
+
+
 class CellTable:
     """The cells of one image: label value <-> store cell id, with their stored state.
 
@@ -51,14 +94,20 @@ class CellTable:
     def __init__(self, cells: Iterable[Mapping] = ()) -> None:
         self._by_id: dict[int, dict] = {}
         self._by_value: dict[int, int] = {}
+        self._by_plane: dict[PlaneKey, set[int]] = {}
         self.update(cells)
 
     def update(self, cells: Iterable[Mapping]) -> None:
         """Add or refresh cells (matched by id)."""
         for cell in cells:
             cell = dict(cell)
-            self._by_id[int(cell["id"])] = cell
-            self._by_value[int(cell["label_value"])] = int(cell["id"])
+            cid = int(cell["id"])
+            old = self._by_id.get(cid)
+            if old is not None:
+                self._by_plane.get((old["t"], old["z"]), set()).discard(cid)
+            self._by_id[cid] = cell
+            self._by_value[int(cell["label_value"])] = cid
+            self._by_plane.setdefault((cell["t"], cell["z"]), set()).add(cid)
 
     def set_state(self, cell_id: int, **fields) -> None:
         """Change stored fields of one cell (``label``, ``suggestion``, ``confidence``)."""
@@ -88,24 +137,31 @@ class CellTable:
 
     def ids_in_planes(self, planes: Iterable[PlaneKey]) -> list[int]:
         """Ids of the cells lying in the given ``(t, z)`` planes."""
-        wanted = set(planes)
-        return [i for i in self.ids() if (self._by_id[i]["t"], self._by_id[i]["z"]) in wanted]
+        return sorted(i for plane in set(planes) for i in self._by_plane.get(tuple(plane), ()))
+
+    def ids_in_plane(self, plane: PlaneKey) -> list[int]:
+        """Ids of the cells of one ``(t, z)`` plane, in store order."""
+        return sorted(self._by_plane.get(tuple(plane), ()))
 
     def planes(self) -> set[PlaneKey]:
         """The ``(t, z)`` planes holding at least one cell."""
-        return {(c["t"], c["z"]) for c in self._by_id.values()}
+        return {k for k, ids in self._by_plane.items() if ids}
 
-    def features(self, states: Mapping[int, Mapping] | None = None) -> dict[str, list]:
+    def features(
+        self, states: Mapping[int, Mapping] | None = None, *, cell_ids: Iterable[int] | None = None
+    ) -> dict[str, list]:
         """A features table (one row per cell) for a napari Labels layer.
 
-        The ``index`` column holds label values so napari shows a row on hover.
-        ``states`` may override ``label``/``suggestion``/``confidence`` per cell id.
+        The ``index`` column holds label values so napari shows a row on hover (row 0 is the
+        background). ``states`` may override ``label``/``suggestion``/``confidence`` per cell
+        id; ``cell_ids`` limits the rows to those cells.
         """
         cols: dict[str, list] = {
             "index": [0], "cell_id": [-1], "class": [""], "state": ["background"],
             "confidence": [np.nan],
         }
-        for cell in self.cells():
+        cells = self.cells() if cell_ids is None else [self._by_id[int(i)] for i in cell_ids]
+        for cell in cells:
             state = dict(cell) | dict((states or {}).get(cell["id"], {}))
             cols["index"].append(int(cell["label_value"]))
             cols["cell_id"].append(int(cell["id"]))

@@ -1,4 +1,10 @@
-"""Class colours and the per-cell colour table of the cells layer."""
+"""The one class palette of cellseek (napari, plots, demo) and the per-cell colour table.
+
+Cells are drawn as outlines: confirmed cells in their class colour, suggested cells in the
+colour of their suggestion but faded, unlabelled cells in a neutral tone that contrasts with the
+image (:func:`unlabelled_colour`). Class colours are handed out in class creation order and
+saved with the reference set (:meth:`cellseek.session.Session.class_colours`).
+"""
 
 from __future__ import annotations
 
@@ -19,12 +25,17 @@ PALETTE: tuple[tuple[float, float, float], ...] = (
     (0.090, 0.745, 0.812),
     (0.839, 0.153, 0.157),
 )
-#: Colour of cells without a confirmed or suggested class.
+#: Colour of cells without a confirmed or suggested class (plots, demo; on images see
+#: :func:`unlabelled_colour`).
 UNLABELLED = (0.62, 0.62, 0.62)
-#: Opacity of confirmed, suggested and unlabelled cells.
-CONFIRMED_ALPHA = 0.9
-SUGGESTED_ALPHA = 0.35
-UNLABELLED_ALPHA = 0.3
+#: Unlabelled outlines on dark images (RI, fluorescence, dark phase contrast) ...
+UNLABELLED_ON_DARK = (0.95, 0.95, 0.95)
+#: ... and on bright images (brightfield, stained smears).
+UNLABELLED_ON_BRIGHT = (0.08, 0.08, 0.08)
+#: Opacity of confirmed, suggested and unlabelled cells (outlines; the layer opacity scales all).
+CONFIRMED_ALPHA = 1.0
+SUGGESTED_ALPHA = 0.45
+UNLABELLED_ALPHA = 0.8
 
 
 def class_colours(
@@ -61,16 +72,53 @@ def class_colours(
     return out
 
 
+def unlabelled_colour(brightness: float) -> tuple[float, float, float]:
+    """A neutral outline colour that stands out on an image of this mean brightness.
+
+    Parameters
+    ----------
+    brightness : float
+        Mean of the displayed plane scaled by its contrast limits to [0, 1].
+
+    Returns
+    -------
+    tuple
+        :data:`UNLABELLED_ON_BRIGHT` for bright images (> 0.5), else :data:`UNLABELLED_ON_DARK`.
+    """
+    return UNLABELLED_ON_BRIGHT if brightness > 0.5 else UNLABELLED_ON_DARK
+
+
+def cell_colour(
+    cell: Mapping,
+    colours: Mapping[str, tuple[float, float, float]],
+    *,
+    threshold: float | None = None,
+    unlabelled: tuple[float, float, float] = UNLABELLED,
+) -> tuple[float, float, float, float]:
+    """RGBA of one cell by class and state (see :func:`cell_colour_table`)."""
+    label, sugg = cell.get("label"), cell.get("suggestion")
+    conf = cell.get("confidence")
+    if sugg is not None and threshold is not None and (conf is None or conf < threshold):
+        sugg = None
+    if label is not None:
+        return (*colours.get(label, unlabelled), CONFIRMED_ALPHA)
+    if sugg is not None:
+        return (*colours.get(sugg, unlabelled), SUGGESTED_ALPHA)
+    return (*unlabelled, UNLABELLED_ALPHA)
+
+
 def cell_colour_table(
     cells: Iterable[Mapping],
     colours: Mapping[str, tuple[float, float, float]],
     *,
     threshold: float | None = None,
+    unlabelled: tuple[float, float, float] = UNLABELLED,
 ) -> dict[int, tuple[float, float, float, float]]:
     """RGBA colour of every cell of a label image, by class and state.
 
     Confirmed cells get their class colour at :data:`CONFIRMED_ALPHA`, suggested cells the
-    colour of their suggestion at :data:`SUGGESTED_ALPHA`, the rest :data:`UNLABELLED`.
+    colour of their suggestion at :data:`SUGGESTED_ALPHA`, the rest ``unlabelled`` at
+    :data:`UNLABELLED_ALPHA`.
 
     Parameters
     ----------
@@ -81,26 +129,26 @@ def cell_colour_table(
         Class -> RGB (see :func:`class_colours`); unknown classes get :data:`UNLABELLED`.
     threshold : float, optional
         Show a suggestion only when its ``confidence`` reaches this value.
+    unlabelled : tuple
+        RGB of cells without a class (see :func:`unlabelled_colour`).
 
     Returns
     -------
     dict
         Label value -> RGBA.
     """
-    table = {}
-    for cell in cells:
-        label, sugg = cell.get("label"), cell.get("suggestion")
-        conf = cell.get("confidence")
-        if sugg is not None and threshold is not None and (conf is None or conf < threshold):
-            sugg = None
-        if label is not None:
-            rgba = (*colours.get(label, UNLABELLED), CONFIRMED_ALPHA)
-        elif sugg is not None:
-            rgba = (*colours.get(sugg, UNLABELLED), SUGGESTED_ALPHA)
-        else:
-            rgba = (*UNLABELLED, UNLABELLED_ALPHA)
-        table[int(cell["label_value"])] = rgba
-    return table
+    return {int(cell["label_value"]): cell_colour(cell, colours, threshold=threshold,
+                                                  unlabelled=unlabelled)
+            for cell in cells}
+
+
+def class_hex(label: str | None, colours: Mapping[str, Iterable[float]]) -> str:
+    """``#rrggbb`` of a class (:data:`UNLABELLED` grey for None or an unknown class).
+
+    With ``colours = session.class_colours()`` this is the colour napari and the plots give
+    the class (e.g. for ``cellseek demo``'s overview).
+    """
+    return hex_colour(colours.get(label, UNLABELLED) if label is not None else UNLABELLED)
 
 
 def hex_colour(rgb: Iterable[float]) -> str:

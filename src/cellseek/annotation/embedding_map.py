@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -78,3 +79,49 @@ def embedding_map(x: np.ndarray, method: str = "pca", *, seed: int = 0) -> np.nd
                                 n_neighbors=min(15, len(x) - 1))
             return reducer.fit_transform(x).astype(np.float32)
     return pca_2d(x)
+
+
+#: Most cells drawn in the embedding map (a random subset beyond).
+MAP_MAX_CELLS = 5000
+
+
+@dataclass(frozen=True)
+class MapData:
+    """Points of an embedding map: cell ids, 2-D coordinates, confirmed and suggested class."""
+
+    ids: np.ndarray
+    xy: np.ndarray
+    labels: list
+    suggestions: list
+
+
+def session_map(session, *, max_cells: int = MAP_MAX_CELLS, method: str = "pca",
+                seed: int = 0) -> MapData:
+    """A 2-D map of a session's cells in the space its suggestions search.
+
+    The vectors are :meth:`cellseek.session.Session.fused_vectors`: source offsets removed,
+    model weights applied and the index's PCA when it is configured, so the map shows the
+    neighbourhoods the suggestions come from.
+
+    Parameters
+    ----------
+    session : cellseek.session.Session
+    max_cells : int
+        A random subset (fixed by ``seed``) beyond this many cells.
+    method : {"pca", "umap"}
+    seed : int
+
+    Returns
+    -------
+    MapData
+    """
+    cells = session.store.cells()
+    if len(cells) > max_cells:
+        rng = np.random.default_rng(seed)
+        cells = [cells[i] for i in np.sort(rng.choice(len(cells), max_cells, replace=False))]
+    if not cells:
+        return MapData(np.zeros(0, np.int64), np.zeros((0, 2), np.float32), [], [])
+    ids = np.asarray([c["id"] for c in cells], np.int64)
+    session.index()  # fits the PCA the fused vectors go through, when configured
+    xy = embedding_map(session.fused_vectors(ids), method, seed=seed)
+    return MapData(ids, xy, [c["label"] for c in cells], [c["suggestion"] for c in cells])

@@ -70,7 +70,9 @@ def create_file(path: Path, models: dict[str, int], *, overwrite: bool,
             pass
         _build(tmp, models, extra)
         files.fsync_file(tmp)
-        if overwrite and path.exists():
+        if overwrite or not path.exists():
+            # -wal/-shm files left at this path (by the store replaced here, or by one deleted
+            # without them) would be read into the new file: they go
             files.remove_quietly(*files.sidecars(path))
         files.publish(tmp, path, overwrite=overwrite)
         files.fsync_dir(path.parent)

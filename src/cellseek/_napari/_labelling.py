@@ -1,0 +1,177 @@
+"""Labelling, accepting, undoing and suggesting (a part of the controller).
+
+Each step runs as a short job on the session (label, accept, undo) or a longer one (accept all,
+suggest); the result updates the cell tables, the colours and the review queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cellseek.annotation.review import ReviewQueue, shown_label, uncertain_first
+from cellseek.errors import CellseekError
+from cellseek.types import Progress
+
+from ._jobs import info, warn
+from ._layers import OpenImage
+
+
+class LabellingMixin:
+    """Labels and suggestions, for :class:`AnnotationController`."""
+
+    # ------------------------------------------------------------------ labels
+    def label_cells(self, cell_ids, label: str, *, source: str = "user"):
+        """Confirm one class for cells (one undoable step; a short job)."""
+        ids = [int(c) for c in cell_ids]
+        if not ids:
+            return None
+
+        def work(session):
+            session.label(ids, [label] * len(ids), source=source)
+            return [session.cell(c) for c in ids]
+            yield  # a generator
+
+        return self._session_job(f"Labelling as {label}", work, on_returned=self._labels_done,
+                                 quiet=True)
+
+    def accept(self, cell_ids=None, *, then_next: bool = False):
+        """Confirm the current best guess for cells (default: the selected cell)."""
+        ids = [int(c) for c in (cell_ids if cell_ids is not None else
+                                [self.selected] if self.selected is not None else [])]
+        if not ids:
+            raise CellseekError("click a cell first")
+
+        def work(session):
+            accepted = session.accept_best(ids)
+            return [session.cell(c) for c in accepted]
+            yield  # a generator
+
+        def done(cells):
+            if not cells:
+                warn("No suggestion to accept for this cell (the reference set has no labelled "
+                      "cells yet); give it a class with the keys 1-9.")
+                return
+            self._labels_done(cells)
+            if then_next and self.queue.order:
+                self.review_step(1)
+
+        return self._session_job("Accepting the suggestion", work, on_returned=done, quiet=True)
+
+    def accept_all_above(self):
+        """Confirm every shown suggestion whose confidence reaches the threshold (a job)."""
+        suggestions, threshold = dict(self.suggestions), self.threshold
+
+        def work(session):
+            yield Progress(0, 1, "accept", f"{len(suggestions)} suggestions")
+            accepted = session.accept_suggestions(suggestions, threshold=threshold)
+            return [session.cell(c) for c in accepted]
+
+        def done(cells):
+            self._labels_done(cells)
+            info(f"Accepted {len(cells)} suggestions at confidence >= {threshold:.2f}.")
+
+        return self._session_job("Accepting suggestions", work, on_returned=done)
+
+    def undo(self):
+        """Undo the last labelling step (a job)."""
+        def work(session):
+            restored = session.undo() or []
+            return [session.cell(c) for c, _ in restored], [c for c, lab in restored if lab is None]
+            yield  # a generator
+
+        def done(result):
+            cells, cleared = result
+            if not cells:
+                info("Nothing to undo.")
+                return
+            self.queue.unmark(cleared)
+            self._labels_done(cells, mark=False)
+
+        return self._session_job("Undo", work, on_returned=done, quiet=True)
+
+    def _labels_done(self, cells, *, mark: bool = True) -> None:
+        ids = [int(c["id"]) for c in cells]
+        for item in self.registry.images:
+            hit = [c for c in cells if c["id"] in item.table]
+            if hit:
+                item.table.update(hit)
+                self._keep_suggestions(item, [c["id"] for c in hit])
+                self._recolour(item)
+                self.registry.refresh_features(item, threshold=self.threshold,
+                                               cell_ids=[c["id"] for c in hit])
+        if mark:
+            self.queue.mark_done(ids)
+        self.refresh_classes()
+        self.labels_changed.emit()
+        if self.selected in ids:
+            self.selection_changed.emit(self.selected)
+
+    def _keep_suggestions(self, item: OpenImage, ids) -> None:
+        for cid in ids:
+            sugg = self.suggestions.get(cid)
+            if sugg is not None:
+                item.table.set_state(cid, suggestion=sugg.best_label, confidence=sugg.confidence)
+
+    # ------------------------------------------------------------------ suggestions
+    def suggest(self, *, scope: str = "plane"):
+        """Suggest classes for the unconfirmed cells of the plane, the stack or the store.
+
+        The cells are chosen when the job starts, so a suggestion asked for while the cells
+        are still being embedded covers them.
+        """
+        item = None if scope == "store" else self._need_image()
+        plane = self.current_plane() if scope == "plane" else None
+
+        def work(session):
+            if item is None:
+                return session.suggest(None)
+            if item.image_id is None:
+                raise CellseekError("the cells of this image are not in the reference set yet: "
+                                    "segment it first")
+            planes = [plane] if plane is not None else item.planes()
+            ids = [c for c in item.table.ids_in_planes(planes) if not item.table.cell(c)["label"]]
+            return session.suggest(ids)
+
+        return self._session_job("Suggestion", work, on_returned=self._after_suggest)
+
+    def _after_suggest(self, result: dict) -> None:
+        self.suggestions.update({int(k): v for k, v in result.items()})
+        for item in self.registry.images:
+            hit = [c for c in result if c in item.table]
+            if hit:
+                self._keep_suggestions(item, hit)
+                self._show(item, cell_ids=hit)
+        self._rebuild_queue()
+        self.labels_changed.emit()
+        n_unc = sum(1 for s in result.values() if shown_label(s, self.threshold) is None)
+        info(f"Suggested classes for {len(result)} cells; {n_unc} need review.")
+
+    def set_threshold(self, value: float) -> None:
+        """Set the confidence threshold of the suggestions shown and accepted."""
+        self.threshold = float(value)
+        if self.session is not None:
+            cfg = self.session.config
+            self.session.config = replace(cfg, suggest=replace(cfg.suggest,
+                                                               threshold=self.threshold))
+        self._rebuild_queue()
+        self.refresh_layers()
+        self.labels_changed.emit()
+
+    def _rebuild_queue(self) -> None:
+        labelled = {c for i in self.registry.images for c in i.table.ids()
+                    if i.table.cell(c)["label"]}
+        pending = {k: v for k, v in self.suggestions.items() if k not in labelled}
+        order = [c for c in uncertain_first(pending, self.threshold)
+                 if shown_label(pending[c], self.threshold) is None]
+        self.queue = ReviewQueue(order)
+
+    def review_step(self, direction: int = 1) -> int | None:
+        """Select the next (or previous) uncertain cell and show it."""
+        cid = self.queue.next() if direction > 0 else self.queue.previous()
+        if cid is None:
+            self.message.emit("No more uncertain cells in the review queue." if direction > 0
+                              else "This is the first uncertain cell.")
+            return None
+        self.select(cid, jump=True)
+        return cid
+

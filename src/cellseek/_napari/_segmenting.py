@@ -1,0 +1,206 @@
+"""Segmenting the open images and linking them to the reference set (a part of the controller).
+
+Segmentation runs in a job that also numbers the cells and assembles the new cells stack, so
+that the GUI thread only swaps the layer's data; with a reference set open the cells are then
+embedded by a follow-up job. Opening a set links every open image it knows to its stored cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cellseek.annotation.cells import CellTable, largest_value, relabel_planes, stack_from_planes
+from cellseek.config import SegmentConfig
+from cellseek.errors import CellseekError
+from cellseek.types import Progress
+
+from ._jobs import info, warn
+from ._layers import OpenImage
+
+
+@dataclass
+class Segmented:
+    """What a segmentation job hands back to the GUI thread."""
+
+    planes: dict          # (t, z) -> stack-unique labels, ready to write into the layer
+    stack: np.ndarray | None  # the whole new cells stack when most planes changed
+    kept: list            # planes left as they were (they hold confirmed labels)
+    n_cells: int
+    table: CellTable | None  # the image's cells after the re-segmented planes were cleared
+
+
+class SegmentingMixin:
+    """Segmentation, embedding and restoring of images, for :class:`AnnotationController`."""
+
+    # ------------------------------------------------------------------ segmentation
+    def segment(self, config: SegmentConfig, *, whole_stack: bool = False):
+        """Segment the current plane (or every plane) of the current image (a job)."""
+        item = self._need_image()
+        keys = item.planes() if whole_stack else [self.current_plane()]
+        made = item.cells_layer is None
+        self.registry.ensure_cells_layer(item)  # now, so that the result only fills planes
+
+        def failed(_exc=None):
+            if made and item.cells_layer is not None and not item.cells_layer.data.any():
+                self.viewer.layers.remove(item.cells_layer)
+
+        return self.runner.run(
+            "Segmentation", lambda: self._segment_work(item, keys, config),
+            on_returned=lambda result: self._apply_segmentation(item, result), on_error=failed,
+            on_cancel=failed)
+
+    def _segment_work(self, item: OpenImage, keys, config: SegmentConfig):
+        from cellseek.segment import segment_plane
+
+        raw = {}
+        for i, key in enumerate(keys):
+            yield Progress(i, len(keys) + 1, "segment", f"plane t={key[0]} z={key[1]}")
+            raw[key] = yield from segment_plane(item.plane(key), config)
+        yield Progress(len(keys), len(keys) + 1, "segment", "numbering the cells")
+        kept, table = [], None
+        if self.session is not None and item.image_id is not None:
+            kept = self.session.clear_planes(item.image_id, keys)
+            table = CellTable(self.session.image_cells(item.image_id))
+            for key in kept:
+                raw.pop(key, None)
+        layer = item.cells_layer
+        taken = largest_value(layer.data, [item.index_of(k) for k in raw]) if layer else 0
+        planes, top = relabel_planes(raw, taken)
+        stack = item.stack_with(planes)
+        yield Progress(len(keys) + 1, len(keys) + 1, "segment", "done")
+        return Segmented(planes, stack, kept, top - taken, table)
+
+    def _apply_segmentation(self, item: OpenImage, result: Segmented) -> None:
+        self.registry.write_planes(item, result.planes, result.stack)
+        if result.table is not None:
+            item.table = result.table
+        if result.kept:
+            warn(f"{len(result.kept)} plane(s) already hold confirmed labels in the reference "
+                  "set; their cells were kept as they are.")
+        self.message.emit(f"Segmentation found {result.n_cells} cells in "
+                          f"{len(result.planes)} plane(s).")
+        self._show(item)
+        self.cells_changed.emit()
+        if self.session is not None and result.planes:
+            self.embed(item, result.planes)
+
+    def embed(self, item: OpenImage | None = None, planes: dict | None = None):
+        """Crop and embed the segmented cells of an image into the store (a job)."""
+        item = item or self._need_image()
+        if item.cells_layer is None:
+            raise CellseekError("segment the image first: it has no cells yet")
+
+        def work(session):
+            labels = planes
+            if labels is None:  # read from the layer in the worker (a stack can be large)
+                labels = {k: np.array(item.labels_of(k)) for k in item.planes()}
+                labels = {k: v for k, v in labels.items() if v.any()}
+            image_id = yield from session.add_image(item.image, labels=labels)
+            return image_id, CellTable(session.image_cells(image_id))
+
+        return self._session_job("Embedding cells", work,
+                                 on_returned=lambda r: self._embedded(item, *r))
+
+    def _embedded(self, item: OpenImage, image_id: int, table: CellTable) -> None:
+        item.image_id = int(image_id)
+        item.table = table
+        self._keep_suggestions(item, table.ids())
+        self.message.emit(f"{len(table)} cells of {item.image_layer.name} are in the reference "
+                          "set.")
+        self._show(item)
+        self.cells_changed.emit()
+        self.refresh_classes()
+
+    def add_cell_mask(self, item: OpenImage, mask: np.ndarray, key) -> int | None:
+        """Add one segmented cell (a boolean plane mask) to an image's cells layer."""
+        layer = self.registry.ensure_cells_layer(item)
+        plane = layer.data[item.index_of(key)]
+        free = np.asarray(mask, bool) & (plane == 0)
+        if free.sum() < 10:
+            warn("No new cell found at that spot.")
+            return None
+        label_value = int(largest_value(layer.data)) + 1
+        plane[free] = label_value
+        layer.refresh()
+        self.cells_changed.emit()
+        if self.session is not None and item.image_id is not None:
+            image_id = item.image_id
+            only = np.where(plane == label_value, label_value, 0).astype(np.int32)
+
+            def work(session):
+                yield from session.add_cells(image_id, item.plane(key), only, t=key[0], z=key[1],
+                                             pixel_size_um=item.image.pixel_size_um)
+                return image_id, CellTable(session.image_cells(image_id))
+
+            self._session_job("Embedding the new cell", work,
+                              on_returned=lambda r: self._embedded(item, *r))
+        return label_value
+
+    def segment_at(self, item: OpenImage, key, point, config: SegmentConfig):
+        """Segment the cell at ``point`` (row, col) of a plane with a SAM point prompt (a job)."""
+        from cellseek.zoo import weights_available
+
+        ok, hint = weights_available(f"sam_{config.sam_model}")
+        if not ok:
+            raise CellseekError(
+                f"click-to-segment needs the SAM {config.sam_model} weights. {hint}")
+        plane = item.plane(key)
+        return self.runner.run("Click-to-segment", self._sam_point_work(plane, point, config),
+                               on_returned=lambda mask: self.add_cell_mask(item, mask, key))
+
+    def _sam_point_work(self, plane, point, config: SegmentConfig):
+        """SAM point prompt; the segmenter (and its cached image embedding) is kept."""
+        yield Progress(0, 1, "sam", "point prompt")
+        from cellseek.segment.sam import SamSegmenter
+
+        if self._sam is None:
+            self._sam = SamSegmenter(config.sam_model, weights_dir=self.config.embed.weights_dir)
+        mask = self._sam.segment_point(plane, point)
+        yield Progress(1, 1, "sam", "done")
+        return mask
+
+    def link_images(self, items=None):
+        """Link open images to the store (a job): images it knows get their cells back
+        (a cells layer from the stored label images), segmented images it does not know are
+        embedded. Every image layer of the viewer is looked at when ``items`` is None."""
+        if items is None:
+            items = [self.registry.for_image_layer(ly) for ly in self.registry.image_layers()]
+        items = [i for i in items if i.image_id is None]
+        if not items:
+            return None
+
+        def work(session):
+            found = []
+            for n, item in enumerate(items):
+                yield Progress(n, len(items), "restore", item.image_layer.name)
+                restored = session.restore_image(item.image)
+                if restored is None:
+                    found.append((item, None))
+                    continue
+                if item.cells_layer is None:
+                    stack = stack_from_planes(item.labels_shape, item.index_of, restored.planes)
+                else:  # the store holds the cells of this image: its label images win
+                    stack = item.stack_with(restored.planes)
+                found.append((item, (restored, CellTable(restored.cells), stack)))
+            return found
+
+        return self._session_job("Looking for open images in the reference set", work,
+                                 on_returned=self._linked)
+
+    def _linked(self, found) -> None:
+        restored = 0
+        for item, known in found:
+            if known is not None:
+                stored, table, stack = known
+                self.registry.write_planes(item, stored.planes, stack)
+                item.image_id, item.table = stored.image_id, table
+                restored += len(table)
+                self._show(item)
+            elif item.cells_layer is not None and item.cells_layer.data.any():
+                self.embed(item)
+        if restored:
+            info(f"Restored {restored} cells of the open images from the reference set.")
+            self.cells_changed.emit()
+
