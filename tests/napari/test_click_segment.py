@@ -37,6 +37,7 @@ def test_click_on_background_runs_sam_and_adds_its_mask(widget, wait, small_sam,
     from cellseek.segment.sam import SamSegmenter
 
     c = widget.controller
+    monkeypatch.setattr(type(c), "precompute_sam", lambda self: None)  # tested below
     widget.segment.method.setCurrentText("classical")
     widget.segment.run()
     wait(widget)
@@ -83,3 +84,39 @@ def test_click_on_background_runs_sam_and_adds_its_mask(widget, wait, small_sam,
     widget.handle_click(tuple(layer.data_to_world([*plane_index, rows[0], cols[0]])))
     wait(widget)
     assert len(calls) == 2 and runs == []
+
+
+
+def test_the_next_planes_are_encoded_in_the_background(widget, wait, small_sam, qtbot):
+    """After the first click, the other planes of the stack are embedded for SAM in the
+    background; a click on one of them then runs no encoder; moving restarts from there."""
+    c = widget.controller
+    widget.segment.method.setCurrentText("classical")
+    widget.segment.run()
+    wait(widget)
+    item = c.current
+    layer = item.cells_layer
+    widget.segment.click_mode.setChecked(True)
+    assert "sam_vit_b" in widget.segment.sam_model.text()  # which model, and why
+    plane_index = item.index_of((0, 0))
+    free_rows, free_cols = np.nonzero(np.asarray(layer.data)[plane_index] == 0)
+    widget.handle_click(tuple(layer.data_to_world([*plane_index, free_rows[0], free_cols[0]])))
+    wait(widget, timeout=300_000)
+    keys = item.planes()
+    assert len(keys) > 1
+    sam = c._sam
+    qtbot.waitUntil(lambda: c._precompute is None or not c._precompute.is_running,
+                    timeout=300_000)
+    # every plane is now in the segmenter's cache: a click on the last one encodes nothing
+    runs = []
+    original = sam.model.image_encoder.forward
+    sam.model.image_encoder.forward = lambda x: runs.append(x) or original(x)
+    try:
+        last = keys[-1]
+        index = item.index_of(last)
+        rows, cols = np.nonzero(np.asarray(layer.data)[index] == 0)
+        c.segment_at(item, last, (int(rows[0]), int(cols[0])), widget.segment.config())
+        wait(widget)
+    finally:
+        sam.model.image_encoder.forward = original
+    assert runs == []

@@ -63,8 +63,15 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
         self.classes: list = []  # ClassInfo rows of the open store, in key order
         self.colours: dict[str, tuple] = {}
         self._sam = None
+        self._precompute = None
+        self.viewer.dims.events.current_step.connect(self._on_step)
         for item in self.registry.adopt_all():  # cells layers an earlier widget left behind
             self._recolour(item)
+
+    def _on_step(self, event=None) -> None:
+        """The user moved through the stack: SAM pre-computation restarts from the new plane."""
+        if self._sam is not None:
+            self.precompute_sam()
 
     # ------------------------------------------------------------------ images
     def set_image_layer(self, layer) -> OpenImage | None:
@@ -398,6 +405,8 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
             if running in self._store_jobs and opened is not None and opened is not session:
                 opened.close()
 
+        self.viewer.dims.events.current_step.disconnect(self._on_step)
+        self.stop_precompute()
         self.registry.close()
         self.runner.close(then=release)
 

@@ -11,6 +11,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QPushButton,
     QSlider,
     QSpinBox,
@@ -76,6 +77,9 @@ class SegmentPanel(QWidget):
         self.click_mode.setToolTip(
             "Click an unsegmented cell to segment it with a SAM point prompt")
         self.click_mode.toggled.connect(self._on_click_mode)
+        self.sam_model = QLabel()  # which SAM model clicks and SAM segmentation use, and why
+        self.sam_model.setWordWrap(True)
+        self.sam_model.setText(self.controller.sam_choice()[1])
         registry = controller.registry
         self.outline = QSpinBox(minimum=0, maximum=10, value=registry.outline_width)
         self.outline.setSpecialValueText("filled")
@@ -96,6 +100,7 @@ class SegmentPanel(QWidget):
         layout.addLayout(form)
         layout.addLayout(row)
         layout.addWidget(self.click_mode)
+        layout.addWidget(self.sam_model)
         layout.addLayout(shown)
         layout.addStretch(1)
         self.reset()
@@ -177,7 +182,7 @@ class SegmentPanel(QWidget):
         from cellseek.zoo import weights_available
 
         model = self.config().sam_model
-        ok, hint = weights_available(f"sam_{model}")
+        ok, hint = weights_available(f"sam_{model}", self.controller.config.embed.weights_dir)
         if not ok:
             from napari.utils.notifications import show_warning
 
@@ -186,3 +191,6 @@ class SegmentPanel(QWidget):
             self.click_mode.setChecked(False)
             self.click_mode.setEnabled(False)
             self.click_mode.setToolTip("SAM weights missing: " + hint)
+            return
+        self.sam_model.setText(self.controller.sam_choice()[1])
+        self.controller.precompute_sam()

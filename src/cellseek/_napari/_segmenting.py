@@ -52,12 +52,15 @@ class SegmentingMixin:
             on_cancel=failed)
 
     def _segment_work(self, item: OpenImage, keys, config: SegmentConfig):
-        from cellseek.segment import segment_plane
+        from dataclasses import replace
 
+        from cellseek.pipeline import Pipeline
+
+        pipeline = Pipeline(replace(self.config, segment=config), ())  # weights folder, device
         raw = {}
         for i, key in enumerate(keys):
             yield Progress(i, len(keys) + 1, "segment", f"plane t={key[0]} z={key[1]}")
-            raw[key] = yield from segment_plane(item.plane(key), config)
+            raw[key] = yield from pipeline.segment_plane(item.plane(key))
         yield Progress(len(keys), len(keys) + 1, "segment", "numbering the cells")
         kept, table = [], None
         if self.session is not None and item.image_id is not None:
@@ -142,24 +145,74 @@ class SegmentingMixin:
         """Segment the cell at ``point`` (row, col) of a plane with a SAM point prompt (a job)."""
         from cellseek.zoo import weights_available
 
-        ok, hint = weights_available(f"sam_{config.sam_model}")
+        ok, hint = weights_available(f"sam_{config.sam_model}", self.config.embed.weights_dir)
         if not ok:
             raise CellseekError(
                 f"click-to-segment needs the SAM {config.sam_model} weights. {hint}")
         plane = item.plane(key)
         return self.runner.run("Click-to-segment", self._sam_point_work(plane, point, config),
-                               on_returned=lambda mask: self.add_cell_mask(item, mask, key))
+                               on_returned=lambda mask: self._clicked(item, mask, key))
+
+    def _clicked(self, item: OpenImage, mask, key) -> None:
+        self.add_cell_mask(item, mask, key)
+        self.precompute_sam()  # the next planes, now that the model is loaded
 
     def _sam_point_work(self, plane, point, config: SegmentConfig):
-        """SAM point prompt; the segmenter (and its cached image embedding) is kept."""
+        """SAM point prompt; the process's shared segmenter (one model, one embedding cache,
+        also used by the pre-computation) is kept."""
         yield Progress(0, 1, "sam", "point prompt")
-        from cellseek.segment.sam import SamSegmenter
-
         if self._sam is None:
-            self._sam = SamSegmenter(config.sam_model, weights_dir=self.config.embed.weights_dir)
+            from cellseek.segment.sam import shared_segmenter
+
+            self._sam = shared_segmenter(config.sam_model,
+                                         weights_dir=self.config.embed.weights_dir,
+                                         device=self.config.embed.device)
         mask = self._sam.segment_point(plane, point)
         yield Progress(1, 1, "sam", "done")
         return mask
+
+    # ------------------------------------------------------------------ SAM pre-computation
+    def sam_choice(self) -> tuple[str | None, str]:
+        """The SAM model clicks and SAM segmentation use on this machine, and why (for the
+        panel); ``(None, reason)`` without any SAM weights."""
+        from cellseek.zoo.sam_choice import choose_sam_model
+
+        try:
+            return choose_sam_model(self.config.embed.device, self.config.embed.weights_dir)
+        except Exception as exc:  # noqa: BLE001 - the panel shows why, nothing else depends
+            return None, f"SAM: {exc}"
+
+    def precompute_sam(self) -> None:
+        """Embed the plane on screen, then the next ones, for SAM in the background.
+
+        Runs beside the job queue (it never delays a user's action) and restarts from the new
+        plane whenever the user moves: clicks on the next time point then wait for nothing
+        (the encoder is thread-safe; a click waits for an encoding of its own plane under way).
+        """
+        item = self.current
+        if item is None or self._sam is None:
+            return
+        from napari.qt.threading import create_worker
+
+        from cellseek.segment.sam import precompute_order
+
+        self.stop_precompute()
+        if len(item.planes()) < 2:
+            return
+        keys = item.planes()
+        current = item.current_key(self.viewer)
+        if current not in keys:
+            return
+        order = precompute_order(keys, current)
+        work = self._sam.precompute((k, (lambda k=k: item.plane(k))) for k in order)
+        self._precompute = create_worker(lambda: (yield from work), _start_thread=True)
+
+    def stop_precompute(self) -> None:
+        """Stop a pre-computation under way (the user moved, or the widget closes)."""
+        worker = getattr(self, "_precompute", None)
+        if worker is not None:
+            worker.quit()
+            self._precompute = None
 
     def link_images(self, items=None):
         """Link open images to the store (a job): images it knows get their cells back
