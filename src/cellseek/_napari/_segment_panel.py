@@ -77,9 +77,9 @@ class SegmentPanel(QWidget):
         self.click_mode.setToolTip(
             "Click an unsegmented cell to segment it with a SAM point prompt")
         self.click_mode.toggled.connect(self._on_click_mode)
-        self.sam_model = QLabel()  # which SAM model clicks and SAM segmentation use, and why
-        self.sam_model.setWordWrap(True)
-        self.sam_model.setText(self.controller.sam_choice()[1])
+        self.sam_model = QLabel()  # which SAM model clicks use, and why (once switched on: the
+        self.sam_model.setWordWrap(True)  # choice looks for a GPU, which loads torch)
+        self.sam_model.setVisible(False)
         registry = controller.registry
         self.outline = QSpinBox(minimum=0, maximum=10, value=registry.outline_width)
         self.outline.setSpecialValueText("filled")
@@ -193,4 +193,5 @@ class SegmentPanel(QWidget):
             self.click_mode.setToolTip("SAM weights missing: " + hint)
             return
         self.sam_model.setText(self.controller.sam_choice()[1])
+        self.sam_model.setVisible(True)
         self.controller.precompute_sam()
