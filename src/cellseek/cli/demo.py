@@ -5,7 +5,8 @@
 2. Add 30 labelled single-cell crops (PBC, 5 white-blood-cell classes) as reference cells.
 3. Segment, crop and embed six whole smear fields (BCCD).
 4. Suggest a label for every cell found, export the store, the cells table and the label images.
-5. Write ``overview.png``: each field with its cells outlined in the colour of their suggestion.
+5. Write ``overview.png``: each field with its segmented white blood cells outlined in the colour
+   of their suggestion (the palette napari uses), beside the type an expert gave the field.
 """
 
 from __future__ import annotations
@@ -19,71 +20,63 @@ from cellseek.config import Config
 
 logger = logging.getLogger(__name__)
 
-CLASS_COLOURS = {
-    "basophil": "#8e44ad", "eosinophil": "#e67e22", "lymphocyte": "#2980b9",
-    "monocyte": "#16a085", "neutrophil": "#c0392b", "erythroblast": "#7f8c8d",
-    "ig": "#d4ac0d", "platelet": "#34495e",
-}
-UNCERTAIN_COLOUR = "#f1c40f"
+def write_overview(session, image_paths: dict[int, Path], out: Path,
+                   known_types: dict[str, str] | None = None) -> Path:
+    """A PNG of every field, each segmented cell outlined in the colour of its label.
 
-
-def class_colour(label: str | None) -> str:
-    """Display colour of a class (a fixed palette, then a hash-based colour)."""
-    if label is None:
-        return UNCERTAIN_COLOUR
-    if label in CLASS_COLOURS:
-        return CLASS_COLOURS[label]
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab20"]
-    return matplotlib.colors.to_hex(cmap(sum(map(ord, label)) % 20))
-
-
-def write_overview(session, image_paths: dict[int, Path], out: Path) -> Path:
-    """A PNG with every field and its cells outlined by suggested (or confirmed) label."""
+    Colours are the classes' colours in napari and the plots (``session.class_colours()``);
+    confirmed cells are drawn solid, suggestions dashed, uncertain cells grey. Each field's
+    title gives the type an expert gave its white blood cell (``known_types``), so a user sees at
+    a glance where the suggestion is right and where it is not.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-    from scipy.ndimage import binary_dilation
-    from skimage.segmentation import find_boundaries
+    from matplotlib.lines import Line2D
+    from skimage.measure import find_contours
 
+    from cellseek.annotation.colours import class_hex
     from cellseek.io import iter_planes, read_image
 
+    colours = session.class_colours()
+    known_types = known_types or {}
     n = len(image_paths)
     cols = min(3, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows + 0.8), squeeze=False,
+                             layout="constrained")
     seen: set = set()
     for ax, (image_id, path) in zip(axes.ravel(), image_paths.items()):
         _, _, plane = next(iter_planes(read_image(path)))
-        rgb = np.asarray(plane)
         labels = session.plane_labels(image_id)[(0, 0)]
-        ax.imshow(rgb)
+        ax.imshow(np.asarray(plane))
         for cell in session.store.cells(image_id):
             label = cell["label"] or cell["suggestion"]
             seen.add(label)
-            edge = binary_dilation(find_boundaries(labels == cell["label_value"], mode="outer"),
-                                   iterations=1)
-            overlay = np.zeros((*edge.shape, 4))
-            overlay[edge] = matplotlib.colors.to_rgba(class_colour(label))
-            ax.imshow(overlay)
-            r, c = cell["centroid"]
+            colour = class_hex(label, colours)
+            style = "-" if cell["label"] else "--"
+            for contour in find_contours(labels == cell["label_value"], 0.5):
+                ax.plot(contour[:, 1], contour[:, 0], style, color=colour, lw=1.6)
+            r0, c0, _, _ = cell["bbox"]
             conf = cell["confidence"]
-            text = f"{label or '?'}" + (f" {conf:.0%}" if conf is not None else "")
-            ax.text(c, r, text, color="white", fontsize=7, ha="center",
-                    bbox={"facecolor": class_colour(label), "alpha": 0.7, "pad": 1,
-                          "edgecolor": "none"})
-        ax.set_title(Path(path).name, fontsize=9)
+            text = (label or "uncertain") + (f" {conf:.0%}" if conf is not None else "")
+            ax.text(c0, max(r0 - 4, 0), text, color="white", fontsize=7, va="bottom",
+                    bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+        known = known_types.get(Path(path).name)
+        ax.set_title(f"{Path(path).name}\nknown white cell: {known or 'not given'}",
+                     fontsize=8)
         ax.axis("off")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    handles = [Patch(color=class_colour(lab), label=lab or "uncertain")
+    handles = [Line2D([], [], color=class_hex(lab, colours), lw=2, label=lab or "uncertain")
                for lab in sorted(seen, key=lambda x: (x is None, x or ""))]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
-    fig.suptitle("cellseek demo: suggested labels (offline classical embedder)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    handles.append(Line2D([], [], color="black", ls="--", lw=1.5,
+                          label="dashed: suggested, solid: confirmed"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
+               fontsize=8)
+    fig.suptitle("cellseek demo: suggested labels of the segmented white blood cells "
+                 "(offline classical embedder)", fontsize=10)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -109,8 +102,8 @@ def run_demo(output="cellseek-demo", *, config: Config | None = None, quiet=Fals
         weights = session.model_weights(refresh=True)
         suggestions = run_with_progress(session.suggest(), quiet=quiet)
         exported = session.export(out / "export", overwrite=True)  # the demo owns it
-        overview = write_overview(session, image_paths, out / "overview.png")
         types = sample_field_types()
+        overview = write_overview(session, image_paths, out / "overview.png", types)
         per_field = []
         for image_id, path in image_paths.items():
             cells = session.store.cells(image_id)
