@@ -74,6 +74,26 @@ def test_confirmed_cells_update_the_saved_index_incrementally(tmp_path):
         assert session.index_origin == "saved (updated)"
 
 
+def test_labels_changed_and_changed_back_are_compared_once(tmp_path, monkeypatch):
+    path, suggestions = _store(tmp_path / "s.cellseek")
+    ids = sorted(suggestions)
+    from cellseek.store import ReferenceStore
+
+    with ReferenceStore.open(path) as store:  # a change and its undo behind the session's back
+        store.set_labels(ids[:1], ["red"])
+        store.undo()
+    with Session.open(path, CFG) as session:
+        before = _answers(session, ids)
+        assert session.index_origin == "saved"
+    compared = []
+    real = Session._id_to_label
+    monkeypatch.setattr(Session, "_id_to_label", lambda self: compared.append(1) or real(self))
+    with Session.open(path, CFG) as session:  # the state was stamped: no comparison again
+        session.suggester()
+        assert session.index_origin == "saved" and not compared
+        assert _answers(session, ids) == before
+
+
 def test_other_settings_or_a_damaged_array_rebuild_the_index(tmp_path, caplog):
     path, suggestions = _store(tmp_path / "s.cellseek")
     ids = sorted(suggestions)

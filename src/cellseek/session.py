@@ -464,6 +464,14 @@ class Session:
                 return None  # confirmed cells of a source it has not seen: refit
             s.add(cells)
         self._state_dirty = bool(added or removed or relabelled)
+        if not self._state_dirty and not self.store.readonly:
+            # labels changed and changed back (an undo): stamp the state, so that the next
+            # opening does not compare every label again
+            try:
+                self.store.update_search_header(
+                    key, {**header, "labels_stamp": self.store.label_stamp()})
+            except StoreError as err:
+                logger.info("%s; the saved search index is compared again next time", err)
         self.index_origin = "saved" + (" (updated)" if self._state_dirty else "")
         return s
 

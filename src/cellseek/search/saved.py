@@ -221,9 +221,11 @@ def _load(header, arrays, config, key, dims) -> Suggester:
     codes = faiss_arrays.array(arrays, "labels/codes", np.int32, shape=ids.shape)
     if codes.size and (codes.min() < 0 or codes.max() >= len(classes)):
         raise SavedStateError("a saved label is outside the class list")
-    if set(ids.tolist()) != set(s.index.ids().tolist()):
+    sorted_ids = np.sort(ids)
+    if np.any(np.diff(sorted_ids) == 0) or not np.array_equal(sorted_ids,
+                                                               np.sort(s.index.ids())):
         raise SavedStateError("the saved labels do not match the cells of the saved index")
-    s.labels = {int(i): classes[int(c)] for i, c in zip(ids, codes)}
+    s.labels = dict(zip(ids.tolist(), (classes[c] for c in codes.tolist())))
     # learned parts
     choice = header["choice"]
     per_source = {str(k): str(v) for k, v in choice["per_source"].items()}

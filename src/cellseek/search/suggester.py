@@ -42,6 +42,7 @@ from cellseek.search.cellset import CellSet, concat
 from cellseek.search.choice import HEAD_OF, Choice, choose, combine
 from cellseek.search.familiarity import Familiarity
 from cellseek.search.head import LinearHead
+from cellseek.search.label_lookup import LabelLookup
 from cellseek.search.vote import adaptive_k, suggestions_from_votes, vote_matrix
 from cellseek.search.weighting import (
     WEIGHTING_MODES,
@@ -197,13 +198,29 @@ class Suggester:
         self.alignment = Alignment()
         self.reducer = None
         self.index = None
-        self.labels: dict[int, str] = {}
+        self.labels: dict[int, str] = {}  # a property: setting it resets the lookup
         self.choice = Choice()
         self.heads: dict[str, LinearHead] = {}
         self.familiarity: Familiarity | None = None
         self.train_sample: TrainSample | None = None
         self.head_stale = False
         self._ref_unit: dict = {}
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """Reference cell id -> its class. Change it through :meth:`add`, :meth:`remove`
+        and :meth:`relabel` (or assign a new dictionary), which keep the lookup in step."""
+        return self._labels
+
+    @labels.setter
+    def labels(self, value: dict[int, str]) -> None:
+        self._labels = value
+        self._lookup: LabelLookup | None = None
+
+    def _label_lookup(self) -> LabelLookup:
+        if self._lookup is None:
+            self._lookup = LabelLookup(self._labels)
+        return self._lookup
 
     # ------------------------------------------------------------------ fitting
     def fit(self, reference: CellSet, context: CellSet | None = None, *,
@@ -323,7 +340,9 @@ class Suggester:
             return
         vectors = self.vectors(cells)
         self.index.add(vectors, cells.ids)
-        self.labels.update(zip(cells.ids.tolist(), map(str, cells.labels)))
+        self._labels.update(zip(cells.ids.tolist(), map(str, cells.labels)))
+        if self._lookup is not None:
+            self._lookup.set(cells.ids.tolist(), list(map(str, cells.labels)))
         if self.train_sample is not None:
             self.train_sample.add(vectors, cells, self.config.learn.max_train)
             self.head_stale = self.choice.uses_head
@@ -342,7 +361,9 @@ class Suggester:
         if self.index is not None and len(ids):
             self.index.remove(ids)
         for c in ids.tolist():
-            self.labels.pop(c, None)
+            self._labels.pop(c, None)
+        if self._lookup is not None:
+            self._lookup.drop(ids.tolist())
         if self.train_sample is not None and len(ids):
             self.train_sample.remove(ids)
             self.head_stale = self.choice.uses_head
@@ -352,7 +373,9 @@ class Suggester:
 
     def relabel(self, ids: Sequence[int], labels: Sequence[str]) -> None:
         """Change the label of cells already in the index."""
-        self.labels.update(zip(map(int, ids), map(str, labels)))
+        self._labels.update(zip(map(int, ids), map(str, labels)))
+        if self._lookup is not None:
+            self._lookup.set(list(map(int, ids)), list(map(str, labels)))
         if self.train_sample is not None and len(ids):
             self.train_sample.relabel(ids, labels)
             self.head_stale = self.choice.uses_head
@@ -361,28 +384,15 @@ class Suggester:
     @property
     def classes(self) -> list[str]:
         """Sorted classes of the reference cells."""
-        return sorted(set(self.labels.values()))
+        return list(self._label_lookup().class_counts())
 
     def codes_of(self, ids: np.ndarray, classes: Sequence[str]) -> np.ndarray:
         """Class code (index into ``classes``) of each reference id; -1 for unknown ids."""
-        ids = np.asarray(ids, np.int64)
-        if not self.labels or not ids.size:
-            return np.full(ids.shape, -1, np.int64)
-        code_of = {c: i for i, c in enumerate(classes)}
-        keys = np.fromiter(self.labels.keys(), np.int64, len(self.labels))
-        vals = np.fromiter((code_of.get(v, -1) for v in self.labels.values()), np.int64,
-                           len(self.labels))
-        order = np.argsort(keys)
-        keys, vals = keys[order], vals[order]
-        pos = np.clip(np.searchsorted(keys, ids), 0, len(keys) - 1)
-        return np.where(keys[pos] == ids, vals[pos], -1)
+        return self._label_lookup().codes_of(ids, classes)
 
     def k(self) -> int:
         """The adaptive k of the current reference set."""
-        counts: dict[str, int] = {}
-        for lab in self.labels.values():
-            counts[lab] = counts.get(lab, 0) + 1
-        return adaptive_k(counts, self.config.suggest)
+        return adaptive_k(self._label_lookup().class_counts(), self.config.suggest)
 
     def neighbours(self, cells: CellSet, k: int,
                    vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -670,6 +670,12 @@ class ReferenceStore:
         self._checkpoint()  # now, not at the user's next label (a big state fills the WAL)
         return written
 
+    def update_search_header(self, key: str, header: dict) -> bool:
+        """Replace only the header of the saved search state built with ``key`` (e.g. a new
+        labels stamp once the labels are known unchanged); whether there was such a state."""
+        with self._tx.write("updating the saved search index") as conn:
+            return search_state.update_header(conn, key, header)
+
     def _checkpoint(self) -> None:
         """Copy the write-ahead log into the store file and truncate it (best effort)."""
         with self._tx.lock:

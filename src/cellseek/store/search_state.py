@@ -59,6 +59,19 @@ def save(conn: sqlite3.Connection, key: str, header: Mapping,
     return total + len(text)
 
 
+def update_header(conn: sqlite3.Connection, key: str, header: Mapping) -> bool:
+    """Replace the header of the saved state built with ``key`` (inside the caller's
+    transaction); whether there was one."""
+    text = json.dumps(header)
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(f"the search state header is {len(text)} bytes, more than "
+                         f"{MAX_HEADER_BYTES}")
+    if not _has_tables(conn):
+        return False
+    return conn.execute("UPDATE search_state SET header = ? WHERE id = 1 AND key = ?",
+                        (text, key)).rowcount > 0
+
+
 def drop(conn: sqlite3.Connection) -> bool:
     """Delete the saved state (inside the caller's transaction); whether there was one."""
     had = conn.execute("SELECT COUNT(*) FROM search_state").fetchone()[0] > 0
@@ -137,4 +150,6 @@ def _array(name: str, rows: list, where) -> np.ndarray:
                          f"{sum(len(r[3]) for r in rows)} bytes, its shape {shape} needs {nbytes}")
     raw = b"".join(r[3] for r in rows) if len(rows) > 1 else rows[0][3]
     little = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
-    return little.astype(np.dtype(dtype))  # a writable copy in the machine's byte order
+    if little.dtype.isnative:
+        return little  # read-only, over the bytes read: no copy of a large index
+    return little.astype(np.dtype(dtype))  # in the machine's byte order

@@ -284,15 +284,9 @@ def _embedding_rows(conn, limit: int) -> list[str]:
             out.append(f"embeddings: model {model!r} is not a model of the store")
         model = conn.execute("SELECT min(model) FROM embeddings WHERE model > ?",
                              (model,)).fetchone()[0]
-    for model, dim in conn.execute("SELECT name, dim FROM models").fetchall():
-        if not isinstance(dim, int):
-            continue  # reported by the models rules
-        for cell_id, kind, size in conn.execute(
-                "SELECT cell_id, typeof(vector), length(vector) FROM embeddings WHERE model = ? "
-                f"AND (typeof(vector) != 'blob' OR length(vector) != ?) LIMIT {int(limit)}",
-                (model, 2 * dim)):
-            out.append(f"embeddings row {cell_id!r}: the {model!r} vector is {size} bytes of "
-                       f"{kind}, expected {2 * dim} bytes ({dim} float16)")
+    # The vectors themselves (length, finite values) are checked where they are read: every
+    # read (cells.read_embeddings, merge, check) refuses a malformed blob naming its cell. A scan
+    # here read the whole table at every open: 1.5-2.9 s at a million cells.
     return out
 
 
