@@ -200,3 +200,14 @@ def test_suggest_pca_option_reaches_the_index_config():
     assert _config(args).index.pca_components == 32
     args = build_parser().parse_args(["suggest", "--store", "s.cellseek"])
     assert _config(args).index.pca_components == 0
+
+
+@pytest.mark.parametrize("which", [["--merge", "--cells", "300"],
+                                   ["--index", "--sizes", "300", "--dim", "16",
+                                    "--queries", "20"]])
+def test_bench_writes_json_for_every_benchmark(tmp_path, capsys, which):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "-q", *which, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result, "an empty benchmark result"
+    assert f"JSON -> {out}" in capsys.readouterr().out

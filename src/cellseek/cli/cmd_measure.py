@@ -63,37 +63,38 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    result = _run_bench(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"JSON -> {args.json}")
+    return 0
+
+
+def _run_bench(args):
+    """Run the benchmark ``args`` ask for, print it, return what ``--json`` writes."""
     if args.merge:
         from cellseek.measure.bench_merge import bench_merge, format_merge
 
         result = bench_merge(n_cells=args.cells)
         print(format_merge(result))
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
-        return 0
+        return result
     if args.saved_index:
         from cellseek.measure.bench_saved_index import format_result, run
 
         result = run(args.cells, args.dim)
         print(format_result(result))
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
-        return 0
+        return result
     if args.index:
         from cellseek.measure.bench_index import main_args
 
-        main_args(sizes=args.sizes, dim=args.dim, n_queries=args.queries)
-        return 0
+        return main_args(sizes=args.sizes, dim=args.dim, n_queries=args.queries)
     from cellseek.measure.bench import bench_sam_click, format_results, run_benchmarks
 
     cfg = config_from_args(args)
     if args.sam_click:
         results = bench_sam_click(weights_dir=cfg.embed.weights_dir)
-        print(format_results(results))
-        return 0
-    results = run_benchmarks(cfg, n_crops=args.crops, n_reference=args.references,
-                             n_queries=args.queries, random_weights=args.random_weights)
+    else:
+        results = run_benchmarks(cfg, n_crops=args.crops, n_reference=args.references,
+                                 n_queries=args.queries, random_weights=args.random_weights)
     print(format_results(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
+    return results
