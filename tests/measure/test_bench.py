@@ -13,7 +13,9 @@ def test_search_and_store_benchmarks_report_consistent_rows():
     assert names == ["refit after a label change (lda head)",
                      "refit after a label change (logistic head)", "index build", "search",
                      "suggest", "store insert", "store open", "store label commit"]
-    assert all(r["n"] == 501 + i for i, r in enumerate(rows[:2]))  # each added one cell
+    # five label changes per head, each one more confirmed cell
+    assert [r["n"] for r in rows[:2]] == [505, 510]
+    assert all(r["train_cells"] == r["n"] for r in rows[:2])  # under the caps: every cell
     search = rows[3]
     assert search["ratio"] == search["numpy_s"] / search["index_s"] > 0
     text = format_results(rows)

@@ -43,6 +43,24 @@ def test_head_probabilities_follow_scikit_learn():
     assert p.shape == (120, 3) and np.allclose(p[:, :2].sum(1), 1) and not p[:, 2].any()
 
 
+@pytest.mark.parametrize("kind, cap_name", [("lda", "LDA_MAX_TRAIN"),
+                                             ("logistic", "LOGISTIC_MAX_TRAIN")])
+def test_a_head_learns_from_a_class_stratified_sample_above_its_cap(monkeypatch, kind, cap_name):
+    import cellseek.search.head as head
+
+    x, y = _classes_in_noise(n=100)  # 300 cells, 3 classes
+    monkeypatch.setattr(head, cap_name, 90)
+    capped = LinearHead.fit(x, y, kind)
+    rows = head._stratified_cap(np.asarray(y), 90)
+    assert len(rows) == 90 and sorted(np.unique(np.asarray(y)[rows], return_counts=True)[1]) == [
+        30, 30, 30]
+    monkeypatch.setattr(head, cap_name, 10_000)
+    sample = LinearHead.fit(x[rows], [y[i] for i in rows], kind)
+    full = LinearHead.fit(x, y, kind)
+    np.testing.assert_allclose(capped.coef, sample.coef, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(capped.coef, full.coef)
+
+
 def test_the_head_beats_the_knn_vote_in_noise_and_is_chosen_for_its_source():
     x, y = _classes_in_noise()
     cfg = Config()

@@ -161,30 +161,37 @@ def bench_search(dim: int, n_reference: int, n_queries: int, k: int = 15) -> lis
     ]
 
 
-def bench_refit(reference, queries, suggester) -> list[dict]:
+def bench_refit(reference, queries, suggester, repeats: int = 5) -> list[dict]:
     """A label change, then the next suggestion: the head refitted on the confirmed cells.
 
     The time of :meth:`Suggester.add` (one confirmed cell joins the index) and of the next
-    one-cell suggestion, which refits the head the source uses; once per head.
+    one-cell suggestion, which refits the head the source uses; medians over ``repeats`` label
+    changes, per head.
     """
     from cellseek.search.choice import Choice
+    from cellseek.search.head import LDA_MAX_TRAIN, LOGISTIC_MAX_TRAIN
 
     rows = []
     one = queries.subset(np.arange(1))
-    for n, candidate in enumerate(("lda", "logistic")):
+    new_cells = iter(range(1, len(queries)))
+    for candidate in ("lda", "logistic"):
         suggester.choice = Choice(default=candidate)
         suggester.head_stale = True
         suggester.suggest(one)  # fitted once, as after the suggestion run
-        cell = queries.subset(np.arange(n + 1, n + 2)).with_labels(["class1"])
-        start = time.perf_counter()
-        suggester.add(cell)
-        t_add = time.perf_counter() - start
-        start = time.perf_counter()
-        suggester.suggest(one)
-        t_next = time.perf_counter() - start
+        adds, nexts = [], []
+        for _ in range(repeats):
+            cell = queries.subset(np.array([next(new_cells)])).with_labels(["class1"])
+            start = time.perf_counter()
+            suggester.add(cell)
+            adds.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            suggester.suggest(one)
+            nexts.append(time.perf_counter() - start)
+        cap = LDA_MAX_TRAIN if candidate == "lda" else LOGISTIC_MAX_TRAIN
         rows.append({"benchmark": f"refit after a label change ({candidate} head)",
-                     "n": len(suggester.labels), "add_s": t_add, "next_suggestion_s": t_next,
-                     "train_cells": len(suggester.train_sample.labels)})
+                     "n": len(suggester.labels), "add_s": float(np.median(adds)),
+                     "next_suggestion_s": float(np.median(nexts)),
+                     "train_cells": min(len(suggester.train_sample.labels), cap)})
     return rows
 
 
@@ -352,7 +359,7 @@ def format_results(rows: list[dict]) -> str:
                          f"numpy/index {r['ratio']:.2f}")
         elif r["benchmark"].startswith("refit"):
             lines.append(f"{r['benchmark']:<28} {r['n']} confirmed cells: add "
-                         f"{1e3 * r['add_s']:.1f} ms, next suggestion (head refitted on "
+                         f"{1e3 * r['add_s']:.1f} ms, next suggestion (median; head refitted on "
                          f"{r['train_cells']} cells) {1e3 * r['next_suggestion_s']:.1f} ms")
         elif r["benchmark"] == "suggest":
             lines.append(f"{'suggest':<28} {r['queries']} queries x {r['n']} references: "

@@ -29,6 +29,10 @@ import numpy as np
 HEADS = ("lda", "logistic")
 #: At most this many cells (a class-stratified sample) train the logistic head.
 LOGISTIC_MAX_TRAIN = 5000
+#: At most this many cells (a class-stratified sample) train the LDA head: class means and one
+#: shrunk covariance are well estimated from 10,000 cells, and the refit after each label change
+#: stays near 0.1 s on 2 cores however large the reference set grows (20,000 cells: 0.21-0.25 s).
+LDA_MAX_TRAIN = 10_000
 
 
 def _stratified_cap(labels: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
@@ -77,8 +81,9 @@ class LinearHead:
         labels : sequence of str
             ``n`` labels, at least two classes.
         kind : {"lda", "logistic"}
-            Shrinkage LDA (``solver="lsqr", shrinkage="auto"``) or L2 logistic regression (on at
-            most :data:`LOGISTIC_MAX_TRAIN` cells).
+            Shrinkage LDA (``solver="lsqr", shrinkage="auto"``, on at most
+            :data:`LDA_MAX_TRAIN` cells) or L2 logistic regression (on at most
+            :data:`LOGISTIC_MAX_TRAIN` cells).
         """
         import warnings
 
@@ -87,19 +92,21 @@ class LinearHead:
 
         if kind not in HEADS:
             raise ValueError(f"unknown head {kind!r}; choose from {HEADS}")
-        x = np.asarray(x, np.float64)
+        x = np.asarray(x)
         labels = np.asarray(labels, dtype=object).astype(str)
-        if kind == "logistic":
-            rows = _stratified_cap(labels, LOGISTIC_MAX_TRAIN)
-            x, labels = x[rows], labels[rows]
-        mean = x.mean(axis=0)
-        scale = x.std(axis=0)
+        rows = _stratified_cap(labels, LOGISTIC_MAX_TRAIN if kind == "logistic" else LDA_MAX_TRAIN)
+        x, labels = x[rows], labels[rows]
+        # statistics in float64; the fit itself in float32 (the vectors' own precision), which
+        # scikit-learn keeps: 30 % faster at 20,000 cells, coefficients equal to ~1e-6
+        mean = x.mean(axis=0, dtype=np.float64)
+        scale = x.std(axis=0, dtype=np.float64)
         scale = np.where(scale > 1e-9, scale, 1.0)
+        z = ((x - mean) / scale).astype(np.float32)
         model = (LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto") if kind == "lda"
                  else LogisticRegression(max_iter=1000))
         with warnings.catch_warnings():  # classes with one cell; a slow convergence
             warnings.simplefilter("ignore")
-            model.fit((x - mean) / scale, labels)
+            model.fit(z, labels)
         return cls([str(c) for c in model.classes_], mean.astype(np.float32),
                    scale.astype(np.float32), np.atleast_2d(model.coef_).astype(np.float32),
                    np.atleast_1d(model.intercept_).astype(np.float32), kind)
