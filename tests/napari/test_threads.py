@@ -88,6 +88,32 @@ def test_segmentation_queues_its_embedding(widget, wait, tmp_path):
     assert c.session.store.n_cells() == n_cells == len(item.table)
 
 
+def test_a_new_reference_set_while_cells_are_embedded_gets_the_cells(widget, wait, qtbot,
+                                                                     tmp_path):
+    """New... while the embedding of a segmentation runs: the finished job belongs to the closed
+    set; the image is embedded into the new one, and a label lands on the field's own cell."""
+    c = widget.controller
+    widget.segment.method.setCurrentText("classical")
+    widget.reference.new_store(tmp_path / "a.cellseek")
+    wait(widget)
+    widget.segment.run(whole_stack=True)
+    qtbot.waitUntil(lambda: c.runner.what == "Embedding cells", timeout=120_000)
+    widget.reference.new_store(tmp_path / "b.cellseek")
+    wait(widget)
+    item = c.current
+    n_layer = len(np.unique(np.asarray(item.cells_layer.data))) - 1
+    assert n_layer >= 1
+    assert c.session.store.n_cells() == len(item.table) == n_layer
+    widget.reference.add_bundled_crops()  # cells of other images join the new set
+    wait(widget)
+    cid = item.table.ids()[0]
+    assert c.session.image_path(int(c.session.cell(cid)["image_id"])) == \
+        c.session.image_path(item.image_id)
+    c.label_cells([cid], c.classes[0].name)
+    wait(widget)
+    assert c.session.cell(cid)["label"] == c.classes[0].name
+
+
 def test_progress_and_cancel_for_a_long_job(widget, qtbot):
     runner = widget.controller.runner
     steps, got, cancelled = [], [], []

@@ -157,7 +157,24 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
         """
         if self.session is None and not self._store_pending():
             raise CellseekError("create or open a reference set first (Reference set tab)")
-        return self.runner.run(what, lambda: work(self._need_session()), on_returned, **kwargs)
+        ran_on = []
+
+        def start():
+            ran_on.append(self._need_session())
+            return work(ran_on[0])
+
+        def returned(result):
+            # A result belongs to the reference set the job ran on: once another set replaced
+            # it (New... or Open... while the job ran), applying it would write that set's cell
+            # ids into the images of the new one.
+            if not ran_on or ran_on[0] is not self.session:
+                logger.info("%s finished on a reference set closed meanwhile; result dropped",
+                            what)
+                return
+            if on_returned is not None:
+                on_returned(result)
+
+        return self.runner.run(what, start, returned, **kwargs)
 
     def _detach_session(self):
         """Forget the open session (the job that replaces it closes it)."""
