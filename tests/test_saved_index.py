@@ -173,6 +173,60 @@ def test_a_crafted_saved_state_is_refused_with_a_clear_reason(tmp_path, tamper):
         assert "search" in str(err) and "dtype" in str(err)
 
 
+def _flip_one_byte(path, name):
+    conn = sqlite3.connect(path)
+    data = bytearray(conn.execute("SELECT data FROM search_arrays WHERE name = ? AND part = 0",
+                                  (name,)).fetchone()[0])
+    data[len(data) // 2] ^= 0xFF
+    conn.execute("UPDATE search_arrays SET data = ? WHERE name = ? AND part = 0",
+                 (bytes(data), name))
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("name", ["labels/codes", "index/vectors"])
+def test_an_array_edited_in_place_is_refused_and_rebuilt(tmp_path, caplog, capsys, name):
+    """Same size, other values: the digests in the header catch it (issue 14)."""
+    path, suggestions = _store(tmp_path / "s.cellseek")
+    ids = sorted(suggestions)
+    with Session.open(path, CFG) as session:
+        want = _answers(session, ids)
+        assert session.index_origin == "saved"
+    _flip_one_byte(path, name)
+    assert main(["index", "status", "--store", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "refused" in out and "saved, current" not in out
+    with caplog.at_level("WARNING"), Session.open(path, CFG) as session:
+        assert _answers(session, ids) == want
+        assert session.index_origin == "built"
+    assert any("checksum" in r.getMessage() for r in caplog.records)
+
+
+def test_a_deeply_nested_header_is_refused_not_a_crash(tmp_path, capsys):
+    path, suggestions = _store(tmp_path / "s.cellseek")
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE search_state SET header = ?", ("[" * 100_000 + "]" * 100_000,))
+    conn.commit()
+    conn.close()
+    with Session.open(path, CFG) as session:
+        session.suggest_cells(sorted(suggestions)[:1])
+        assert session.index_origin == "built"
+    assert main(["index", "status", "--store", str(path)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_relabel_and_its_undo_keep_the_digests(tmp_path):
+    """Re-stamping the header (labels came back unchanged) keeps the arrays' checksums."""
+    path, suggestions = _store(tmp_path / "s.cellseek")
+    with Session.open(path, CFG) as session:
+        state = session.store.search_state_info()
+        header = session.store.search_state()[1]
+        assert session.store.update_search_header(state["key"], header)
+    with Session.open(path, CFG) as session:
+        session.suggest_cells(sorted(suggestions)[:1])
+        assert session.index_origin == "saved"
+
+
 def test_the_batch_path_builds_and_saves_the_index_once_after_its_merge(tmp_path):
     from PIL import Image
 

@@ -31,7 +31,7 @@ from cellseek.pipeline import Pipeline, PlaneCells, PlaneKey
 from cellseek.search.cellset import CellSet
 from cellseek.search.suggester import Suggester, compute_weights, predict
 from cellseek.search.vote import review_queue
-from cellseek.store import ReferenceStore
+from cellseek.store import ReferenceStore, untrusted_json
 from cellseek.types import ImageData, Progress, Suggestion, Work
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _config_from_meta(raw: str | None, fallback: Config, where="the store") -> C
     if not raw:
         return fallback
     try:
-        data = json.loads(raw)
+        data = untrusted_json.loads(raw)
         crop = check_crop_config(CropConfig(**data["crop"])) if "crop" in data else fallback.crop
         embed = {k: v for k, v in (data.get("embed") or {}).items() if k not in MACHINE_LOCAL}
         embed_cfg = replace(fallback.embed,

@@ -71,8 +71,14 @@ def cmd_index(args) -> int:
 
             start = time.perf_counter()
             index = session.index()
-            detail = (f"; {index.kind} search over {cells_text(len(index))}, opened in "
-                      f"{time.perf_counter() - start:.2f} s ({session.index_origin})")
+            seconds = time.perf_counter() - start
+            if session.index_origin == "saved":
+                detail = (f"; {index.kind} search over {cells_text(len(index))}, opened in "
+                          f"{seconds:.2f} s (saved)")
+            else:
+                state = "saved but refused (see the warning above)"
+                detail = (f"; a {index.kind} search over {cells_text(len(index))} took "
+                          f"{seconds:.2f} s to rebuild; `cellseek index build` saves it")
         print(f"{args.store}: {state}, {info['bytes'] / 1e6:.1f} MB, saved {info['saved_at']}"
               + detail)
     return 0

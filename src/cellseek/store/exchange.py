@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -18,7 +17,7 @@ import numpy as np
 
 from cellseek.errors import IncompatibleStoreError, StoreError
 from cellseek.store import labels as label_ops
-from cellseek.store import search_state
+from cellseek.store import search_state, untrusted_json
 from cellseek.store.blobs import VECTOR_DTYPE, BlobError, check_labels_blob, thumbnail_problem
 from cellseek.store.common import format_models
 from cellseek.store.connection import translate_error
@@ -67,7 +66,7 @@ def _saved_crop(conn: sqlite3.Connection, where) -> tuple[dict | None, float | N
     raw = read_value(conn, "config", None, where)
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = untrusted_json.loads(raw)
         except ValueError:
             raise StoreError(f"{where}: the saved settings are malformed JSON; the store is "
                              "damaged or was crafted") from None

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cellseek.errors import StoreError
+from cellseek.store import untrusted_json
 from cellseek.store.blobs import BlobError, decode_labels, encode_labels
 from cellseek.store.common import chunks, marks, now
 
@@ -28,7 +29,7 @@ def image_dict(row: sqlite3.Row, n_cells: int) -> dict:
         "device": row["device"],
         "source": row["source"],
         "pixel_size_um": row["pixel_size_um"],
-        "shape": tuple(json.loads(row["shape"])),
+        "shape": tuple(untrusted_json.loads(row["shape"])),
         "added_at": row["added_at"],
         "n_cells": n_cells,
     }

@@ -8,10 +8,10 @@ thumbnail header, and the saved crop settings.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from cellseek.config import CropConfig, check_crop_config
+from cellseek.store import untrusted_json
 from cellseek.store.blobs import BlobError, bad_vector_rows, check_labels_blob, thumbnail_problem
 from cellseek.store.meta import read_models
 from cellseek.store.trust import schema_problems, value_problems
@@ -82,9 +82,9 @@ def _config_problems(conn: sqlite3.Connection) -> list[str]:
     if row is None:
         return []
     try:
-        data = json.loads(row[0])
+        data = untrusted_json.loads(row[0])
         if isinstance(data, str):
-            data = json.loads(data)
+            data = untrusted_json.loads(data)
         if "crop" in data:
             check_crop_config(CropConfig(**data["crop"]))
     except (ValueError, TypeError, AttributeError) as exc:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from cellseek.config import current_limits
 from cellseek.errors import IncompatibleStoreError, StoreError
+from cellseek.store import untrusted_json
 from cellseek.store.common import format_models
 
 
@@ -74,7 +75,7 @@ def read_value(conn: sqlite3.Connection, key: str, default, where):
         raise StoreError(f"{where}: the saved setting {key!r} is not JSON text of at most "
                          f"{limit} bytes; the store is damaged or was crafted")
     try:
-        return json.loads(text)
+        return untrusted_json.loads(text)
     except ValueError as exc:
         raise StoreError(f"{where}: the saved setting {key!r} is malformed ({exc}); the store "
                          "is damaged or was crafted") from None

@@ -16,12 +16,12 @@ Blob contents (label images, embedding values, thumbnails) are checked where the
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
 from cellseek.config import Limits, current_limits
 from cellseek.errors import StoreError
+from cellseek.store import untrusted_json
 from cellseek.store.schema import (
     APPLICATION_ID,
     FORMAT_NAME,
@@ -295,7 +295,7 @@ def _python_rows(conn, limits: Limits, limit: int) -> list[str]:
     for image_id, shape in conn.execute("SELECT id, shape FROM images WHERE typeof(shape) = "
                                         "'text'"):
         try:
-            value = json.loads(shape)
+            value = untrusted_json.loads(shape)
         except ValueError:
             value = None
         if not (isinstance(value, list) and len(value) <= 8 and all(
@@ -307,7 +307,7 @@ def _python_rows(conn, limits: Limits, limit: int) -> list[str]:
     for key, value in conn.execute("SELECT key, value FROM meta WHERE typeof(value) = 'text' "
                                    f"AND length(value) <= {limits.max_meta_bytes}"):
         try:
-            decoded = json.loads(value)
+            decoded = untrusted_json.loads(value)
         except ValueError:
             out.append(f"meta row {key!r}: the value is not valid JSON")
             continue
