@@ -37,7 +37,7 @@ def test_click_on_background_runs_sam_and_adds_its_mask(widget, wait, small_sam,
     from cellseek.segment.sam import SamSegmenter
 
     c = widget.controller
-    monkeypatch.setattr(type(c), "precompute_sam", lambda self: None)  # tested below
+    monkeypatch.setattr(type(c), "precompute_sam", lambda self, config=None: None)  # below
     widget.segment.method.setCurrentText("classical")
     widget.segment.run()
     wait(widget)
@@ -116,6 +116,35 @@ def test_the_next_planes_are_encoded_in_the_background(widget, wait, small_sam, 
         index = item.index_of(last)
         rows, cols = np.nonzero(np.asarray(layer.data)[index] == 0)
         c.segment_at(item, last, (int(rows[0]), int(cols[0])), widget.segment.config())
+        wait(widget)
+    finally:
+        sam.model.image_encoder.forward = original
+    assert runs == []
+
+
+def test_switching_clicks_on_encodes_the_stack_before_the_first_click(widget, wait, small_sam,
+                                                                      qtbot):
+    """Click-to-segment on: SAM is loaded and the planes are encoded in the background, the
+    plane on screen first, so even the first click runs no encoder (issue 15)."""
+    c = widget.controller
+    widget.segment.method.setCurrentText("classical")
+    widget.segment.run()
+    wait(widget)
+    item = c.current
+    assert c._sam is None  # no click yet: nothing loaded
+    widget.segment.click_mode.setChecked(True)
+    qtbot.waitUntil(lambda: c._sam is not None and c._precompute is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: c._precompute is None or not c._precompute.is_running,
+                    timeout=300_000)
+    sam = c._sam
+    assert all(sam.is_embedded(item.plane(k)) for k in item.planes())
+    runs = []
+    original = sam.model.image_encoder.forward
+    sam.model.image_encoder.forward = lambda x: runs.append(x) or original(x)
+    try:
+        key = c.current_plane()
+        rows, cols = np.nonzero(np.asarray(item.cells_layer.data)[item.index_of(key)] == 0)
+        c.segment_at(item, key, (int(rows[0]), int(cols[0])), widget.segment.config())
         wait(widget)
     finally:
         sam.model.image_encoder.forward = original

@@ -82,6 +82,8 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
             self.current_changed.emit(item)
         if item is not None and self.session is not None and item.image_id is None:
             self.link_images([item])
+        if item is not None and self._sam is not None:
+            self.precompute_sam()  # SAM is in use: the new image's planes next
         return item
 
     def current_plane(self):

@@ -194,4 +194,4 @@ class SegmentPanel(QWidget):
             return
         self.sam_model.setText(self.controller.sam_choice()[1])
         self.sam_model.setVisible(True)
-        self.controller.precompute_sam()
+        self.controller.precompute_sam(self.config())

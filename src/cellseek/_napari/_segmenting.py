@@ -157,17 +157,21 @@ class SegmentingMixin:
         self.add_cell_mask(item, mask, key)
         self.precompute_sam()  # the next planes, now that the model is loaded
 
-    def _sam_point_work(self, plane, point, config: SegmentConfig):
-        """SAM point prompt; the process's shared segmenter (one model, one embedding cache,
-        also used by the pre-computation) is kept."""
-        yield Progress(0, 1, "sam", "point prompt")
+    def _shared_sam(self, config: SegmentConfig):
+        """The process's shared SAM segmenter (one model, one embedding cache for clicks and
+        pre-computation), loaded on first use (call it from a worker: it imports torch)."""
         if self._sam is None:
             from cellseek.segment.sam import shared_segmenter
 
             self._sam = shared_segmenter(config.sam_model,
                                          weights_dir=self.config.embed.weights_dir,
                                          device=self.config.embed.device)
-        mask = self._sam.segment_point(plane, point)
+        return self._sam
+
+    def _sam_point_work(self, plane, point, config: SegmentConfig):
+        """SAM point prompt on the shared segmenter."""
+        yield Progress(0, 1, "sam", "point prompt")
+        mask = self._shared_sam(config).segment_point(plane, point)
         yield Progress(1, 1, "sam", "done")
         return mask
 
@@ -182,30 +186,40 @@ class SegmentingMixin:
         except Exception as exc:  # noqa: BLE001 - the panel shows why, nothing else depends
             return None, f"SAM: {exc}"
 
-    def precompute_sam(self) -> None:
+    def precompute_sam(self, config: SegmentConfig | None = None) -> None:
         """Embed the plane on screen, then the next ones, for SAM in the background.
 
         Runs beside the job queue (it never delays a user's action) and restarts from the new
-        plane whenever the user moves: clicks on the next time point then wait for nothing
-        (the encoder is thread-safe; a click waits for an encoding of its own plane under way).
+        plane whenever the user moves or picks another image: clicks on the next time point
+        then wait for nothing (the encoder is thread-safe; a click waits for an encoding of its
+        own plane under way).
+
+        Parameters
+        ----------
+        config : SegmentConfig, optional
+            Given when click-to-segment is switched on: the SAM model is loaded in the
+            background if no click loaded it yet, so the first click finds its plane encoded.
+            Without it, nothing happens until SAM is loaded.
         """
         item = self.current
-        if item is None or self._sam is None:
+        if item is None or (self._sam is None and config is None):
             return
         from napari.qt.threading import create_worker
 
         from cellseek.segment.sam import precompute_order
 
         self.stop_precompute()
-        if len(item.planes()) < 2:
-            return
         keys = item.planes()
         current = item.current_key(self.viewer)
         if current not in keys:
             return
         order = precompute_order(keys, current)
-        work = self._sam.precompute((k, (lambda k=k: item.plane(k))) for k in order)
-        self._precompute = create_worker(lambda: (yield from work), _start_thread=True)
+
+        def work():
+            sam = self._shared_sam(config) if config is not None else self._sam
+            return (yield from sam.precompute((k, (lambda k=k: item.plane(k))) for k in order))
+
+        self._precompute = create_worker(work, _start_thread=True)
 
     def stop_precompute(self) -> None:
         """Stop a pre-computation under way (the user moved, or the widget closes)."""
