@@ -188,3 +188,26 @@ def test_debug_switch_runs_the_same_queue_on_the_calling_thread(widget, monkeypa
     runner.run("First", _slow([], n=2, result="first"), on_returned=first_done)
     assert order == ["first", "follow", "later"] and not runner.busy
     assert runner.last_thread is threading.main_thread()
+
+
+def test_cancel_during_a_single_step_job_keeps_its_result(widget, qtbot):
+    """A merge or an export is one step: Cancel cannot stop it, and what it did is reported,
+    not called "cancelled"."""
+    import threading as _threading
+
+    from cellseek._napari._jobs import call_work
+
+    runner = widget.controller.runner
+    started, release, got = _threading.Event(), _threading.Event(), []
+
+    def one_step():
+        started.set()
+        release.wait(10)
+        return "written"
+
+    job = runner.run("Export", call_work(one_step), on_returned=got.append)
+    qtbot.waitUntil(started.is_set, timeout=5_000)
+    widget.cancel()
+    release.set()
+    qtbot.waitUntil(lambda: not runner.busy, timeout=5_000)
+    assert got == ["written"] and job.state == "done"

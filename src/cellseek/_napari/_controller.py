@@ -202,8 +202,7 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
         """Build the reference index in a job (imports FAISS off the GUI thread)."""
         def work(session):
             yield Progress(0, 1, "index", "building the reference index")
-            session.index()
-            yield Progress(1, 1, "index", "ready")
+            session.index()  # one step: Cancel cannot stop it midway (see call_work)
 
         return self._session_job("Preparing the index", work)
 

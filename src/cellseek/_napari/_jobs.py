@@ -20,8 +20,12 @@ def warn(text: str) -> None:
 
 
 def call_work(func, *args, **kwargs):
-    """A job (a generator) that calls ``func(*args, **kwargs)`` once and returns its result."""
+    """A job (a generator) that calls ``func(*args, **kwargs)`` once and returns its result.
+
+    The call is one step (a merge or an export is one transaction or one copy): Cancel cannot
+    stop it midway, so no progress step follows it, where a pending Cancel would stop the job
+    after the work was done and drop its result (the status said "cancelled" for an export
+    whose files were written).
+    """
     yield Progress(0, 1, "", "")
-    result = func(*args, **kwargs)
-    yield Progress(1, 1, "", "done")
-    return result
+    return func(*args, **kwargs)

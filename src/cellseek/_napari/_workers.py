@@ -260,12 +260,17 @@ class WorkRunner(QObject):
     def _start_worker(self, job: Job, gen: Generator) -> None:
         from napari.qt.threading import create_worker
 
-        worker = create_worker(lambda: (yield from gen), _start_thread=False,
-                               _ignore_errors=True)
+        completed = []  # the generator's value once it ran to its end
+
+        def run():
+            completed.append((yield from gen))
+            return completed[0]
+
+        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_yield)
         worker.returned.connect(lambda value: self._returned(job, value))
         worker.errored.connect(lambda exc: self._errored(job, exc))
-        worker.finished.connect(lambda: self._worker_finished(job))
+        worker.finished.connect(lambda: self._worker_finished(job, completed))
         job.worker = worker
         worker.start()
 
@@ -278,7 +283,11 @@ class WorkRunner(QObject):
         job.state = "failed"
         self._failed(job, exc)
 
-    def _worker_finished(self, job: Job) -> None:
+    def _worker_finished(self, job: Job, completed=()) -> None:
+        if job.state == "running" and completed:
+            # quit() came after the work's last step: the worker emits no result, but the
+            # work is done (a merge or an export cannot be stopped midway); deliver it
+            self._returned(job, completed[0])
         if job.state == "running":  # quit() before the end: neither returned nor errored
             job.state = "cancelled"
         self._end(job, job.state)

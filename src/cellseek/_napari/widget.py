@@ -201,7 +201,8 @@ class CellseekWidget(QWidget):
         stopped = self.controller.runner.cancel()
         if stopped:
             rest = f"; dropped {len(stopped) - 1} waiting" if len(stopped) > 1 else ""
-            self.say(f"Cancelling {stopped[0].what.lower()}{rest}.")
+            self.say(f"Cancelling {stopped[0].what.lower()} (it stops at its next step; a "
+                     f"single step such as a merge or an export finishes){rest}.")
         return stopped
 
     @guarded("Selecting a cell")
