@@ -110,6 +110,17 @@ def test_clicks_and_review_queue_across_images(plate_session, wait):
     wait(w)
     assert c.current.image_layer.name in w.plots.ax_comp.get_title()
     assert w.plots.comp.counts.sum() == len(c.current.table)
+    # the user shows the other image from the layer list: the plot and the Segment tab follow
+    viewer.window.show()
+    shown = b2 if c.current is a1 else a1
+    hidden = a1 if shown is b2 else b2
+    for layer in (hidden.image_layer, hidden.cells_layer):
+        layer.visible = False
+    shown.image_layer.visible = True
+    wait(w)
+    assert c.current is shown and w.segment.image_layer() is shown.image_layer
+    assert shown.image_layer.name in w.plots.ax_comp.get_title()
+    assert w.plots.comp.counts.sum() == len(shown.table)
 
 
 def test_reopening_restores_every_open_image(plate_session, make_napari_viewer, wait):

@@ -65,6 +65,7 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
         self._sam = None
         self._precompute = None
         self.viewer.dims.events.current_step.connect(self._on_step)
+        self.registry.on_shown = self._on_image_shown
         for item in self.registry.adopt_all():  # cells layers an earlier widget left behind
             self._recolour(item)
 
@@ -72,6 +73,12 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
         """The user moved through the stack: SAM pre-computation restarts from the new plane."""
         if self._sam is not None:
             self.precompute_sam()
+
+    def _on_image_shown(self, item: OpenImage) -> None:
+        """The user made an open image visible: it becomes the image under annotation, so the
+        panels (the composition plot, the Segment tab) follow the image on screen."""
+        if item is not self.current:
+            self.set_image_layer(item.image_layer)
 
     # ------------------------------------------------------------------ images
     def set_image_layer(self, layer) -> OpenImage | None:

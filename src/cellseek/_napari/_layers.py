@@ -216,6 +216,9 @@ class LayerRegistry:
         self.opacity = CELLS_OPACITY
         #: Called with an :class:`OpenImage` to recolour it (set by the controller).
         self.on_plane_changed = None
+        #: Called with an :class:`OpenImage` whose image layer the user made visible.
+        self.on_shown = None
+        self._visible_hooks: list = []  # (layer, callback) to disconnect at close
         self._last_step = 0.0
         self._recolour_timer = QTimer()
         self._recolour_timer.setSingleShot(True)
@@ -228,6 +231,10 @@ class LayerRegistry:
     def close(self) -> None:
         """Stop listening to the viewer."""
         self._recolour_timer.stop()
+        for layer, callback in self._visible_hooks:
+            layer.events.visible.disconnect(callback)
+        self._visible_hooks = []
+        self.on_shown = None
         self.viewer.layers.events.removed.disconnect(self._on_removed)
         self.viewer.dims.events.current_step.disconnect(self._on_dims)
         self.viewer.dims.events.ndisplay.disconnect(self._on_dims)
@@ -237,6 +244,9 @@ class LayerRegistry:
         for item in list(self.images):
             if item.image_layer is layer:
                 self.images.remove(item)
+                for hook in [h for h in self._visible_hooks if h[0] is layer]:
+                    layer.events.visible.disconnect(hook[1])
+                    self._visible_hooks.remove(hook)
             elif item.cells_layer is layer:
                 item.cells_layer = None
                 item.coloured_plane = None
@@ -280,6 +290,13 @@ class LayerRegistry:
         item = OpenImage(layer, image_data_from_layer(layer), layer_axes(layer))
         item.cells_layer = self._adopt(layer)
         self.images.append(item)
+
+        def shown(event=None, item=item):
+            if item.image_layer.visible and self.on_shown is not None and item in self.images:
+                self.on_shown(item)
+
+        layer.events.visible.connect(shown)
+        self._visible_hooks.append((layer, shown))
         return item
 
     def _adopt(self, image_layer):

@@ -49,11 +49,22 @@ class PlotsPanel(QWidget):
         controller.labels_changed.connect(self._follow_image)
 
     def _follow_image(self, *args) -> None:
-        """Redraw the composition when the image on screen (or its labels) changed."""
-        if self.canvas is not None and self.isVisible():
-            self.ax_comp.clear()
-            self._draw_composition()
-            self.canvas.draw_idle()
+        """Redraw the composition when the image on screen (or its labels) changed; while the
+        panel is hidden, once it is shown again."""
+        if self.canvas is None:
+            return
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
+        self.ax_comp.clear()
+        self._draw_composition()
+        self.canvas.draw_idle()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if getattr(self, "_stale", False):
+            self._follow_image()
 
     def _ensure_canvas(self):
         if self.canvas is None:
