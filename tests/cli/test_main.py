@@ -64,6 +64,12 @@ def test_segment_writes_every_image_of_a_folder_outside_it(tmp_path, capsys):
     # never into the input folder
     assert main(["segment", str(fields), "-q", "-o", str(fields / "sub")]) == 1
     assert "inside the input folder" in capsys.readouterr().err
+    # nor into (or above) the folder of an image given as a file or a glob
+    for spec, target in ((fields / "f0.png", fields), (str(fields / "*.png"), fields),
+                         (fields / "f1.png", tmp_path)):
+        assert main(["segment", str(spec), "-q", "-o", str(target)]) == 1
+        assert "holds the input image" in capsys.readouterr().err
+    assert sorted(p.name for p in fields.iterdir()) == ["f0.png", "f1.png", "f2.png"]
     # a later embed of a folder that holds the label folder does not take them for images
     (tmp_path / "all").mkdir()
     out.rename(tmp_path / "all" / "labels")
@@ -211,3 +217,28 @@ def test_bench_writes_json_for_every_benchmark(tmp_path, capsys, which):
     result = json.loads(out.read_text())
     assert result, "an empty benchmark result"
     assert f"JSON -> {out}" in capsys.readouterr().out
+
+
+def test_segment_output_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    fields = _fields(tmp_path / "fields", seeds=(0, 1))
+    out = tmp_path / "labels"
+    (out / "f0_labels.tif").mkdir(parents=True)  # a folder where a label image should go
+    assert main(["segment", str(fields), "--method", "classical", "-q", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "f0_labels.tif: cannot write the label image" in err and "Traceback" not in err
+    assert (out / "f1_labels.tif").is_file()  # the other image was still written
+
+    import errno
+
+    import tifffile
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tifffile, "imwrite", full)
+    full_out = tmp_path / "full"
+    assert main(["segment", str(fields), "--method", "classical", "-q", "-o",
+                 str(full_out)]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert not [p for p in full_out.iterdir() if p.name.endswith(".tmp")]  # no debris

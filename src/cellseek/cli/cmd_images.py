@@ -24,7 +24,7 @@ def cmd_segment(args) -> int:
     cfg = config_from_args(args)
     paths = image_inputs(args.images)
     out = Path(args.output)
-    check_output_folder(out, args.images)
+    check_output_folder(out, args.images, paths)
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / LABELS_MARKER).write_text("label images written by cellseek segment\n")

@@ -62,11 +62,14 @@ def image_inputs(specs: Sequence[str]) -> list[Path]:
     return paths
 
 
-def check_output_folder(output: Path, inputs: Sequence[str]) -> None:
-    """Refuse an output folder that is, or lies inside, a folder the user gave as input.
+def check_output_folder(output: Path, inputs: Sequence[str], images: Sequence = ()) -> None:
+    """Refuse an output folder that is, or lies inside, a folder the user gave as input, or
+    that holds (at any depth) an image being segmented.
 
-    Label images written there would be picked up as images by a later ``embed`` of that
-    folder.
+    Label images written inside an input folder would be picked up as images by a later
+    ``embed`` of that folder; and the folder marker that hides them
+    (:data:`cellseek.io.inputs.LABELS_MARKER`) would hide every image below the output folder
+    from later folder scans.
     """
     out = Path(output).expanduser().resolve()
     for spec in inputs:
@@ -78,3 +81,10 @@ def check_output_folder(output: Path, inputs: Sequence[str]) -> None:
             raise CellseekError(
                 f"{output}: the output folder lies inside the input folder {spec}; label images "
                 "written there would be read as images later. Choose a folder outside it (-o).")
+    for image in images:
+        folder = Path(image).expanduser().resolve().parent
+        if out == folder or out in folder.parents:
+            raise CellseekError(
+                f"{output}: the output folder holds the input image {image}; label images "
+                "written there would be read as images later, and the folder would be skipped "
+                "by later folder scans. Choose a folder outside it (-o).")

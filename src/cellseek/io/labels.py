@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellseek.errors import ImageReadError
+from cellseek.errors import CellseekError, ImageReadError
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +57,12 @@ def write_labels(path, labels) -> Path:
     if labels.ndim < 2:
         raise ValueError(f"{path}: labels must have at least 2 dimensions, not {labels.shape}")
     data = labels.astype(_storage_dtype(labels), copy=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # open(..., "xb") creates the file with the user's umask (mkstemp would make it 0600)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "xb"):
-        pass
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # open(..., "xb") creates the file with the user's umask (mkstemp would make it 0600)
+        with open(tmp, "xb"):
+            pass
         tifffile.imwrite(
             tmp,
             data,
@@ -71,6 +71,10 @@ def write_labels(path, labels) -> Path:
             metadata={"axes": _axes(data.ndim)},
         )
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise CellseekError(f"{path}: cannot write the label image "
+                            f"({err.strerror or err}); nothing was written there") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
