@@ -120,6 +120,16 @@ def test_a_failed_embed_leaves_no_new_store_and_model_sets_are_checked(tmp_path,
     assert main(["embed", str(fields), "--store", str(store), "--preset", "paper", "-q"]) == 1
     err = capsys.readouterr().err
     assert "holds the models classical" in err and "Traceback" not in err
+    # the same through the batch path (workers)
+    assert main(["embed", str(fields), "--store", str(store), "--preset", "paper",
+                 "--scheduler", "sync", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "holds the models classical" in err and "Traceback" not in err
+    other = tmp_path / "other.cellseek"
+    assert main(["embed", str(bad), "--store", str(other), "--scheduler", "sync", "-q"]) == 1
+    capsys.readouterr()
+    assert not other.exists()
+    assert not (tmp_path / "other.cellseek.shards").exists()
 
 
 @pytest.mark.parametrize("argv, message", [

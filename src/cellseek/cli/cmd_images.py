@@ -71,7 +71,6 @@ def _open_or_create(store_path, cfg, args):
     error, not silently ignored.
     """
     from cellseek.errors import StoreExistsError
-    from cellseek.pipeline import resolve_models
     from cellseek.session import Session
 
     created = False
@@ -82,15 +81,35 @@ def _open_or_create(store_path, cfg, args):
             session, created = Session.create(store_path, cfg), True
         except StoreExistsError:  # another command created it a moment ago: use that one
             session = Session.open(store_path, cfg)
-    if not created and (getattr(args, "preset", None) or getattr(args, "models", None)):
-        wanted = resolve_models(cfg)
-        if tuple(wanted) != tuple(session.models):
+    if not created:
+        try:
+            _check_requested_models(store_path, cfg, args, session.models)
+        except IncompatibleStoreError:
             session.close()
-            raise IncompatibleStoreError(
-                f"{store_path}: this reference set holds the models "
-                f"{', '.join(session.models)}; --preset/--models asked for "
-                f"{', '.join(wanted)}. Leave them out, or give a new --store.")
+            raise
     return session, created
+
+
+def _check_requested_models(store_path, cfg, args, held=None) -> None:
+    """Refuse ``--preset``/``--models`` naming another model set than an existing store holds
+    (``held``: its models, read from the store when not given)."""
+    from cellseek.pipeline import resolve_models
+
+    if not (getattr(args, "preset", None) or getattr(args, "models", None)):
+        return
+    if held is None:
+        if not Path(store_path).exists():
+            return
+        from cellseek.session import Session
+
+        with Session.open(store_path, cfg, readonly=True) as session:
+            held = session.models
+    wanted = resolve_models(cfg)
+    if tuple(wanted) != tuple(held):
+        raise IncompatibleStoreError(
+            f"{store_path}: this reference set holds the models {', '.join(held)}; "
+            f"--preset/--models asked for {', '.join(wanted)}. Leave them out, or give a new "
+            "--store.")
 
 
 def _remove_new_store(path) -> None:
@@ -131,6 +150,7 @@ def cmd_embed(args) -> int:
     if args.workers or args.scheduler:
         from cellseek.batch.runner import embed_many
 
+        _check_requested_models(args.store, cfg, args)
         summary = embed_many(args.images, args.store, cfg, scheduler=args.scheduler,
                              n_workers=args.workers, progress=not args.quiet,
                              plane_kw={"z_mode": args.z_mode}, source=args.source)
