@@ -102,6 +102,18 @@ def test_unreadable_image_and_contradicting_copies_are_refused(tmp_path):
         assert session.store.n_cells() == 4
 
 
+@pytest.mark.parametrize("value", [0, 255])
+def test_an_empty_crop_is_refused_not_stored_as_a_cell(tmp_path, value):
+    csv, _ = _labelled_set(tmp_path / "set", 4)
+    Image.fromarray(np.full((64, 64, 3), value, np.uint8)).save(tmp_path / "set" / "cell0001.png")
+    with pytest.raises(CellseekError, match=r"row 3: cell0001.png: image is constant.*no cell"):
+        run_work(check_labelled_csv(csv))
+    from cellseek.pipeline import single_cell_labels
+
+    with pytest.raises(CellseekError, match="constant"):
+        single_cell_labels(np.full((64, 64, 3), value, np.uint8))
+
+
 def test_rerun_completes_an_import_an_old_version_left_half_done(tmp_path):
     """An older cellseek stored images and cells, then was killed before their labels."""
     from cellseek.io import content_hash, read_image

@@ -400,7 +400,11 @@ def single_cell_labels(plane: np.ndarray) -> np.ndarray:
     """Label image (0/1) of the cell nearest the centre of a single-cell image."""
     from cellseek.segment.classical import central_cell_mask
 
-    mask = central_cell_mask(np.asarray(plane))
+    plane = np.asarray(plane)
+    if plane.size and (plane == plane.flat[0]).all():
+        raise CellseekError(f"the image is constant (every pixel is {plane.flat[0]}): "
+                            "no cell to take")
+    mask = central_cell_mask(plane)
     if not mask.any():
         raise CellseekError("no cell found near the image centre")
     return mask.astype(np.int32)

@@ -69,9 +69,14 @@ def check_labelled_csv(csv_path) -> Work[CheckedCsv]:
         if i % 50 == 0:
             yield Progress(i, len(lset.paths), "check", path.name)
         try:
-            digest = content_hash(read_image(path))
+            image = read_image(path)
+            digest = content_hash(image)
         except CellseekError as err:
             raise CellseekError(f"{where}, row {i + 2}: {err}; nothing was saved") from None
+        constant = [w for w in image.metadata.get("warnings", []) if "is constant" in w]
+        if constant:
+            raise CellseekError(f"{where}, row {i + 2}: {constant[0]}: it shows no cell to "
+                                "keep as a reference; nothing was saved. Remove the row.")
         hashes.append(digest)
         if digest not in by_hash:
             by_hash[digest] = i
