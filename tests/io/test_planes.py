@@ -104,3 +104,25 @@ def test_plane_to_uint8_rgb_follows_the_float_convention():
     out = plane_to_uint8_rgb(grey16)
     assert out.dtype == np.uint8 and out.shape == (8, 8, 3) and np.array_equal(out, expect)
     assert out.min() == 0 and out.max() == 255  # grey is stretched, not divided by 65535
+
+
+@pytest.mark.parametrize("make", [
+    lambda rgb: rgb,                                   # uint8
+    lambda rgb: rgb.astype(np.uint16),                 # uint16 holding 8-bit values
+    lambda rgb: rgb.astype(np.uint16) * 257,           # true 16-bit
+    lambda rgb: rgb.astype(np.float32) / 255,          # float in [0, 1]
+    lambda rgb: rgb.astype(np.float64) * 4.0 + 10,     # float in other units
+])
+def test_segmentation_and_crops_see_the_same_rgb(make):
+    """One plane -> RGB rule: what the classical segmenter thresholds and what crops and
+    embedders see (issue 10)."""
+    from cellseek.segment.stain import to_float_rgb
+
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    plane = make(rgb)
+    crops = plane_to_float_rgb(plane)
+    segmentation, valid = to_float_rgb(plane)
+    assert valid.all()
+    np.testing.assert_allclose(crops, segmentation, atol=1e-6)
+    if plane.dtype.kind in "ui":  # integer RGB: the 8-bit values come back
+        np.testing.assert_allclose(crops * 255, rgb, atol=1e-3)

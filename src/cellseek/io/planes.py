@@ -152,13 +152,38 @@ def _project(img: ImageData, t: int, n_z: int, c, mode: str) -> np.ndarray:
 STRETCH_PERCENTILES = (0.5, 99.5)
 
 
+def rgb_range(rgb: np.ndarray, finite: np.ndarray | None = None) -> tuple[float, float]:
+    """``(offset, scale)`` that map an RGB plane's values to [0, 1]: ``(rgb - offset) / scale``.
+
+    Integer RGB: its dtype's maximum, or 255 when a wider integer type holds only 8-bit values
+    (uint16 files written from 8-bit RGB); float RGB already within [0, 1] is kept, other float
+    RGB is scaled by the range of its finite values (``finite``: where they are). Colours keep
+    their balance: one offset and one scale for the three channels. The rule segmentation
+    (:func:`cellseek.segment.stain.to_float_rgb`) and crops (:func:`plane_to_float_rgb`) share.
+    """
+    if rgb.dtype == bool:
+        return 0.0, 1.0
+    if np.issubdtype(rgb.dtype, np.integer):
+        vmax = float(rgb.max()) if rgb.size else 1.0
+        wide = rgb.dtype != np.uint8 and vmax <= 255
+        return 0.0, 255.0 if wide else float(np.iinfo(rgb.dtype).max)
+    values = rgb[finite] if finite is not None else rgb[np.isfinite(rgb)]
+    if not values.size:
+        return 0.0, 1.0
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0 and hi <= 1:
+        return 0.0, 1.0
+    lo = min(lo, 0.0)
+    return lo, max(hi - lo, 1e-12)
+
+
 def plane_to_float_rgb(plane: np.ndarray) -> np.ndarray:
     """Any plane as float32 ``(Y, X, 3)`` RGB in [0, 1] (the input is not modified).
 
-    The one convention of cellseek: integer RGB(A) is divided by its dtype's maximum (alpha
-    dropped); bool becomes 0/1; grey planes and float RGB are stretched linearly between their
-    0.5th and 99.5th percentiles (NaN and infinities ignored, then set to 0) and grey is repeated
-    to three channels.
+    The one convention of cellseek: RGB(A) is scaled by :func:`rgb_range` (integer RGB by its
+    dtype's maximum, float RGB kept in [0, 1]; alpha dropped; NaN and infinities set to 0);
+    bool becomes 0/1; grey planes are stretched linearly between their 0.5th and 99.5th
+    percentiles (NaN and infinities ignored, then set to 0) and repeated to three channels.
 
     Parameters
     ----------
@@ -183,8 +208,13 @@ def plane_to_float_rgb(plane: np.ndarray) -> np.ndarray:
     if arr.dtype == bool:
         arr = arr.astype(np.float32)
         return arr if arr.ndim == 3 else np.repeat(arr[..., None], 3, axis=-1)
-    if arr.ndim == 3 and np.issubdtype(arr.dtype, np.integer):
-        return (arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)).clip(0, 1)
+    if arr.ndim == 3:
+        finite = np.isfinite(arr).all(axis=-1) if arr.dtype.kind == "f" else None
+        lo, scale = rgb_range(arr, finite)
+        out = (arr.astype(np.float32) - np.float32(lo)) / np.float32(scale)
+        if finite is not None:
+            out = np.where(finite[..., None], out, 0.0)
+        return out.clip(0, 1).astype(np.float32)
     arr = arr.astype(np.float32)
     finite = np.isfinite(arr)
     if not finite.any():

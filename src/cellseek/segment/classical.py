@@ -32,13 +32,13 @@ import warnings
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import gaussian, threshold_otsu
+from skimage.filters import gaussian
 from skimage.measure import regionprops
 from skimage.morphology import disk
 from skimage.segmentation import watershed
 
 from cellseek.errors import CellseekError
-from cellseek.segment.filters import fill_label_holes, filter_labels
+from cellseek.segment.filters import fill_label_holes, filter_labels, otsu_threshold
 from cellseek.segment.label_free import central_object, segment_label_free, split_touching
 from cellseek.segment.modality import LABEL_FREE, label_free_modality
 from cellseek.segment.stain import (
@@ -187,14 +187,6 @@ def _binary(op, mask: np.ndarray, radius: int) -> np.ndarray:
     return _dilate(_erode(mask, r), r)
 
 
-def _otsu(values: np.ndarray) -> float:
-    values = values[np.isfinite(values)]
-    if values.size == 0 or values.min() == values.max():
-        return float(values.max()) if values.size else 0.0
-    step = max(1, values.size // 200_000)
-    return float(threshold_otsu(values[::step]))
-
-
 # --------------------------------------------------------------------------------------------
 # stained pipeline
 
@@ -203,7 +195,7 @@ def _nucleus_groups(
     nuc: np.ndarray, valid: np.ndarray, *, min_nucleus_area: int, lobe_gap: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nucleus mask and nucleus-group labels (lobes of one cell share a label)."""
-    thr = max(_otsu(nuc[valid]), _NUC_MIN_THRESHOLD)
+    thr = max(otsu_threshold(nuc[valid]), _NUC_MIN_THRESHOLD)
     mask = (nuc > thr) & valid
     mask = ndi.binary_opening(mask, structure=disk(1))
     lab, n = ndi.label(mask)
@@ -262,7 +254,7 @@ def _grow_cells(
     # purple-ness relative to the background: chromatin >> cytoplasm > background > pink RBCs
     purple = smooth[..., 2] - 0.5 * (smooth[..., 0] + smooth[..., 1])
     purple = gaussian(purple - float(bg[2] - 0.5 * (bg[0] + bg[1])), sigma=1.5)
-    fg_thr = min(_otsu(grey[valid]), float(bg.mean()) - 0.03)
+    fg_thr = min(otsu_threshold(grey[valid]), float(bg.mean()) - 0.03)
     foreground = (grey < fg_thr) & valid
     nuc_level = float(np.median(purple[nuc_mask])) if nuc_mask.any() else 0.25
     cyt_thr = max(0.15 * nuc_level, 0.03)

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["border_labels", "fill_label_holes", "filter_labels"]
+__all__ = ["border_labels", "fill_label_holes", "filter_labels", "otsu_threshold"]
 
 
 def border_labels(labels: np.ndarray) -> np.ndarray:
@@ -109,3 +109,17 @@ def fill_label_holes(labels: np.ndarray) -> np.ndarray:
         sub = out[sl]
         sub[filled & (sub == 0)] = i
     return out
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of the finite values (a sample of at most about 200,000 of them).
+
+    A constant or empty input gives its value (or 0) instead of scikit-image's error.
+    """
+    from skimage.filters import threshold_otsu
+
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.min() == values.max():
+        return float(values.max()) if values.size else 0.0
+    step = max(1, values.size // 200_000)
+    return float(threshold_otsu(values[::step]))

@@ -21,9 +21,10 @@ import logging
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import gaussian, threshold_otsu
+from skimage.filters import gaussian
 from skimage.segmentation import watershed
 
+from cellseek.segment.filters import otsu_threshold
 from cellseek.segment.modality import LABEL_FREE, background_level, label_free_modality
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,6 @@ TEXTURE_SCALE = 1.5
 NOISE_SCALE = 5.0
 #: :func:`central_object` joins fragments within this fraction of the image's short side.
 FRAGMENT_GAP = 0.03
-
-
-def _otsu(values: np.ndarray) -> float:
-    values = values[np.isfinite(values)]
-    if values.size == 0 or values.min() == values.max():
-        return float(values.max()) if values.size else 0.0
-    step = max(1, values.size // 200_000)
-    return float(threshold_otsu(values[::step]))
 
 
 def _disc_op(op, mask: np.ndarray, radius: int) -> np.ndarray:
@@ -131,7 +124,7 @@ def foreground(
         std = np.sqrt(np.clip(sq - mean * mean, 0, None))
         score = np.maximum(np.abs(dev), std)
     score = np.where(valid, score, 0)
-    thr = max(OTSU_SCALE * _otsu(score[valid]), NOISE_SCALE * noise_s)
+    thr = max(OTSU_SCALE * otsu_threshold(score[valid]), NOISE_SCALE * noise_s)
     mask = (score > thr) & valid
     mask = _disc_op("close", mask, 1)
     mask = ndi.binary_fill_holes(mask)

@@ -35,9 +35,10 @@ def to_float_rgb(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Parameters
     ----------
     plane : ndarray
-        ``(Y, X, 3)`` or ``(Y, X, 4)``; integer planes are divided by their dtype maximum (uint16
-        planes holding 8-bit values are divided by 255), float planes already in [0, 1] are kept,
-        other float planes are scaled by their finite maximum. Not modified.
+        ``(Y, X, 3)`` or ``(Y, X, 4)``, scaled by :func:`cellseek.io.planes.rgb_range`, the rule
+        crops use too (integer planes by their dtype maximum, or 255 for wider integers holding
+        8-bit values; float planes in [0, 1] kept, others scaled by their finite range). Not
+        modified.
 
     Returns
     -------
@@ -49,22 +50,20 @@ def to_float_rgb(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     arr = np.asarray(plane)
     if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
         raise ValueError(f"an RGB plane must be (Y, X, 3), got shape {arr.shape}")
+    from cellseek.io.planes import rgb_range
+
     arr = arr[..., :3]
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.integer):
-        vmax = float(arr.max()) if arr.size else 1.0
-        scale = 255.0 if (arr.dtype != np.uint8 and vmax <= 255) else float(np.iinfo(arr.dtype).max)
-        rgb = arr.astype(np.float32) / np.float32(scale)
+    if arr.dtype.kind != "f":
+        lo, scale = rgb_range(arr)
+        rgb = (arr.astype(np.float32) - np.float32(lo)) / np.float32(scale)
         return np.clip(rgb, 0, 1), np.ones(arr.shape[:2], bool)
     rgb = arr.astype(np.float32)
     valid = np.isfinite(rgb).all(axis=-1)
+    lo, scale = rgb_range(rgb, valid)
     if not valid.all():
         fill = np.median(rgb[valid], axis=0) if valid.any() else np.zeros(3, np.float32)
         rgb = np.where(valid[..., None], rgb, fill[None, None, :]).astype(np.float32)
-    lo, hi = (float(rgb[valid].min()), float(rgb[valid].max())) if valid.any() else (0.0, 1.0)
-    if lo < 0 or hi > 1:
-        rgb = (rgb - min(lo, 0.0)) / np.float32(max(hi - min(lo, 0.0), 1e-12))
+    rgb = (rgb - np.float32(lo)) / np.float32(scale)
     return np.clip(rgb, 0, 1).astype(np.float32), valid
 
 
