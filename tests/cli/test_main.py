@@ -139,6 +139,7 @@ def test_a_failed_embed_leaves_no_new_store_and_model_sets_are_checked(tmp_path,
     (["embed", "x", "--store", "s", "--workers", "-2"], "at least 1"),
     (["evaluate", "--reference", "r.csv", "--folds", "1"], "at least 2"),
     (["bench", "--sizes", "10,-1"], "at least 1"),
+    (["embed", "x", "--store", "s", "--device", "banana"], "not a device"),
 ])
 def test_option_values_out_of_range_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

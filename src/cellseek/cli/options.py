@@ -20,6 +20,16 @@ def at_least(low: int):
     return parse
 
 
+def device(text: str) -> str:
+    """An argparse type: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use auto, cpu, cuda, "
+                                         "cuda:N or mps")
+    return text
+
+
 def fraction(text: str) -> float:
     """An argparse type: a number between 0 and 1."""
     try:
@@ -83,7 +93,7 @@ def add_common(p: argparse.ArgumentParser, *, models=True, segment=False,
     if models if weights is None else weights:
         p.add_argument("--weights-dir", help="local folder of model weights, SAM's included "
                        "(default $CELLSEEK_WEIGHTS_DIR)")
-        p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+        p.add_argument("--device", type=device, help="auto (default), cpu, cuda or mps")
     if segment:
         p.add_argument("--method", choices=["auto", "sam", "classical"],
                        help="segmenter (default auto: SAM when its weights are present)")
