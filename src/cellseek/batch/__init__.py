@@ -2,9 +2,9 @@
 
 Layout
 ------
-inputs.py
-    :func:`~cellseek.io.inputs.collect_inputs`: folder, plate export, list file or glob ->
-    image paths.
+(inputs: :func:`cellseek.io.inputs.collect_inputs`, folder, plate export, list file or glob ->
+image paths.)
+
 shards.py
     One ``.npz`` shard per image (cells, float16 embeddings, label images, thumbnails), keyed by
     the image's content hash and the model-set signature, written atomically.

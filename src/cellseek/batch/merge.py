@@ -31,6 +31,7 @@ from pathlib import Path
 from cellseek.batch.shards import read_shard
 from cellseek.config import Config
 from cellseek.errors import IncompatibleStoreError, StoreExistsError
+from cellseek.store import untrusted_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,14 @@ def _check_config(store, config: Config) -> None:
     raw = store.meta("config")
     if not raw:
         return
-    crop = json.loads(raw).get("crop")
+    try:
+        data = untrusted_json.loads(raw)
+        crop = data.get("crop") if isinstance(data, dict) else None
+    except ValueError:
+        raise IncompatibleStoreError(f"{store.path}: the store's saved settings are malformed "
+                                     "JSON; the store is damaged or was crafted") from None
+    if crop is not None and not isinstance(crop, dict):
+        raise IncompatibleStoreError(f"{store.path}: the store's crop settings are malformed")
     if crop is not None and crop.get("target_pixel_size_um") is None:
         crop["target_pixel_size_um"] = store.meta("target_pixel_size_um")
     if crop is not None and crop != json.loads(json.dumps(asdict(config.crop))):

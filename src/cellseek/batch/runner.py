@@ -1,9 +1,10 @@
 """Run the per-image task over many images on Dask, then merge the shards into a store.
 
-:func:`embed_many` is what ``cellseek batch`` calls: a local cluster by default (one process per
-core, one thread each), any Dask scheduler by address, or ``scheduler="sync"`` to run in this
-process (debugging). Tasks are retried when a worker dies; shards make a rerun resume where the
-last one stopped; the merge is all or nothing (:mod:`cellseek.batch.merge`).
+:func:`embed_many` is what ``cellseek embed --workers N`` (or ``--scheduler``) calls: a local
+cluster by default (one process per core, one thread each), any Dask scheduler by address, or
+``scheduler="sync"`` to run in this process (debugging). Tasks are retried when a worker dies;
+shards make a rerun resume where the last one stopped; the merge is all or nothing
+(:mod:`cellseek.batch.merge`).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ MobileSAM-class encoder on a CPU) and a cache of image embeddings
 (:mod:`cellseek.segment.sam_cache`): each plane, or each tile of a large plane, is encoded once;
 point prompts and automatic segmentation then only run SAM's small decoders.
 
-* Planes are turned into the uint8 RGB SAM expects: grey planes are stacked to three channels;
-  uint8 is kept; any other dtype is scaled between its 1st and 99.5th percentile.
+* Planes are turned into the uint8 RGB SAM expects by the one plane convention
+  (:func:`cellseek.io.planes.plane_to_uint8_rgb`): uint8 RGB is kept, other RGB is scaled by
+  :func:`cellseek.io.planes.rgb_range`, grey planes are stretched between their 0.5th and 99.5th
+  percentiles and stacked to three channels.
 * Planes larger than ``tile_size`` are cut into overlapping tiles
   (:mod:`cellseek.segment.tiling`); each tile is encoded (and cached) on its own, so a tile keeps
   SAM's native resolution instead of the whole field being shrunk to 1024 px.
