@@ -394,15 +394,15 @@ class Session:
         return self.cell_set([c["id"] for c in cells],
                              classes=[self._current_class(c) for c in cells])
 
-    def suggester(self) -> Suggester:
+    def suggester(self, progress=None) -> Suggester:
         """The fitted suggester: the one saved with the store when it is current, else fitted
-        from the store (and saved)."""
+        from the store (and saved); ``progress`` receives the index build's reports."""
         weights = self.model_weights()
         if self._suggester is None:
             self._suggester = self._load_saved_suggester(weights)
         if self._suggester is None:
             self._suggester = Suggester(self.config, self.models).fit(
-                self.reference_set(), self._context(), weights=weights)
+                self.reference_set(), self._context(), weights=weights, progress=progress)
             self.index_origin = "built"
             self._save_suggester()
         return self._suggester
@@ -497,9 +497,10 @@ class Session:
         """Delete the search state saved with the store; whether there was one."""
         return self.store.drop_search_state()
 
-    def index(self):
-        """The reference index (:class:`~cellseek.search.index.CellIndex`) of the suggester."""
-        return self.suggester().index
+    def index(self, progress=None):
+        """The reference index (:class:`~cellseek.search.index.CellIndex`) of the suggester
+        (``progress``: see :meth:`suggester`)."""
+        return self.suggester(progress).index
 
     def fused_vectors(self, cell_ids: Sequence[int]) -> np.ndarray:
         """The vectors suggestions are computed in: source offsets removed, model weights
@@ -519,11 +520,12 @@ class Session:
         self._suggester = None
         self._cell_sources = None
 
-    def rebuild_index(self):
+    def rebuild_index(self, progress=None):
         """Refit the suggester from the store (ignoring a saved state), save it, return its
-        index."""
+        index (``progress``: see :meth:`suggester`)."""
         self._suggester = Suggester(self.config, self.models).fit(
-            self.reference_set(), self._context(), weights=self.model_weights())
+            self.reference_set(), self._context(), weights=self.model_weights(),
+            progress=progress)
         self.index_origin = "built"
         self._save_suggester()
         return self._suggester.index

@@ -59,3 +59,19 @@ def test_fewer_references_than_k():
     sims, ids = index.search(_data(1, dim=4), 5)
     assert set(ids[0, :2]) == {7, 8} and (ids[0, 2:] == -1).all()
     assert np.isneginf(sims[0, 2:]).all()
+
+
+def test_a_rebuild_reports_its_progress_and_builds_the_same_index(monkeypatch):
+    import cellseek.search.index as index_module
+
+    monkeypatch.setattr(index_module, "REBUILD_BLOCK", 100)
+    ref, qry = _data(1000), _data(10, seed=1)
+    reports = []
+    with_progress = CellIndex(16)
+    with_progress.rebuild(ref, np.arange(1000), progress=reports.append)
+    plain = CellIndex(16)
+    plain.rebuild(ref, np.arange(1000))
+    assert [r.done for r in reports] == [0, *range(100, 1001, 100)]
+    assert all(r.total == 1000 and r.stage == "index" for r in reports)
+    assert "1,000 of 1,000 cells" in reports[-1].message
+    np.testing.assert_array_equal(with_progress.search(qry, 5)[1], plain.search(qry, 5)[1])

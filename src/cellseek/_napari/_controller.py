@@ -208,8 +208,10 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
     def warm_up(self):
         """Build the reference index in a job (imports FAISS off the GUI thread)."""
         def work(session):
-            yield Progress(0, 1, "index", "building the reference index")
-            session.index()  # one step: Cancel cannot stop it midway (see call_work)
+            yield Progress(0, 1, "index", "preparing the reference index")
+            # one step (Cancel cannot stop it midway, see call_work); a rebuild reports its
+            # progress through the runner's signal, which Qt delivers on the GUI thread
+            session.index(progress=self.runner.progress.emit)
 
         return self._session_job("Preparing the index", work)
 

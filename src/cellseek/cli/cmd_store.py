@@ -53,8 +53,11 @@ def cmd_index(args) -> int:
         if args.action == "build":
             import time
 
+            from cellseek.cli.progress import progress_bars
+
             start = time.perf_counter()
-            index = session.rebuild_index()
+            with progress_bars(quiet=getattr(args, "quiet", False)) as bars:
+                index = session.rebuild_index(progress=bars)
             print(f"{args.store}: built and saved a {index.kind} index of "
                   f"{cells_text(len(index))} in {time.perf_counter() - start:.1f} s")
             return 0

@@ -225,7 +225,7 @@ class Suggester:
     # ------------------------------------------------------------------ fitting
     def fit(self, reference: CellSet, context: CellSet | None = None, *,
             weights: Mapping[str, float] | None = None,
-            choice: Choice | None = None) -> Suggester:
+            choice: Choice | None = None, progress=None) -> Suggester:
         """Fit weights, alignment, PCA and the index on labelled reference cells.
 
         Parameters
@@ -241,6 +241,9 @@ class Suggester:
         choice : Choice, optional
             The per-source predictors to use instead of validating them again (e.g. from an
             earlier pass of :func:`predict` on the same reference cells).
+        progress : callable, optional
+            Called with :class:`~cellseek.types.Progress` reports while the index is built
+            (see :meth:`~cellseek.search.index.CellIndex.rebuild`).
 
         Returns
         -------
@@ -265,7 +268,7 @@ class Suggester:
         fused = self._fuse(aligned)
         self.index = CellIndex(fused.shape[1], self.config.index)
         if len(reference):
-            self.index.rebuild(fused, reference.ids)
+            self.index.rebuild(fused, reference.ids, progress=progress)
         self._fit_per_model(aligned, reference.ids)
         self._fit_learned(TrainSample.of(fused, reference, self.config.learn.max_train), choice)
         return self
