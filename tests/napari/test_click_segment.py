@@ -149,3 +149,12 @@ def test_switching_clicks_on_encodes_the_stack_before_the_first_click(widget, wa
     finally:
         sam.model.image_encoder.forward = original
     assert runs == []
+
+
+def test_automatic_sam_segmentation_says_which_model_and_why(widget, wait, small_sam):
+    widget.segment.method.setCurrentText("sam")
+    assert widget.segment.sam_model.isHidden()
+    widget.segment.run()
+    wait(widget, timeout=300_000)
+    label = widget.segment.sam_model
+    assert not label.isHidden() and "vit_b" in label.text() and " on the " in label.text()

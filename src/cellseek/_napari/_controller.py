@@ -45,6 +45,7 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
     selection_changed = Signal(object)  # cell id or None
     current_changed = Signal(object)  # OpenImage or None
     message = Signal(str)  # a line for the widget's status
+    sam_reason = Signal(str)  # which SAM model segmented and why
 
     def __init__(self, viewer, parent=None) -> None:
         super().__init__(parent)

@@ -108,6 +108,7 @@ class SegmentPanel(QWidget):
         for ev in (events.inserted, events.removed, events.reordered):
             ev.connect(self.refresh_layers)
         controller.current_changed.connect(self._follow_current)
+        controller.sam_reason.connect(self._show_sam_reason)
         self.refresh_layers()
 
     def close_panel(self) -> None:
@@ -176,6 +177,11 @@ class SegmentPanel(QWidget):
         """Segment the current plane or the whole stack."""
         return self.controller.segment(self.config(), whole_stack=whole_stack)
 
+    def _show_sam_reason(self, reason: str) -> None:
+        """Say which SAM model segments and why (after a SAM segmentation, or clicks on)."""
+        self.sam_model.setText(reason)
+        self.sam_model.setVisible(bool(reason))
+
     def _on_click_mode(self, on: bool) -> None:
         if not on:
             return
@@ -192,6 +198,5 @@ class SegmentPanel(QWidget):
             self.click_mode.setEnabled(False)
             self.click_mode.setToolTip("SAM weights missing: " + hint)
             return
-        self.sam_model.setText(self.controller.sam_choice()[1])
-        self.sam_model.setVisible(True)
+        self._show_sam_reason(self.controller.sam_choice()[1])
         self.controller.precompute_sam(self.config())

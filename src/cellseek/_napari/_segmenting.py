@@ -29,6 +29,8 @@ class Segmented:
     kept: list            # planes left as they were (they hold confirmed labels)
     n_cells: int
     table: CellTable | None  # the image's cells after the re-segmented planes were cleared
+    method: str = "classical"  # the segmenter that ran ("sam" or "classical")
+    sam_reason: str = ""  # with SAM: which model and why
 
 
 class SegmentingMixin:
@@ -73,7 +75,9 @@ class SegmentingMixin:
         planes, top = relabel_planes(raw, taken)
         stack = item.stack_with(planes)
         yield Progress(len(keys) + 1, len(keys) + 1, "segment", "done")
-        return Segmented(planes, stack, kept, top - taken, table)
+        method = pipeline.segment_method()
+        reason = self.sam_choice()[1] if method == "sam" else ""  # torch is loaded by now
+        return Segmented(planes, stack, kept, top - taken, table, method, reason)
 
     def _apply_segmentation(self, item: OpenImage, result: Segmented) -> None:
         self.registry.write_planes(item, result.planes, result.stack)
@@ -82,8 +86,10 @@ class SegmentingMixin:
         if result.kept:
             warn(f"{len(result.kept)} plane(s) already hold confirmed labels in the reference "
                   "set; their cells were kept as they are.")
-        self.message.emit(f"Segmentation found {result.n_cells} cells in "
+        self.message.emit(f"Segmentation ({result.method}) found {result.n_cells} cells in "
                           f"{len(result.planes)} plane(s).")
+        if result.sam_reason:
+            self.sam_reason.emit(result.sam_reason)
         self._show(item)
         self.cells_changed.emit()
         if self.session is not None and result.planes:
