@@ -144,7 +144,7 @@ def test_another_input_size_interpolates_the_position_embeddings(small_sam):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.slow
+# not slow: 1-4 s, and it is what proves the real layout (issue 15)
 def test_official_layout_matches_segment_anything_registry():
     from segment_anything.build_sam import _build_sam
 

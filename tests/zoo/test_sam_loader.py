@@ -97,22 +97,24 @@ def test_micro_sam_training_container_with_embedded_decoder(tmp_path, vit_t):
     assert choose_sam_model("cpu")[0] == "vit_t_lm"
 
 
-def test_micro_sam_export_with_separate_decoder_file(tmp_path):
+@pytest.mark.parametrize("name", ["vit_b_lm", "vit_l_lm"])
+def test_micro_sam_export_with_separate_decoder_file(tmp_path, name):
     torch.manual_seed(2)
-    sam = build_sam_model("vit_b", **SMALL_VIT)
+    sam = build_sam_model(name[:5], **SMALL_VIT)
     decoder = build_instance_decoder(conv_transpose=False)
-    _save(sam.state_dict(), tmp_path / "weights" / "sam_vit_b_lm" / "vit_b_lm.pt")
-    _save(decoder.state_dict(), tmp_path / "weights" / "sam_vit_b_lm" / "vit_b_lm_decoder.pt")
-    assert L.find_sam_checkpoint("vit_b_lm").path.name == "vit_b_lm.pt"  # never the decoder
-    assert L.find_sam_decoder("vit_b_lm").name == "vit_b_lm_decoder.pt"
-    _same(L.load_sam_decoder("vit_b_lm", device="cpu"), decoder.state_dict())
+    folder = tmp_path / "weights" / f"sam_{name}"
+    _save(sam.state_dict(), folder / f"{name}.pt")
+    _save(decoder.state_dict(), folder / f"{name}_decoder.pt")
+    assert L.find_sam_checkpoint(name).path.name == f"{name}.pt"  # never the decoder
+    assert L.find_sam_decoder(name).name == f"{name}_decoder.pt"
+    _same(L.load_sam_decoder(name, device="cpu"), decoder.state_dict())
     table = models_cli.list_models_table()
-    row = next(line for line in table.splitlines() if line.startswith("sam_vit_b_lm "))
-    assert "yes (+decoder)" in row and "vit_b_lm.pt" in row
+    row = next(line for line in table.splitlines() if line.startswith(f"sam_{name} "))
+    assert "yes (+decoder)" in row and f"{name}.pt" in row
     # without its decoder file the model still loads; it just has no decoder
-    (tmp_path / "weights" / "sam_vit_b_lm" / "vit_b_lm_decoder.pt").unlink()
+    (folder / f"{name}_decoder.pt").unlink()
     L.clear_model_cache()
-    assert L.load_sam_decoder("vit_b_lm", device="cpu") is None
+    assert L.load_sam_decoder(name, device="cpu") is None
 
 
 def test_micro_sam_cache_files_without_suffix_are_found(tmp_path, vit_t):
