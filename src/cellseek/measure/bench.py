@@ -270,7 +270,7 @@ def bench_sam_click(
     """
     import torch
 
-    from cellseek.segment.sam import SamSegmenter, plane_to_uint8_rgb, torch_threads
+    from cellseek.segment.sam import SamSegmenter, torch_threads
     from cellseek.zoo.sam_loader import clear_model_cache
 
     rows = []
@@ -303,7 +303,7 @@ def bench_sam_click(
             labels = run_work(seg.segment_auto(fresh[planes + 1]), progress.append)
             auto = time.perf_counter() - start
             # the same clicks through segment_anything's SamPredictor.predict, for the ratio
-            predictor = seg._restore(seg._embedding(plane_to_uint8_rgb(fresh[0])))
+            predictor = seg.predictor_for(fresh[0])
             baseline = []
             with torch_threads(1):
                 for p in points:

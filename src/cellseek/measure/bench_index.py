@@ -193,7 +193,7 @@ def run(
             for nprobe in sweep:
                 params = _params(index)
                 if nprobe is not None:
-                    faiss.extract_index_ivf(index._index).nprobe = nprobe
+                    index.set_nprobe(nprobe)
                     params = params.replace(f"nprobe={config.ivf_nprobe}", f"nprobe={nprobe}")
                 single, batch, found = _time_queries(index, queries, k, n_single)
                 row = {

@@ -168,6 +168,17 @@ class CellIndex:
     def __len__(self) -> int:
         return int(self._alive.size - self._n_dead)
 
+    def set_nprobe(self, nprobe: int) -> None:
+        """Inverted lists an IVF-PQ search visits (recall against speed); other kinds ignore
+        it until they become IVF-PQ."""
+        from dataclasses import replace
+
+        import faiss
+
+        self.config = replace(self.config, ivf_nprobe=int(nprobe))
+        if self.kind == "ivfpq":
+            faiss.extract_index_ivf(self._index).nprobe = int(nprobe)
+
     def ids(self) -> np.ndarray:
         """Cell ids held by the index, in insertion order."""
         return self._ids[self._alive].copy()

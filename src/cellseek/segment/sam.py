@@ -367,6 +367,11 @@ class SamSegmenter:
         self._predictor_key = emb.signature
         return predictor
 
+    def predictor_for(self, plane: np.ndarray):
+        """``segment_anything``'s ``SamPredictor`` set to ``plane`` (from the embedding cache;
+        for comparisons with SAM's own prompt path, e.g. ``cellseek bench --sam-click``)."""
+        return self._restore(self._embedding(plane_to_uint8_rgb(plane)))
+
     def image_embedding(self, plane: np.ndarray) -> np.ndarray:
         """SAM's embedding of a whole plane, computed once and cached (memory and disk).
 
