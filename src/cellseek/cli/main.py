@@ -103,8 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="measure macro accuracy on labelled data")
     p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or store")
-    p.add_argument("--query", help="labelled set from another source (transfer)")
-    p.add_argument("--folds", type=at_least(2), default=5, help="folds of the cross-validation (5)")
+    p.add_argument("--query", help="labelled set from another source (transfer; it must "
+                   "share at least 2 classes with --reference)")
+    p.add_argument("--folds", type=at_least(2), default=5,
+                   help="folds of the cross-validation (5); at most the cell count of the "
+                   "largest class, so that no fold is empty (a class with fewer cells than "
+                   "folds is missing from some folds)")
     p.add_argument("--weighting", choices=WEIGHTING_MODES,
                    help=f"model weights (default {defaults.weighting.mode}, as in a session)")
     p.add_argument("--align", choices=ALIGN_METHODS,

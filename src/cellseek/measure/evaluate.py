@@ -21,6 +21,7 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.errors import CellseekError
 from cellseek.measure.scoring import (
+    check_folds,
     distinct_sources,
     eval_set,
     knn_predict,
@@ -64,6 +65,7 @@ def cross_validate(
     if len(counts) < 2:
         raise CellseekError(f"{data.name}: cross-validation needs at least two classes, "
                             f"found {sorted(counts)}")
+    check_folds(data.labels, folds, data.name)
     fold = stratified_folds(data.labels, folds, seed)
     predicted: list = [None] * len(data.labels)
     confidence = np.zeros(len(data.labels))
@@ -110,12 +112,14 @@ def transfer(
 ) -> dict:
     """Macro accuracy on a query set from another source; only shared classes count.
 
+    Both sets must share at least two classes (with one, every suggestion would be that class).
+
     The query cells are suggested as a session suggests the cells of a new device: its source
     alignment (``config.align``) is fitted on the query cells' own suggestions, never on their
     labels. Each set keeps its own source names; a set without any gets one (its name).
     """
     config = config or Config()
-    ref, qry, shared = shared_classes(reference, query)
+    ref, qry, shared = shared_classes(reference, query, minimum=2)
     ref, qry = distinct_sources(ref, qry)
     result = predict_set(ref, qry, config=config, models=models)
     pred = result.votes.best()
