@@ -205,9 +205,11 @@ def main(argv=None) -> int:
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from cellseek.config import check_environment
     from cellseek.errors import CellseekError
 
     try:
+        check_environment()  # a malformed CELLSEEK_* variable: one line before any work
         return int(args.func(args) or 0)
     except CellseekError as err:
         print(f"cellseek: error: {err}", file=sys.stderr)
