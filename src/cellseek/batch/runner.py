@@ -27,6 +27,7 @@ from cellseek.batch.tasks import embedders_for, limit_threads, process_image
 from cellseek.config import Config
 from cellseek.errors import CellseekError
 from cellseek.io.inputs import collect_inputs
+from cellseek.text import spreadsheet_row
 
 logger = logging.getLogger(__name__)
 
@@ -329,8 +330,8 @@ def _write_csv(path: Path, header, rows) -> None:
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow(spreadsheet_row(header))
+            writer.writerows(spreadsheet_row(row) for row in rows)  # class names, paths
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
