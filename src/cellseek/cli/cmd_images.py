@@ -13,7 +13,7 @@ from pathlib import Path
 from cellseek.cli.options import config_from_args
 from cellseek.cli.progress import run_with_progress
 from cellseek.errors import CellseekError, IncompatibleStoreError
-from cellseek.text import cells_text
+from cellseek.text import cells_text, count_text
 
 
 def cmd_segment(args) -> int:
@@ -160,8 +160,8 @@ def cmd_reference(args) -> int:
         n = run_with_progress(add_labelled_csv(session, args.csv, checked=checked),
                               quiet=args.quiet)
         total = session.store.n_cells(labelled=True)
-        print(f"{args.store}: added {n} labelled cells ({before} labelled before, {total} now); "
-              f"classes: {session.store.classes()}")
+        print(f"{args.store}: added {count_text(n, 'labelled cell')} ({before} labelled before, "
+              f"{total} now); classes: {session.store.classes()}")
     finally:
         empty = session.store.n_cells() == 0
         session.close()

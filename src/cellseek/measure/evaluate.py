@@ -35,6 +35,7 @@ from cellseek.measure.scoring import (
 from cellseek.search.align import ALIGN_METHODS
 from cellseek.search.cellset import CellSet
 from cellseek.search.weighting import WEIGHTING_MODES
+from cellseek.text import cells_text
 from cellseek.types import Progress, Work
 
 __all__ = ["ALIGNMENTS", "ablations", "cross_validate", "distinct_sources", "embed_labelled_csv",
@@ -320,7 +321,7 @@ def format_table(result: Mapping) -> str:
                      f"{100 * above['coverage']:.1f} % of cells, precision "
                      f"{100 * above['precision']:.1f} %")
     if result.get("predictors"):
-        lines.append("predictor used: " + ", ".join(f"{k} for {v} cells"
+        lines.append("predictor used: " + ", ".join(f"{k} for {cells_text(v)}"
                                                     for k, v in result["predictors"].items()))
     if result.get("peers"):
         from cellseek.measure.peers import format_peers
