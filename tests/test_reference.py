@@ -171,7 +171,7 @@ def _kill_and_rerun(csv: Path, labels: dict[str, str], store: Path, delay: float
     done = subprocess.run(_cli("reference", str(csv), "--store", str(store), "-q"),
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    added = int(re.search(r"added (\d+) labelled cells", done.stdout).group(1))
+    added = int(re.search(r"added (\d+) labelled cells? ", done.stdout).group(1))
     assert added == len(labels) - before  # the rerun's count is honest
     assert _stored_labels(store) == labels  # every label of the CSV, none lost
     with ReferenceStore.open(store, readonly=True) as s:

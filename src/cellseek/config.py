@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellseek.errors import ConfigError
+
 #: Environment variable naming a local folder of model weights (air-gapped labs).
 WEIGHTS_DIR_ENV = "CELLSEEK_WEIGHTS_DIR"
 #: Environment variable naming the cache folder (SAM image embeddings, ...).
@@ -19,16 +21,40 @@ CACHE_DIR_ENV = "CELLSEEK_CACHE_DIR"
 MAX_PLANE_PIXELS_ENV = "CELLSEEK_MAX_PLANE_PIXELS"
 
 
+def env_path(name: str, *, folder: bool) -> Path | None:
+    """The path an environment variable names (``~`` expanded); None when unset or blank.
+
+    Parameters
+    ----------
+    name : str
+        The variable.
+    folder : bool
+        Whether it names a folder (else a file). It need not exist yet.
+
+    Raises
+    ------
+    ConfigError
+        It names something that exists but is not a folder (a file, when ``folder`` is False).
+    """
+    env = os.environ.get(name, "")
+    if not env.strip():
+        return None
+    path = Path(env).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(name, env, "this is not a folder; a folder is expected (or unset it)")
+    if not folder and path.is_dir():
+        raise ConfigError(name, env, "this is a folder; a file path is expected (or unset it)")
+    return path
+
+
 def default_cache_dir() -> Path:
     """Folder for caches: ``$CELLSEEK_CACHE_DIR`` or ``~/.cache/cellseek``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "cellseek"
+    return env_path(CACHE_DIR_ENV, folder=True) or Path.home() / ".cache" / "cellseek"
 
 
 def default_weights_dir() -> Path | None:
     """Local weights folder from ``$CELLSEEK_WEIGHTS_DIR``, or None."""
-    env = os.environ.get(WEIGHTS_DIR_ENV)
-    return Path(env) if env else None
+    return env_path(WEIGHTS_DIR_ENV, folder=True)
 
 
 @dataclass(frozen=True)
@@ -362,17 +388,38 @@ class Limits:
 
 
 def current_limits() -> Limits:
-    """The :class:`Limits` in force: the defaults, with ``$CELLSEEK_MAX_PLANE_PIXELS`` applied."""
-    env = os.environ.get(MAX_PLANE_PIXELS_ENV, "").strip()
-    if not env:
+    """The :class:`Limits` in force: the defaults, with ``$CELLSEEK_MAX_PLANE_PIXELS`` applied.
+
+    Raises
+    ------
+    ConfigError
+        ``$CELLSEEK_MAX_PLANE_PIXELS`` is set to anything but a positive whole number.
+    """
+    env = os.environ.get(MAX_PLANE_PIXELS_ENV, "")
+    if not env.strip():
         return Limits()
     try:
-        value = int(env)
+        value = int(env.strip())
     except ValueError:
         value = 0
     if value <= 0:
-        raise ValueError(f"${MAX_PLANE_PIXELS_ENV} must be a positive integer, not {env!r}")
+        raise ConfigError(MAX_PLANE_PIXELS_ENV, env,
+                          "a positive whole number of pixels (rows x columns) is expected, "
+                          f"e.g. {Limits().max_plane_pixels} (the default, used when unset)")
     return Limits(max_plane_pixels=value)
+
+
+def check_environment() -> None:
+    """Check every ``CELLSEEK_*`` environment variable this module reads.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the first malformed variable, its value and what is expected.
+    """
+    current_limits()
+    default_cache_dir()
+    default_weights_dir()
 
 
 @dataclass(frozen=True)

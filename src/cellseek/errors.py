@@ -51,3 +51,23 @@ class IncompatibleStoreError(StoreError):
 
 class StoreExistsError(StoreError):
     """A reference store (or another file) already exists where a new one was to be created."""
+
+
+class ConfigError(CellseekError):
+    """A setting, such as a ``CELLSEEK_*`` environment variable, holds a value cellseek cannot use.
+
+    Parameters
+    ----------
+    name : str
+        The setting (for an environment variable, its name).
+    value : str
+        The value found.
+    expected : str
+        What is expected instead, in plain words.
+    """
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        self.name = name
+        self.value = value
+        self.expected = expected
+        super().__init__(f"${name}={value!r}: {expected}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cellseek.errors import CellseekError
+from cellseek.text import count_text
 from cellseek.types import Progress, Work
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def add_labelled_csv(session, csv_path, *, batch: int = 64,
         chunk = rows[start : start + batch]
         stored = session.store.cell_counts_by_hash([hashes[i] for i in chunk])
         todo = [i for i in chunk if not stored.get(hashes[i])]
-        yield Progress(start, len(rows), "reference", f"{len(todo)} new images")
+        yield Progress(start, len(rows), "reference", count_text(len(todo), "new image"))
         images = {i: read_image(lset.paths[i]) for i in todo}
         made: dict[int, tuple] = {}
         if todo:

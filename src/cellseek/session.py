@@ -32,6 +32,7 @@ from cellseek.search.cellset import CellSet
 from cellseek.search.suggester import Suggester, compute_weights, predict
 from cellseek.search.vote import review_queue
 from cellseek.store import ReferenceStore, untrusted_json
+from cellseek.text import cells_text, count_text
 from cellseek.types import ImageData, Progress, Suggestion, Work
 
 logger = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ class Session:
         """Confirm labels (one undoable batch); labelled cells join the reference index."""
         cell_ids = [int(c) for c in cell_ids]
         if len(cell_ids) != len(labels):
-            raise ValueError(f"{len(cell_ids)} cells but {len(labels)} labels")
+            raise ValueError(f"{cells_text(len(cell_ids))} but {count_text(len(labels), 'label')}")
         if not cell_ids:
             return
         self.store.set_labels(cell_ids, list(labels), source=source)
@@ -558,7 +559,7 @@ class Session:
         cell_ids = [int(c) for c in cell_ids]
         current = {c["id"]: self._current_class(c) for c in cells}
         weights = self.model_weights()
-        yield Progress(0, 2, "suggest", f"{len(cell_ids)} cells")
+        yield Progress(0, 2, "suggest", cells_text(len(cell_ids)))
         query = self.cell_set(cell_ids, classes=[current.get(c) for c in cell_ids])
         background = self._context(exclude=cell_ids)
         result = predict(self.reference_set(), query, self.config, models=self.models,

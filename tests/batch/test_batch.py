@@ -284,6 +284,29 @@ def test_suggest_many_writes_csv(images, all_shards, tmp_path):
     assert {r["best_label"] for r in rows} <= {"neutrophil", "lymphocyte"}
 
 
+def test_suggestions_csv_never_holds_a_formula(tmp_path):
+    """A class named like a spreadsheet formula is written as text (it was written raw)."""
+    import csv
+
+    from cellseek.data import sample_fields
+
+    fields = sample_fields()[:2]
+    store = tmp_path / "ref.cellseek"
+    kw = {"scheduler": "sync", "progress": False}
+    embed_many(fields[:1], store, **kw)
+    evil = '=HYPERLINK("http://x")'
+    with Session.open(store) as s:
+        s.label([c["id"] for c in s.store.cells()], [evil])
+    out = suggest_many(fields, store, csv_path=tmp_path / "sugg.csv", **kw)
+    rows = list(csv.DictReader(open(out["csv"], newline="", encoding="utf-8")))
+    assert rows and out["n_suggested"] == len(rows)
+    assert {r["best_label"] for r in rows} == {"'" + evil}
+    assert {r["suggestion"] for r in rows} <= {"'" + evil, ""}
+    text = [v for r in rows for k, v in r.items() if k in ("input", "suggestion", "best_label")]
+    assert not any(v.startswith(("=", "+", "-", "@")) for v in text)
+
+
+
 # ---------------------------------------------------------------------------- atomicity
 
 _KILL_SCRIPT = textwrap.dedent(

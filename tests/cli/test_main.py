@@ -169,6 +169,41 @@ def test_reference_evaluate_and_suggest_on_real_crops(tmp_path, capsys):
     assert "added 40 labelled cells" in capsys.readouterr().out
 
 
+def _bundled_rows(tmp_path, name, per_class):
+    """A CSV of bundled labelled crops: ``per_class`` class -> rows, with absolute paths."""
+    from cellseek.data import sample_reference_csv
+
+    csv = sample_reference_csv()
+    header, *body = csv.read_text().splitlines()
+    rows = [r for c, n in per_class.items() for r in [b for b in body
+                                                       if b.split(",")[1] == c][:n]]
+    out = tmp_path / name
+    out.write_text("\n".join([header] + [f"{csv.parent / r.split(',')[0]},"
+                                         + ",".join(r.split(",")[1:]) for r in rows]) + "\n")
+    return out
+
+
+def test_reference_of_one_row_says_one_cell(tmp_path, capsys):
+    """'added 1 labelled cells'."""
+    one = _bundled_rows(tmp_path, "one_row.csv", {"basophil": 1})
+    store = tmp_path / "s.cellseek"
+    assert main(["reference", str(one), "--store", str(store), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"{store}: added 1 labelled cell (0 labelled before, 1 now)" in out
+
+
+def test_evaluate_with_fewer_cells_per_class_than_folds_is_one_line(tmp_path, capsys):
+    """3 basophils and 3 eosinophils in the default 5 folds: was a TypeError traceback."""
+    small = _bundled_rows(tmp_path, "small.csv", {"basophil": 3, "eosinophil": 3})
+    assert main(["evaluate", "--reference", str(small), "-q", "--no-ablations"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"cellseek: error: {small}: 5 folds would leave folds without cells: every "
+                   "class has 3 cells; use --folds 3 or fewer\n")
+    assert main(["evaluate", "--reference", str(small), "-q", "--no-ablations", "--folds",
+                 "3"]) == 0
+    assert "cross-validation" in capsys.readouterr().out
+
+
 def test_embed_merge_export_roundtrip(tmp_path, capsys):
     from PIL import Image
 

@@ -12,7 +12,7 @@ import tifffile
 from PIL import Image
 
 from cellseek.config import MAX_PLANE_PIXELS_ENV, current_limits
-from cellseek.errors import CellseekError, ImageReadError
+from cellseek.errors import CellseekError, ConfigError, ImageReadError
 from cellseek.io import read_image, read_labels
 
 
@@ -80,8 +80,50 @@ def test_the_limit_is_configurable(tmp_path, monkeypatch):
     assert read_image(path).data.shape == (200, 300)
     assert read_image(png).data.shape == (200, 300)
     monkeypatch.setenv(MAX_PLANE_PIXELS_ENV, "-3")
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ConfigError, match="positive whole number"):
         current_limits()
+
+
+@pytest.mark.parametrize("value", ["abc", "-3", "0", "1e9", "2.5"])
+def test_a_malformed_limit_names_the_variable_not_the_image(tmp_path, monkeypatch, capsys, value):
+    """'abc' was a ValueError traceback; '-3' said the image was truncated or damaged."""
+    from cellseek.cli.main import main
+
+    png = tmp_path / "plane.png"
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(png)
+    monkeypatch.setenv(MAX_PLANE_PIXELS_ENV, value)
+    expected = f"${MAX_PLANE_PIXELS_ENV}={value!r}: a positive whole number of pixels"
+    with pytest.raises(ConfigError) as info:
+        read_image(png)
+    assert str(info.value).startswith(expected) and "damaged" not in str(info.value)
+    for argv in (["segment", str(png), "-o", str(tmp_path / "out"), "-q"],
+                 ["embed", str(png), "--store", str(tmp_path / "x.cellseek"), "-q"]):
+        assert main(argv) == 1
+        out, err = capsys.readouterr()
+        assert err.startswith(f"cellseek: error: {expected}")
+        assert err.count("\n") == 1 and "plane.png" not in err and "Traceback" not in err
+    assert not (tmp_path / "x.cellseek").exists() and not (tmp_path / "out").exists()
+    monkeypatch.setenv(MAX_PLANE_PIXELS_ENV, " 600 ")  # white space around a number is fine
+    assert current_limits().max_plane_pixels == 600
+
+
+def test_a_path_variable_naming_the_wrong_kind_of_thing_is_one_line(tmp_path, monkeypatch):
+    from cellseek.config import CACHE_DIR_ENV, WEIGHTS_DIR_ENV, check_environment
+    from cellseek.zoo.pins import PINS_ENV, pins_path
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for name in (CACHE_DIR_ENV, WEIGHTS_DIR_ENV):
+        monkeypatch.setenv(name, str(a_file))
+        with pytest.raises(ConfigError, match=f"^\\${name}='.*a_file': this is not a folder"):
+            check_environment()
+        monkeypatch.setenv(name, str(tmp_path / "not yet made"))  # made when first needed
+        check_environment()
+        monkeypatch.setenv(name, "  ")  # blank: the default
+        check_environment()
+    monkeypatch.setenv(PINS_ENV, str(tmp_path))
+    with pytest.raises(ConfigError, match="this is a folder; a file path is expected"):
+        pins_path()
 
 
 @pytest.mark.slow

@@ -79,3 +79,55 @@ def test_config_defaults_reach_evaluate():
     ref = eval_set("r", {"m": emb}, ["a"] * 10 + ["b"] * 10)
     res = cross_validate(ref, folds=2, config=cfg)
     assert res["align"] == "none" and res["weighting"] == "global_entropy"
+
+
+def _blobs(counts: dict, seed: int = 0, name: str = "small.csv"):
+    """A labelled set: ``counts`` class -> cells, each class a tight blob of its own."""
+    rng = np.random.default_rng(seed)
+    labels = [c for c, n in counts.items() for _ in range(n)]
+    centres = {c: rng.normal(size=6) * 5 for c in counts}
+    emb = np.stack([centres[c] + rng.normal(size=6) * 0.1 for c in labels])
+    return eval_set(name, {"m": emb}, labels)
+
+
+def test_more_folds_than_cells_per_class_is_one_clear_line():
+    """3 + 3 cells in 5 folds left folds 3 and 4 empty (TypeError deep in the suggester)."""
+    small = _blobs({"basophil": 3, "eosinophil": 3})
+    with pytest.raises(CellseekError) as info:
+        cross_validate(small, folds=5)
+    message = str(info.value)
+    assert message.startswith("small.csv: 5 folds") and "\n" not in message
+    assert "every class has 3 cells" in message and "--folds 3 or fewer" in message
+    with pytest.raises(CellseekError, match="largest class, 'a', has 4 cells .*smallest, 'b', "
+                       "has 1.*--folds 4"):
+        cross_validate(_blobs({"a": 4, "b": 1}), folds=5)
+    assert cross_validate(small, folds=3)["n"] == 6  # as many folds as cells per class: runs
+
+
+def test_a_class_smaller_than_the_folds_is_cross_validated_with_the_peers():
+    """Every fold has a cell, but fold 0 trains on one class only: the peers predict it."""
+    from cellseek.measure.peers import compare
+
+    data = _blobs({"a": 5, "b": 1})
+    res = cross_validate(data, folds=5)
+    assert res["per_class_recall"]["a"] == 1.0 and set(res["per_class_recall"]) == {"a", "b"}
+    rows = run_work(compare(data, folds=5, budgets=(None,)))
+    assert {r["method"] for r in rows} == {"cellseek", "random forest", "logistic regression"}
+    # b's only cell is tested against a's cells alone: every method misses it, none crashes
+    assert all(r["macro_accuracy"] == pytest.approx(0.5) for r in rows)
+    with pytest.raises(CellseekError, match="--folds 3"):
+        run_work(compare(_blobs({"a": 3, "b": 3}), folds=5))
+
+
+def test_a_transfer_with_one_shared_class_is_refused():
+    """One shared class: the peers crashed in scikit-learn, cellseek scored a trivial 100 %."""
+    from cellseek.measure.peers import compare
+
+    ref = _blobs({"basophil": 4, "eosinophil": 4}, name="ref.csv")
+    qry = _blobs({"basophil": 4, "lymphocyte": 4}, seed=1, name="query.csv")
+    for run in (lambda: transfer(ref, qry), lambda: run_work(compare(ref, qry))):
+        with pytest.raises(CellseekError) as info:
+            run()
+        message = str(info.value)
+        assert message.startswith("ref.csv and query.csv share only 1 class ('basophil')")
+        assert "at least 2" in message and "\n" not in message

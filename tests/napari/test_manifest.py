@@ -58,6 +58,25 @@ def test_writer_writes_labels_and_cells_table(tmp_path):
     assert rows[2].split(",")[1] == "1" and rows[2].endswith("lymphocyte")
 
 
+def test_writer_cells_table_never_holds_a_formula(tmp_path):
+    """Class names went into the CSV raw: a spreadsheet ran '=HYPERLINK(...)' as a formula."""
+    import csv
+
+    from cellseek._napari._writer import write_labels
+
+    labels = np.zeros((30, 30), np.int32)
+    labels[2:8, 2:8], labels[12:18, 12:18], labels[22:28, 2:8] = 1, 2, 3
+    evil = '=HYPERLINK("http://x")'
+    features = {"index": [0, 1, 2, 3], "class": ["", evil, "@SUM(A1)", "CD4+"],
+                "confidence": [0.0, -0.5, 0.9, 0.25], "=cmd": ["", "", "", "x"]}
+    paths = write_labels(str(tmp_path / "cells.tif"), labels, {"features": features})
+    with open(paths[1], newline="", encoding="utf-8") as fh:
+        header, *rows = list(csv.reader(fh))
+    assert header[-3:] == ["class", "confidence", "'=cmd"]
+    assert [r[header.index("class")] for r in rows] == ["'" + evil, "'@SUM(A1)", "CD4+"]
+    assert [r[header.index("confidence")] for r in rows] == ["-0.5", "0.9", "0.25"]  # numbers stay
+
+
 @pytest.mark.napari
 def test_opening_the_widget_imports_no_torch_or_faiss():
     code = (

@@ -19,6 +19,7 @@ from cellseek.annotation.cells import CellTable
 from cellseek.annotation.review import ReviewQueue
 from cellseek.config import Config
 from cellseek.errors import CellseekError
+from cellseek.text import count_text
 from cellseek.types import Progress
 
 from ._jobs import call_work, info
@@ -220,7 +221,8 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
         """Export the store copy, the cells CSV and the label images (a job)."""
         return self._session_job(
             "Export", lambda s: call_work(s.export, folder),
-            on_returned=lambda paths: info(f"Exported {len(paths)} files to {folder}"))
+            on_returned=lambda paths: info(
+                f"Exported {count_text(len(paths), 'file')} to {folder}"))
 
     def import_store(self, path):
         """Merge another reference set into this one (a job)."""
@@ -241,7 +243,7 @@ class AnnotationController(SegmentingMixin, LabellingMixin, QObject):
         if isinstance(result, dict):
             info("Imported: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items()))
         else:
-            info(f"Imported {result} labelled cells.")
+            info(f"Imported {count_text(result, 'labelled cell')}.")
         self.reload_tables()
 
     def reload_tables(self):

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from cellseek.annotation.review import ReviewQueue, shown_label, uncertain_first
 from cellseek.errors import CellseekError
+from cellseek.text import cells_text
 from cellseek.types import Progress
 
 from ._jobs import info, warn
@@ -144,7 +145,8 @@ class LabellingMixin:
         self._rebuild_queue()
         self.labels_changed.emit()
         n_unc = sum(1 for s in result.values() if shown_label(s, self.threshold) is None)
-        info(f"Suggested classes for {len(result)} cells; {n_unc} need review.")
+        info(f"Suggested classes for {cells_text(len(result))}; {n_unc} "
+             f"{'needs' if n_unc == 1 else 'need'} review.")
 
     def set_threshold(self, value: float) -> None:
         """Set the confidence threshold of the suggestions shown and accepted."""

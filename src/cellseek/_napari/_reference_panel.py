@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from cellseek.annotation.colours import hex_colour
+from cellseek.text import cells_text
 
 from ._workers import guarded
 
@@ -186,7 +187,7 @@ class ReferencePanel(QWidget):
             self.table.setRowCount(0)
             return
         info = c.session.summary()
-        self.path_label.setText(f"{info['path'].name}: {info['n_cells']} cells, "
+        self.path_label.setText(f"{info['path'].name}: {cells_text(info['n_cells'])}, "
                                 f"{info['n_labelled']} labelled; models "
                                 f"{', '.join(info['models'])}")
         self.path_label.setToolTip(str(info["path"]))

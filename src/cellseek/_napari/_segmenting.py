@@ -14,6 +14,7 @@ import numpy as np
 from cellseek.annotation.cells import CellTable, largest_value, relabel_planes, stack_from_planes
 from cellseek.config import SegmentConfig
 from cellseek.errors import CellseekError
+from cellseek.text import cells_text, count_text
 from cellseek.types import Progress
 
 from ._jobs import info, warn
@@ -84,10 +85,11 @@ class SegmentingMixin:
         if result.table is not None:
             item.table = result.table
         if result.kept:
-            warn(f"{len(result.kept)} plane(s) already hold confirmed labels in the reference "
-                  "set; their cells were kept as they are.")
-        self.message.emit(f"Segmentation ({result.method}) found {result.n_cells} cells in "
-                          f"{len(result.planes)} plane(s).")
+            warn(f"{count_text(len(result.kept), 'plane')} already "
+                 f"{'holds' if len(result.kept) == 1 else 'hold'} confirmed labels in the "
+                 "reference set; their cells were kept as they are.")
+        self.message.emit(f"Segmentation ({result.method}) found {cells_text(result.n_cells)} "
+                          f"in {count_text(len(result.planes), 'plane')}.")
         if result.sam_reason:
             self.sam_reason.emit(result.sam_reason)
         self._show(item)
@@ -116,8 +118,8 @@ class SegmentingMixin:
         item.image_id = int(image_id)
         item.table = table
         self._keep_suggestions(item, table.ids())
-        self.message.emit(f"{len(table)} cells of {item.image_layer.name} are in the reference "
-                          "set.")
+        self.message.emit(f"{cells_text(len(table))} of {item.image_layer.name} "
+                          f"{'is' if len(table) == 1 else 'are'} in the reference set.")
         self._show(item)
         self.cells_changed.emit()
         self.refresh_classes()
@@ -274,6 +276,6 @@ class SegmentingMixin:
             elif item.cells_layer is not None and item.cells_layer.data.any():
                 self.embed(item)
         if restored:
-            info(f"Restored {restored} cells of the open images from the reference set.")
+            info(f"Restored {cells_text(restored)} of the open images from the reference set.")
             self.cells_changed.emit()
 

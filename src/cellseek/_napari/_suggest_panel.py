@@ -13,6 +13,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek.text import cells_text
+
 from ._workers import guarded
 
 SCOPES = {"plane": "current plane", "stack": "whole stack", "store": "every unlabelled cell"}
@@ -100,6 +102,6 @@ class SuggestPanel(QWidget):
         self.threshold_label.setText(f"{c.threshold:.2f}")
         n_sugg = len(c.suggestions)
         self.queue_label.setText(
-            f"{n_sugg} cells suggested; {len(c.queue)} uncertain left to review"
+            f"{cells_text(n_sugg)} suggested; {len(c.queue)} uncertain left to review"
             if n_sugg else "No suggestions yet: label a few cells of each class, then Suggest."
         )

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cellseek.text import spreadsheet_row
+
 
 def _cells_rows(data: np.ndarray, features, lead_axes: str = "TZ") -> list[dict]:
     """One row per cell of a (..., Y, X) label array, with the layer's class columns.
@@ -85,8 +87,8 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    with open(table, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields or ["label_value"])
-        writer.writeheader()
-        writer.writerows(rows)
+    with open(table, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)  # class names (and column names) as text, never formulas
+        writer.writerow(spreadsheet_row(fields or ["label_value"]))
+        writer.writerows(spreadsheet_row(row.get(k) for k in fields) for row in rows)
     return [str(written), str(table)]

@@ -28,6 +28,7 @@ from cellseek.batch.tasks import embedders_for, limit_threads, process_image
 from cellseek.config import Config
 from cellseek.errors import CellseekError
 from cellseek.io.inputs import collect_inputs
+from cellseek.text import count_text, spreadsheet_row
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +277,8 @@ def build_saved_index(store_path, config: Config) -> str | None:
         if not session.store.n_cells(labelled=True):
             return None
         index = session.rebuild_index()
-        return f"{index.kind} index over {len(index)} confirmed cells, saved with the store"
+        return (f"{index.kind} index over {count_text(len(index), 'confirmed cell')}, saved "
+                "with the store")
 
 
 SUGGESTION_COLUMNS = ("input", "image_hash", "cell_id", "t", "z", "label_value", "centroid_row",
@@ -340,8 +342,8 @@ def _write_csv(path: Path, header, rows) -> None:
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow(spreadsheet_row(header))
+            writer.writerows(spreadsheet_row(row) for row in rows)  # class names, paths
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

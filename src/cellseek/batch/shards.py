@@ -33,6 +33,7 @@ import numpy as np
 
 from cellseek.config import Config
 from cellseek.errors import CellseekError
+from cellseek.text import cells_text, count_text
 from cellseek.types import Cell
 
 logger = logging.getLogger(__name__)
@@ -145,11 +146,12 @@ def _arrays(shard: Shard) -> dict[str, np.ndarray]:
     for model, emb in shard.embeddings.items():
         emb = np.asarray(emb)
         if emb.shape[0] != n:
-            raise ValueError(f"embeddings of {model!r} have {emb.shape[0]} rows for {n} cells")
+            raise ValueError(f"embeddings of {model!r} have {emb.shape[0]} rows for "
+                             f"{cells_text(n)}")
         arrays[f"emb__{model}"] = np.ascontiguousarray(emb, dtype="<f2")
     thumbs = shard.thumbnails or [None] * n
     if len(thumbs) != n:
-        raise ValueError(f"{len(thumbs)} thumbnails for {n} cells")
+        raise ValueError(f"{count_text(len(thumbs), 'thumbnail')} for {cells_text(n)}")
     sizes = np.array([-1 if t is None else len(t) for t in thumbs], np.int64)
     offsets = np.concatenate([[0], np.cumsum(np.maximum(sizes, 0))]).astype(np.int64)
     arrays["thumb_offsets"] = offsets

@@ -13,6 +13,7 @@ from pathlib import Path
 from cellseek.cli.options import config_from_args
 from cellseek.cli.progress import run_with_progress
 from cellseek.errors import CellseekError, IncompatibleStoreError
+from cellseek.text import cells_text, count_text
 
 
 def cmd_segment(args) -> int:
@@ -48,10 +49,6 @@ def cmd_segment(args) -> int:
             tally.fail(path, err)
     print(f"{tally.summary()} ({pipeline.segment_method()} segmentation) -> {out}")
     return tally.exit_code
-
-
-def cells_text(n: int) -> str:
-    return f"{n} cell" + ("" if n == 1 else "s")
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:
@@ -183,8 +180,8 @@ def cmd_reference(args) -> int:
         n = run_with_progress(add_labelled_csv(session, args.csv, checked=checked),
                               quiet=args.quiet)
         total = session.store.n_cells(labelled=True)
-        print(f"{args.store}: added {n} labelled cells ({before} labelled before, {total} now); "
-              f"classes: {session.store.classes()}")
+        print(f"{args.store}: added {count_text(n, 'labelled cell')} ({before} labelled before, "
+              f"{total} now); classes: {session.store.classes()}")
     finally:
         empty = session.store.n_cells() == 0
         session.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cellseek.cli.options import config_from_args
 from cellseek.cli.progress import run_with_progress
+from cellseek.text import cells_text
 
 
 def cmd_evaluate(args) -> int:
@@ -53,8 +54,8 @@ def cmd_evaluate(args) -> int:
         plot_growth(result["growth"], args.growth)
         for c in result["growth"]["curves"]:
             print(f"growth: start {c['start_per_class']}/class, {c['order']:<12}: "
-                  f"{100 * c['macro_accuracy'][0]:.1f} % at {c['n_labelled'][0]} cells -> "
-                  f"{100 * c['macro_accuracy'][-1]:.1f} % at {c['n_labelled'][-1]} cells")
+                  f"{100 * c['macro_accuracy'][0]:.1f} % at {cells_text(c['n_labelled'][0])} -> "
+                  f"{100 * c['macro_accuracy'][-1]:.1f} % at {cells_text(c['n_labelled'][-1])}")
         print(f"growth plot -> {args.growth}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cellseek.cli.cmd_images import cells_text
 from cellseek.cli.options import config_from_args
+from cellseek.text import cells_text
 
 
 def cmd_export(args) -> int:

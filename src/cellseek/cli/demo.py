@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.config import Config
+from cellseek.text import count_text
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,8 @@ def run_demo(output="cellseek-demo", *, config: Config | None = None, quiet=Fals
 
 
 def _print_summary(summary: dict) -> None:
-    print(f"reference store: {summary['store']} ({summary['reference_cells']} labelled cells, "
+    print(f"reference store: {summary['store']} "
+          f"({count_text(summary['reference_cells'], 'labelled cell')}, "
           f"models: {', '.join(summary['models'])})")
     print(f"query cells: {summary['query_cells']} ({summary['uncertain']} uncertain)")
     print(f"{'field':<24}{'cells':>6}  {'known WBC type':<15}{'suggested (best)':<28}")

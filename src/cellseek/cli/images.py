@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cellseek.errors import CellseekError
+from cellseek.text import images_text
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Tally:
         """``"3 images: 2 done, 1 skipped (already in the store), 0 failed"``."""
         n = len(self.done) + len(self.skipped) + len(self.failed)
         skipped = f", {len(self.skipped)} skipped ({skipped_because})" if self.skipped else ""
-        return (f"{n} image{'' if n == 1 else 's'}: {len(self.done)} done{skipped}, "
+        return (f"{images_text(n)}: {len(self.done)} done{skipped}, "
                 f"{len(self.failed)} failed")
 
     @property

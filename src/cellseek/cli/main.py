@@ -103,8 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="measure macro accuracy on labelled data")
     p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or store")
-    p.add_argument("--query", help="labelled set from another source (transfer)")
-    p.add_argument("--folds", type=at_least(2), default=5, help="folds of the cross-validation (5)")
+    p.add_argument("--query", help="labelled set from another source (transfer; it must "
+                   "share at least 2 classes with --reference)")
+    p.add_argument("--folds", type=at_least(2), default=5,
+                   help="folds of the cross-validation (5); at most the cell count of the "
+                   "largest class, so that no fold is empty (a class with fewer cells than "
+                   "folds is missing from some folds)")
     p.add_argument("--weighting", choices=WEIGHTING_MODES,
                    help=f"model weights (default {defaults.weighting.mode}, as in a session)")
     p.add_argument("--align", choices=ALIGN_METHODS,
@@ -201,9 +205,11 @@ def main(argv=None) -> int:
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from cellseek.config import check_environment
     from cellseek.errors import CellseekError
 
     try:
+        check_environment()  # a malformed CELLSEEK_* variable: one line before any work
         return int(args.func(args) or 0)
     except CellseekError as err:
         print(f"cellseek: error: {err}", file=sys.stderr)

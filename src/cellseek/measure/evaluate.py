@@ -21,6 +21,7 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.errors import CellseekError
 from cellseek.measure.scoring import (
+    check_folds,
     distinct_sources,
     eval_set,
     knn_predict,
@@ -34,6 +35,7 @@ from cellseek.measure.scoring import (
 from cellseek.search.align import ALIGN_METHODS
 from cellseek.search.cellset import CellSet
 from cellseek.search.weighting import WEIGHTING_MODES
+from cellseek.text import cells_text
 from cellseek.types import Progress, Work
 
 __all__ = ["ALIGNMENTS", "ablations", "cross_validate", "distinct_sources", "embed_labelled_csv",
@@ -64,6 +66,7 @@ def cross_validate(
     if len(counts) < 2:
         raise CellseekError(f"{data.name}: cross-validation needs at least two classes, "
                             f"found {sorted(counts)}")
+    check_folds(data.labels, folds, data.name)
     fold = stratified_folds(data.labels, folds, seed)
     predicted: list = [None] * len(data.labels)
     confidence = np.zeros(len(data.labels))
@@ -110,12 +113,14 @@ def transfer(
 ) -> dict:
     """Macro accuracy on a query set from another source; only shared classes count.
 
+    Both sets must share at least two classes (with one, every suggestion would be that class).
+
     The query cells are suggested as a session suggests the cells of a new device: its source
     alignment (``config.align``) is fitted on the query cells' own suggestions, never on their
     labels. Each set keeps its own source names; a set without any gets one (its name).
     """
     config = config or Config()
-    ref, qry, shared = shared_classes(reference, query)
+    ref, qry, shared = shared_classes(reference, query, minimum=2)
     ref, qry = distinct_sources(ref, qry)
     result = predict_set(ref, qry, config=config, models=models)
     pred = result.votes.best()
@@ -316,7 +321,7 @@ def format_table(result: Mapping) -> str:
                      f"{100 * above['coverage']:.1f} % of cells, precision "
                      f"{100 * above['precision']:.1f} %")
     if result.get("predictors"):
-        lines.append("predictor used: " + ", ".join(f"{k} for {v} cells"
+        lines.append("predictor used: " + ", ".join(f"{k} for {cells_text(v)}"
                                                     for k, v in result["predictors"].items()))
     if result.get("peers"):
         from cellseek.measure.peers import format_peers

@@ -17,6 +17,7 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.measure.scoring import knn_predict, macro_accuracy, stratified_folds, vote_shares
 from cellseek.search.cellset import CellSet
+from cellseek.text import count_text
 from cellseek.types import Progress, Work
 
 logger = logging.getLogger(__name__)
@@ -98,13 +99,14 @@ def plot_growth(result: dict, path) -> None:
             style = "-" if c["order"] == "review queue" else "--"
             ax.plot(c["n_labelled"], 100 * np.asarray(c["macro_accuracy"]), style,
                     label=c["order"])
-        ax.set_title(f"start: {n0} labelled cell(s) per class", fontsize=10)
+        ax.set_title(f"start: {count_text(n0, 'labelled cell')} per class", fontsize=10)
         ax.set_xlabel("confirmed reference cells")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("macro accuracy on held-out cells (%)")
     axes[0][0].legend()
     fig.suptitle(f"Annotation loop simulation: {result['dataset']} "
-                 f"({', '.join(result['models'])}; {result['n_test']} test cells)", fontsize=10)
+                 f"({', '.join(result['models'])}; "
+                 f"{count_text(result['n_test'], 'test cell')})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

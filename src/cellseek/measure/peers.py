@@ -68,6 +68,9 @@ def _score(name: str, train: CellSet, test: CellSet, config: Config, seed: int) 
 
     if name == "cellseek":
         return knn_predict(train, test, config=config)[0]
+    classes = sorted(set(train.labels))
+    if len(classes) == 1:  # a fold without the rare classes: scikit-learn refuses to fit one
+        return classes * len(test)  # class; a classifier of one class predicts it everywhere
     peer = make_peer(name, seed)
     peer.fit(features(train), np.asarray(train.labels, dtype=object))
     return list(peer.predict(features(test, train.models)))
@@ -100,6 +103,7 @@ def compare(reference: CellSet, query: CellSet | None = None, *, folds: int = 5,
         ``macro_accuracy``, ``mode``.
     """
     from cellseek.measure.scoring import (
+        check_folds,
         distinct_sources,
         macro_accuracy,
         shared_classes,
@@ -109,8 +113,10 @@ def compare(reference: CellSet, query: CellSet | None = None, *, folds: int = 5,
     config = config or Config()
     methods = ["cellseek", *PEERS]
     if query is not None:
-        reference, query, _ = shared_classes(reference, query)
+        reference, query, _ = shared_classes(reference, query, minimum=2)
         reference, query = distinct_sources(reference, query)
+    else:
+        check_folds(reference.labels, folds, reference.name)
     truth = reference.labels if query is None else query.labels
     total = len(methods) * len(budgets)
     rows, done = [], 0

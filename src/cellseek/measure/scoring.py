@@ -14,6 +14,7 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.errors import CellseekError
 from cellseek.search.cellset import CellSet
+from cellseek.text import cells_text, count_text
 
 
 def eval_set(name: str, embeddings, labels, sources=None) -> CellSet:
@@ -95,6 +96,35 @@ def stratified_folds(labels: Sequence[str], folds: int, seed: int = 0) -> np.nda
     return fold
 
 
+def check_folds(labels: Sequence[str], folds: int, name: str) -> None:
+    """Refuse a k-fold that would leave a fold without cells.
+
+    :func:`stratified_folds` deals each class's cells to folds 0, 1, 2, ... in turn, so every
+    fold gets a cell when the largest class has at least ``folds`` cells. A class with fewer
+    cells than folds is simply absent from some folds (its cells are still all tested once).
+
+    Raises
+    ------
+    CellseekError
+        One line naming the set, the class sizes and the ``--folds`` that would work.
+    """
+    counts = {c: list(labels).count(c) for c in sorted(set(labels))}
+    if not counts:
+        raise CellseekError(f"{name}: no labelled cells to cross-validate")
+    largest = max(counts, key=counts.get)
+    if counts[largest] >= folds:
+        return
+    smallest = min(counts, key=counts.get)
+    if counts[smallest] == counts[largest]:
+        sizes = f"every class has {cells_text(counts[largest])}"
+    else:
+        sizes = (f"the largest class, {largest!r}, has {cells_text(counts[largest])} "
+                 f"(the smallest, {smallest!r}, has {counts[smallest]})")
+    fix = (f"use --folds {counts[largest]} or fewer" if counts[largest] >= 2
+           else "label at least 2 cells of some class")
+    raise CellseekError(f"{name}: {folds} folds would leave folds without cells: {sizes}; {fix}")
+
+
 def with_modes(config: Config | None, *, weighting: str | None = None,
                align: str | None = None) -> Config:
     """``config`` with another weighting mode and/or source alignment (None: keep)."""
@@ -106,12 +136,34 @@ def with_modes(config: Config | None, *, weighting: str | None = None,
     return config
 
 
-def shared_classes(reference: CellSet, query: CellSet) -> tuple[CellSet, CellSet, list[str]]:
-    """Both sets restricted to the classes they share."""
+def shared_classes(reference: CellSet, query: CellSet, *,
+                   minimum: int = 1) -> tuple[CellSet, CellSet, list[str]]:
+    """Both sets restricted to the classes they share.
+
+    Parameters
+    ----------
+    reference, query : CellSet
+        Labelled sets.
+    minimum : int
+        Fewest shared classes accepted. A transfer needs 2: restricted to one shared class, the
+        reference can only ever suggest that class, so every score would be 100 %.
+
+    Raises
+    ------
+    CellseekError
+        When the sets share fewer than ``minimum`` classes.
+    """
     shared = sorted(set(reference.labels) & set(query.labels))
     if not shared:
         raise CellseekError(f"{reference.name} and {query.name} share no class: "
                             f"{sorted(set(reference.labels))} vs {sorted(set(query.labels))}")
+    if len(shared) < minimum:
+        raise CellseekError(
+            f"{reference.name} and {query.name} share only "
+            f"{count_text(len(shared), 'class', 'classes')} ({', '.join(map(repr, shared))}) "
+            f"and a transfer needs at least {minimum}: "
+            f"restricted to the shared classes, every suggestion would be {shared[0]!r}, so "
+            f"there is nothing to measure; label more classes in both sets")
     return (reference.subset(np.flatnonzero(np.isin(reference.labels, shared))),
             query.subset(np.flatnonzero(np.isin(query.labels, shared))), shared)
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cellseek.text import cells_text
+
 
 @dataclass
 class CellSet:
@@ -41,7 +43,7 @@ class CellSet:
         for m, e in self.embeddings.items():
             if np.shape(e)[0] != n:
                 raise ValueError(f"{self.name or 'cell set'}: {np.shape(e)[0]} embeddings of "
-                                 f"model {m!r} for {n} cells")
+                                 f"model {m!r} for {cells_text(n)}")
         if len(self.sources) != n or (self.labels is not None and len(self.labels) != n):
             raise ValueError(f"{self.name or 'cell set'}: ids, sources and labels differ in "
                              "length")

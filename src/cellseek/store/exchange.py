@@ -23,6 +23,7 @@ from cellseek.store.common import format_models
 from cellseek.store.connection import translate_error
 from cellseek.store.files import fsync_dir, publish, remove_quietly, temp_next_to
 from cellseek.store.meta import check_same_versions, read_models, read_value, read_versions
+from cellseek.text import spreadsheet_row
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ CSV_COLUMNS = (
 )
 #: Name of the label image of plane ``(t, z)`` of image ``image_id`` in an export folder.
 LABEL_IMAGE_NAME = "labels_image{image_id}_t{t}_z{z}.tif"
-#: Spreadsheets run a cell starting with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 _CELL_COPY_COLUMNS = (
     "label_value, t, z, bbox_row_min, bbox_col_min, bbox_row_max, bbox_col_max, centroid_row, "
@@ -290,14 +289,6 @@ def merge(src: sqlite3.Connection, dst: sqlite3.Connection, *, src_path, dst_pat
 # ---------------------------------------------------------------------------- CSV export
 
 
-def spreadsheet_safe(value):
-    """A CSV cell a spreadsheet shows as text: strings starting with ``= + - @``, a tab or a
-    carriage return get a leading ``'`` (OWASP's advice against CSV formula injection)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 def cell_state(label, suggestion, confidence) -> str:
     """``confirmed`` (a label), ``suggested`` (a suggestion above the threshold),
     ``uncertain`` (the vote ran but abstained) or ``unlabelled`` (never suggested)."""
@@ -345,7 +336,7 @@ def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,
                 out = (cid, img, img_path, digest, t, z, value, name, row, col, area, label,
                        source, cell_state(label, suggestion, confidence), suggestion,
                        confidence, best_label if best_label is not None else suggestion)
-                writer.writerow(["" if v is None else spreadsheet_safe(v) for v in out])
+                writer.writerow(spreadsheet_row(out))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -20,6 +20,7 @@ from cellseek.store.cells import check_embeddings, insert_cells
 from cellseek.store.common import check_label
 from cellseek.store.images import check_plane_labels, insert_image, save_plane_labels
 from cellseek.store.labels import change_labels
+from cellseek.text import cells_text, count_text
 from cellseek.types import Cell
 
 #: Keys of the dict :func:`add_labelled_images` returns.
@@ -81,8 +82,9 @@ def prepare(items: Sequence[LabelledImage], models: Mapping[str, int], where) ->
                                  "nothing was saved")
             vectors = check_embeddings(models, item.embeddings, len(item.cells), where)
             if item.thumbnails is not None and len(item.thumbnails) != len(item.cells):
-                raise StoreError(f"{where}: {item.path}: {len(item.thumbnails)} thumbnails for "
-                                 f"{len(item.cells)} cells; nothing was saved")
+                raise StoreError(f"{where}: {item.path}: "
+                                 f"{count_text(len(item.thumbnails), 'thumbnail')} for "
+                                 f"{cells_text(len(item.cells))}; nothing was saved")
         for labels in (item.plane_labels or {}).values():
             check_plane_labels(labels)
         out.append((item, label, vectors))

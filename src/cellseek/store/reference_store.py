@@ -42,6 +42,7 @@ from cellseek.store.common import check_label, check_models, format_models
 from cellseek.store.connection import Transactions
 from cellseek.store.labelled_images import LabelledImage
 from cellseek.store.schema import LABEL_SOURCES, SCHEMA_VERSION
+from cellseek.text import cells_text, count_text
 from cellseek.types import Cell
 
 logger = logging.getLogger(__name__)
@@ -349,11 +350,12 @@ class ReferenceStore:
         vectors = cell_ops.check_embeddings(self.models, embeddings, n, self.path)
         if thumbnails is not None and len(thumbnails) != n:
             raise StoreError(
-                f"{self.path}: {len(thumbnails)} thumbnails given for {n} cells; give one per cell"
+                f"{self.path}: {count_text(len(thumbnails), 'thumbnail')} given for "
+                f"{cells_text(n)}; give one per cell"
             )
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        with self._tx.write(f"saving {n} cells") as conn:
+        with self._tx.write(f"saving {cells_text(n)}") as conn:
             images.require_image(conn, image_id, self.path)
             return cell_ops.insert_cells(conn, image_id, cells, vectors, thumbnails, self.path)
 
@@ -388,7 +390,7 @@ class ReferenceStore:
         prepared = labelled_ops.prepare(items, self.models, self.path)
         if not prepared:
             return dict.fromkeys(labelled_ops.COUNT_KEYS, 0)
-        with self._tx.write(f"saving {len(prepared)} labelled images") as conn:
+        with self._tx.write(f"saving {count_text(len(prepared), 'labelled image')}") as conn:
             return labelled_ops.add_labelled_images(conn, prepared, self.path, source=source,
                                                     note=note)
 
@@ -465,7 +467,7 @@ class ReferenceStore:
         ids = list(dict.fromkeys(int(i) for i in np.asarray(cell_ids, dtype=np.int64).ravel()))
         if not ids:
             return
-        with self._tx.write(f"deleting {len(ids)} cells") as conn:
+        with self._tx.write(f"deleting {cells_text(len(ids))}") as conn:
             cell_ops.delete_cells(conn, ids, self.path)
 
     # ------------------------------------------------------------------ labels
@@ -498,7 +500,7 @@ class ReferenceStore:
         if isinstance(labels, str):
             labels = [labels] * len(ids)
         if len(labels) != len(ids):
-            raise ValueError(f"{len(labels)} labels given for {len(ids)} cells")
+            raise ValueError(f"{count_text(len(labels), 'label')} given for {cells_text(len(ids))}")
         self._set(ids, list(labels), source=source, note="", doing=f"saving {len(ids)} labels")
 
     def _set(self, ids: list[int], labels: list[str], *, source: str, note: str, doing: str):

@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from cellseek.config import default_cache_dir
+from cellseek.config import default_cache_dir, env_path
 from cellseek.errors import CellseekError
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ class PinMismatchError(CellseekError):
 
 def pins_path() -> Path:
     """The pins file in force."""
-    env = os.environ.get(PINS_ENV)
-    return Path(env) if env else default_cache_dir() / "hub-pins.json"
+    return env_path(PINS_ENV, folder=False) or default_cache_dir() / "hub-pins.json"
 
 
 def read_pins(path: Path | None = None) -> dict[str, dict]:
