@@ -211,3 +211,31 @@ def test_cancel_during_a_single_step_job_keeps_its_result(widget, qtbot):
     release.set()
     qtbot.waitUntil(lambda: not runner.busy, timeout=5_000)
     assert got == ["written"] and job.state == "done"
+
+
+def test_index_build_progress_reaches_the_widget_on_the_gui_thread(sample_viewer, qtbot, wait,
+                                                                    tmp_path, monkeypatch):
+    """The index build is one blocking call; it reports through the runner's signal, which
+    must reach the widget on the GUI thread (Qt widgets are not thread-safe)."""
+    from cellseek._napari.widget import CellseekWidget
+
+    seen = []
+    original = CellseekWidget._on_progress
+
+    def record(self, p):
+        seen.append((p.stage, threading.current_thread() is threading.main_thread()))
+        original(self, p)
+
+    monkeypatch.setattr(CellseekWidget, "_on_progress", record)
+    w = CellseekWidget(sample_viewer)
+    sample_viewer.window.add_dock_widget(w, name="cellseek", area="right")
+    try:
+        w.reference.new_store(tmp_path / "ref.cellseek")
+        wait(w)
+        w.reference.add_bundled_crops()  # labelled cells: the index is built after the import
+        wait(w)
+        index_reports = [on_gui for stage, on_gui in seen if stage == "index"]
+        assert len(index_reports) >= 2  # the job's own step and the build's reports
+        assert all(on_gui for _, on_gui in seen)
+    finally:
+        w.cleanup()
