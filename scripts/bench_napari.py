@@ -112,7 +112,7 @@ def bench_stack(args) -> None:
 
     by_signature = {signature(image[i]): planes[i] for i in range(len(image))}
 
-    def prepared(plane, config):  # the segmenter, replaced: returns the prepared labels
+    def prepared(plane, config, **kwargs):  # the segmenter, replaced: the prepared labels
         yield Progress(0, 1, "segment")
         return by_signature[signature(plane)]
 
