@@ -61,3 +61,29 @@ def test_segmentation_finds_it_and_auto_picks_sam(folder):
     assert any(p.stage == "segment:sam" for p in progress)  # SAM ran, not the classical one
     model = sam_loader.load_sam("vit_b", weights_dir=folder, device="cpu")
     assert model.cellseek_checkpoint == folder / SAM_FILE
+
+
+def test_the_commands_find_it_with_and_without_workers(folder, tmp_path, capsys):
+    """``segment --method sam`` and the batch path (``embed --scheduler sync``, what workers
+    run) find SAM in ``--weights-dir``; without it, one line says the weights are missing."""
+    import json
+
+    from PIL import Image
+
+    rgb = np.full((96, 96, 3), 230, np.uint8)
+    rgb[30:60, 30:60] = (120, 60, 150)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(rgb).save(images / "a.png")
+    args = ["--method", "sam", "-q"]
+    assert main(["segment", str(images), *args, "--weights-dir", str(folder),
+                 "-o", str(tmp_path / "out")]) == 0
+    assert "(sam segmentation)" in capsys.readouterr().out
+    assert main(["segment", str(images), *args, "-o", str(tmp_path / "out2")]) == 1
+    err = capsys.readouterr().err
+    assert "sam" in err.lower() and "weights" in err.lower() and "Traceback" not in err
+    store = tmp_path / "s.cellseek"
+    code = main(["embed", str(images), "--store", str(store), *args, "--weights-dir",
+                 str(folder), "--scheduler", "sync"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and not summary["failed"] and summary["computed"] == 1
