@@ -32,6 +32,7 @@ from cellseek.batch.shards import read_shard
 from cellseek.config import Config
 from cellseek.errors import IncompatibleStoreError, StoreExistsError
 from cellseek.store import untrusted_json
+from cellseek.store.files import remove_store_files
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ def merge_shards(
     shard_paths: Iterable, store_path, config: Config, models: dict[str, int], *,
     sig: str | None = None, progress=None,
 ) -> dict:
-    """Merge shards into a reference store in one transaction (created when missing).
+    """Merge shards into a reference store in one transaction (created when missing, unless
+    nothing is added).
 
     Parameters
     ----------
@@ -161,12 +163,15 @@ def merge_shards(
                     counts["cells_added"] += len(shard.cells)
                 if progress is not None:
                     progress(i + 1, len(shard_paths))
-            if created:
+            if created and counts["images_added"]:
                 try:
                     staging.backup(store_path, overwrite=False)  # exclusive, atomic
                 except StoreExistsError:
                     # another process created the store meanwhile: merge into it instead
                     created = counts["created"] = False
+            elif created:  # nothing to add: a merge never leaves an empty new store behind
+                created = counts["created"] = False
+                logger.warning("%s was not created: nothing was added to it", store_path)
         finally:
             session.close()
         if not created and counts["images_added"]:
@@ -174,11 +179,7 @@ def merge_shards(
                 merged = target.merge_from(tmp)
             logger.info("merged into %s: %s", store_path, merged)
     finally:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            try:
-                Path(str(tmp) + suffix).unlink()
-            except OSError:
-                pass
+        remove_store_files(tmp)
     logger.info("%s: %s", store_path, counts)
     return counts
 

@@ -212,7 +212,6 @@ def embed_many(
     """
     start = time.perf_counter()
     store_path = Path(store_path).expanduser().absolute()
-    existed = store_path.exists()
     paths = collect_inputs(inputs)
     plane_kw = dict(plane_kw or {})
     config, dims = resolve_run_config(store_path, config, paths, plane_kw)
@@ -240,11 +239,6 @@ def embed_many(
         logger.warning("%d of %d images failed; first: %s", len(failed), len(paths), failed[0])
     merged = merge_shards(shards, store_path, config, dims, sig=sig)
     merged["index"] = build_saved_index(store_path, config) if merged["images_added"] else None
-    if not existed and not shards:  # nothing could be added: leave no new store behind
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(str(store_path) + suffix).unlink(missing_ok=True)
-        merged["created"] = False
-        logger.warning("%s was not kept: nothing was added to it", store_path)
     try:
         shard_dir.rmdir()  # only when empty: shards of the images that worked are kept
     except OSError:

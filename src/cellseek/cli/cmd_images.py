@@ -111,8 +111,9 @@ def _check_requested_models(store_path, cfg, args, held=None) -> None:
 
 def _remove_new_store(path) -> None:
     """Remove a store this command created and could not fill (nothing of the user's is lost)."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+    from cellseek.store.files import remove_store_files
+
+    remove_store_files(path)
     print(f"cellseek: {path} was not kept: nothing was added to it", file=sys.stderr)
 
 

@@ -31,6 +31,12 @@ def sidecars(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
 
+def remove_store_files(path) -> None:
+    """Remove a store file with its ``-wal``, ``-shm`` and ``-journal`` files, quietly."""
+    path = Path(path)
+    remove_quietly(path, *sidecars(path), path.with_name(path.name + "-journal"))
+
+
 def remove_quietly(*paths: Path) -> None:
     """Remove files that may not exist; log (do not raise) other failures."""
     for p in paths:
