@@ -74,10 +74,10 @@ def check_labelled_csv(csv_path) -> Work[CheckedCsv]:
             digest = content_hash(image)
         except CellseekError as err:
             raise CellseekError(f"{where}, row {i + 2}: {err}; nothing was saved") from None
-        constant = [w for w in image.metadata.get("warnings", []) if "is constant" in w]
-        if constant:
-            raise CellseekError(f"{where}, row {i + 2}: {constant[0]}: it shows no cell to "
-                                "keep as a reference; nothing was saved. Remove the row.")
+        if "constant" in image.metadata:
+            raise CellseekError(f"{where}, row {i + 2}: {image.metadata['constant']}: it shows "
+                                "no cell to keep as a reference; nothing was saved. Remove the "
+                                "row.")
         hashes.append(digest)
         if digest not in by_hash:
             by_hash[digest] = i

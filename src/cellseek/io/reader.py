@@ -364,7 +364,7 @@ def _folder_warning(warnings: list[str], exc: ImageReadError) -> None:
 
 
 def _validate(image: ImageData) -> ImageData:
-    """Reject empty and all-NaN images; warn about constant ones.
+    """Reject empty and all-NaN images; warn about constant ones (``metadata["constant"]``).
 
     For lazy (Dask) data only the first plane is checked, so nothing big is loaded.
     """
@@ -390,4 +390,5 @@ def _validate(image: ImageData) -> ImageData:
             message = f"{Path(image.path).name}: image is constant (every pixel is {first})"
             logger.warning("%s", message)
             meta["warnings"].append(message)
+            meta["constant"] = message  # (first plane only for lazy data)
     return image
