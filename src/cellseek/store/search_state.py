@@ -158,8 +158,8 @@ def load(conn: sqlite3.Connection, where) -> tuple[str, dict, dict[str, np.ndarr
     if set(parts) != set(digests):
         raise StoreError(f"{where}: the saved search index's arrays do not match its list")
     for name, rows in parts.items():
-        if not isinstance(rows[0][3], bytes) or _digest(
-                r[3] for r in rows if isinstance(r[3], bytes)) != digests[name]:
+        parts_ok = all(isinstance(r[3], bytes) for r in rows)
+        if not parts_ok or _digest(r[3] for r in rows) != digests[name]:
             raise StoreError(f"{where}: the saved search array {name!r} does not match its "
                              "checksum (edited or damaged)")
         arrays[name] = _array(name, rows, where)
