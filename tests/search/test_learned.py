@@ -51,7 +51,7 @@ def test_a_head_learns_from_a_class_stratified_sample_above_its_cap(monkeypatch,
     x, y = _classes_in_noise(n=100)  # 300 cells, 3 classes
     monkeypatch.setattr(head, cap_name, 90)
     capped = LinearHead.fit(x, y, kind)
-    rows = head._stratified_cap(np.asarray(y), 90)
+    rows = head.stratified_cap(np.asarray(y), 90)
     assert len(rows) == 90 and sorted(np.unique(np.asarray(y)[rows], return_counts=True)[1]) == [
         30, 30, 30]
     monkeypatch.setattr(head, cap_name, 10_000)

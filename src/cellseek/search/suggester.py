@@ -41,7 +41,7 @@ from cellseek.search.align import Alignment
 from cellseek.search.cellset import CellSet, concat
 from cellseek.search.choice import HEAD_OF, Choice, choose, combine
 from cellseek.search.familiarity import Familiarity
-from cellseek.search.head import LinearHead
+from cellseek.search.head import LinearHead, stratified_cap
 from cellseek.search.label_lookup import LabelLookup
 from cellseek.search.vote import adaptive_k, suggestions_from_votes, vote_matrix
 from cellseek.search.weighting import (
@@ -143,15 +143,7 @@ class TrainSample:
     def of(cls, fused: np.ndarray, reference: CellSet, cap: int, seed: int = 0) -> TrainSample:
         """At most ``cap`` rows, every class keeping its share (and at least its own cells up to
         ``cap // n_classes``)."""
-        n = len(reference)
-        rows = np.arange(n)
-        if n > cap:
-            labels = np.asarray(reference.labels, dtype=object)
-            rng = np.random.default_rng(seed)
-            classes = sorted(set(labels.tolist()))
-            per = max(cap // max(len(classes), 1), 1)
-            rows = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per]
-                                           for c in classes]))
+        rows = stratified_cap(np.asarray(reference.labels, dtype=object), cap, seed)
         return cls(reference.ids[rows].copy(), np.asarray(fused[rows], np.float32),
                    [str(reference.labels[i]) for i in rows],
                    [reference.sources[i] for i in rows])
