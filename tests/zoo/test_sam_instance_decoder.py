@@ -40,7 +40,13 @@ def test_decoder_matches_torch_em_key_for_key_and_numerically(transposed):
     ref = np.load(DATA / f"micro_sam_decoder_output_{tag}.npy")
     assert out.shape[1:] == ref.shape == (3, 64, 64)
     assert ref.std() > 5e-3  # the outputs vary: a wrong layer would show
-    np.testing.assert_allclose(out[0].numpy(), ref, atol=2e-4, rtol=1e-3)  # thread-count rounding
+    # float rounding differs with the CPU and the thread count, and this deep random decoder
+    # amplifies it (up to 1.7e-3 on an AMD EPYC with one thread, against an output spread of
+    # 1.4e-2): the values must agree to a tenth of that spread and correlate almost perfectly,
+    # which a wrong layer or a wrong order of operations would not.
+    got = out[0].numpy()
+    np.testing.assert_allclose(got, ref, atol=2.5e-3, rtol=0)
+    assert np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.9999
 
 
 def test_watershed_on_decoder_maps_separates_touching_cells():
