@@ -36,6 +36,18 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _preset_of_new_sets(request, monkeypatch):
+    """New reference sets use the ``light`` preset (classical features only) unless a test is
+    marked ``default_preset``: most tests check machinery, not models, and the default preset
+    runs three models per crop. The tests of what a user runs as written (the README's commands,
+    ``cellseek demo``, the napari user story) carry the mark and run the real default."""
+    if request.node.get_closest_marker("default_preset") is None:
+        monkeypatch.setenv("CELLSEEK_PRESET", "light")
+    else:
+        monkeypatch.delenv("CELLSEEK_PRESET", raising=False)
+
+
 @pytest.fixture
 def field():
     """A synthetic RGB field with 4 red round and 4 blue elongated cells."""

@@ -19,6 +19,12 @@ WEIGHTS_DIR_ENV = "CELLSEEK_WEIGHTS_DIR"
 CACHE_DIR_ENV = "CELLSEEK_CACHE_DIR"
 #: Environment variable overriding :attr:`Limits.max_plane_pixels` (an integer).
 MAX_PLANE_PIXELS_ENV = "CELLSEEK_MAX_PLANE_PIXELS"
+#: Environment variable naming the model preset of new reference sets (default
+#: :data:`DEFAULT_PRESET`; ``light`` for slow machines).
+PRESET_ENV = "CELLSEEK_PRESET"
+#: The preset of new reference sets: ``classical`` plus the pretrained models whose weights
+#: install with ``pip`` (:data:`cellseek.zoo.registry.PRESETS`).
+DEFAULT_PRESET = "packaged"
 
 
 def env_path(name: str, *, folder: bool) -> Path | None:
@@ -50,6 +56,23 @@ def env_path(name: str, *, folder: bool) -> Path | None:
 def default_cache_dir() -> Path:
     """Folder for caches: ``$CELLSEEK_CACHE_DIR`` or ``~/.cache/cellseek``."""
     return env_path(CACHE_DIR_ENV, folder=True) or Path.home() / ".cache" / "cellseek"
+
+
+def default_preset() -> str:
+    """The preset of new reference sets: ``$CELLSEEK_PRESET``, else :data:`DEFAULT_PRESET`.
+
+    Raises
+    ------
+    ConfigError
+        The variable is set to something that cannot be a preset name.
+    """
+    env = os.environ.get(PRESET_ENV)
+    if env is None or not env.strip():
+        return DEFAULT_PRESET
+    name = env.strip()
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(PRESET_ENV, env, "a preset name such as packaged or light")
+    return name
 
 
 def default_weights_dir() -> Path | None:
@@ -162,6 +185,7 @@ class EmbedConfig:
     ----------
     preset : str
         A preset name from :data:`cellseek.zoo.registry.PRESETS`; ignored when ``models`` is set.
+        Default: ``$CELLSEEK_PRESET``, else :data:`DEFAULT_PRESET`.
     models : tuple of str
         Explicit model names.
     batch_size : int
@@ -172,7 +196,7 @@ class EmbedConfig:
         Local weights folder; defaults to ``$CELLSEEK_WEIGHTS_DIR``.
     """
 
-    preset: str = "offline"
+    preset: str = field(default_factory=default_preset)
     models: tuple[str, ...] = ()
     batch_size: int = 32
     device: str = "auto"
@@ -335,6 +359,11 @@ class LearnConfig:
     familiarity_quantile : float
         The low quantile of the same-class nearest-neighbour similarity below which the
         familiarity starts to fall.
+    robust_models : tuple of str
+        The models of the *robust* search profile (:mod:`cellseek.search.profiles`): a source
+        that nothing validates yet (a new microscope) is searched with these alone, with equal
+        weights; validation per source decides when all models help. Models absent from a set
+        are ignored; with none present (or all of them) there is one profile only.
     """
 
     head: str = "auto"
@@ -344,6 +373,7 @@ class LearnConfig:
     max_train: int = 20_000
     familiarity: bool = True
     familiarity_quantile: float = 0.05
+    robust_models: tuple[str, ...] = ("classical",)
 
 
 @dataclass(frozen=True)
@@ -420,6 +450,7 @@ def check_environment() -> None:
     current_limits()
     default_cache_dir()
     default_weights_dir()
+    default_preset()
 
 
 @dataclass(frozen=True)

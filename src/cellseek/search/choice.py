@@ -14,6 +14,12 @@ only where it is validated:
 The candidates (:data:`CANDIDATES`, most robust first: the kNN vote, its blend with the LDA head,
 the LDA head, its blend with the logistic head, the logistic head) are compared by macro
 accuracy; a less robust candidate must beat the best more robust one by ``LearnConfig.margin``.
+
+Each predictor runs on every search profile (:mod:`cellseek.search.profiles`): the global model
+weights (``"all"``) and the robust profile (the hand-crafted features alone, by default). A
+candidate is named ``"<predictor>"`` on ``"all"`` and ``"<predictor>@<profile>"`` otherwise; on a
+profile the robust one comes first, so a new microscope with nothing to validate on is searched
+with the robust profile and the kNN vote.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cellseek.search.profiles import ALL, candidate_name, split_candidate
 from cellseek.search.vote import adaptive_k, vote_matrix
 
 logger = logging.getLogger(__name__)
@@ -37,15 +44,32 @@ HEAD_OF = {"blend-lda": "lda", "lda": "lda", "blend-logistic": "logistic",
            "logistic": "logistic"}
 
 
+def candidates(profiles: Sequence[str] = (ALL,), predictors: Sequence[str] = CANDIDATES
+               ) -> tuple[str, ...]:
+    """Every predictor on every profile, most robust first (other profiles before ``"all"``)."""
+    order = [p for p in profiles if p != ALL] + ([ALL] if ALL in profiles else [])
+    return tuple(candidate_name(pred, prof) for pred in predictors for prof in order)
+
+
+def head_key(candidate: str) -> str | None:
+    """The head a candidate uses (``"lda"``, ``"lda@classical"`` ...), or None for a kNN vote."""
+    predictor, profile = split_candidate(candidate)
+    kind = HEAD_OF.get(predictor)
+    return candidate_name(kind, profile) if kind else None
+
+
 def combine(candidate: str, knn: np.ndarray, heads: Mapping[str, np.ndarray]) -> np.ndarray:
     """Class shares of a candidate from the kNN shares and the heads' probabilities
-    (``heads``: head name -> ``(q, C)``; a missing head falls back to the kNN shares)."""
-    if candidate not in CANDIDATES:
+    (``heads``: head key (:func:`head_key`) -> ``(q, C)``; a missing head falls back to the kNN
+    shares). ``knn`` is the vote on the candidate's own profile."""
+    predictor, _ = split_candidate(candidate)
+    if predictor not in CANDIDATES:
         raise ValueError(f"unknown candidate {candidate!r}; choose from {CANDIDATES}")
-    head = heads.get(HEAD_OF.get(candidate, ""))
-    if candidate == "knn" or head is None:
+    key = head_key(candidate)
+    head = heads.get(key) if key else None
+    if head is None:
         return knn
-    return 0.5 * (knn + head) if candidate.startswith("blend") else head
+    return 0.5 * (knn + head) if predictor.startswith("blend") else head
 
 
 @dataclass
@@ -70,10 +94,19 @@ class Choice:
         """The candidate used for cells of ``source``."""
         return self.per_source.get(str(source), self.default)
 
+    def profile_of(self, source: str) -> str:
+        """The search profile the cells of ``source`` are searched with."""
+        return split_candidate(self.for_source(source))[1]
+
+    @property
+    def used(self) -> set[str]:
+        """Every candidate some source uses."""
+        return {*self.per_source.values(), self.default}
+
     @property
     def heads_needed(self) -> set[str]:
-        """The heads some source uses."""
-        return {HEAD_OF[c] for c in (*self.per_source.values(), self.default) if c in HEAD_OF}
+        """The heads some source uses (head keys, :func:`head_key`)."""
+        return {k for k in map(head_key, self.used) if k}
 
     @property
     def uses_head(self) -> bool:
@@ -86,8 +119,10 @@ def _macro(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([np.mean(predicted[truth == c] == c) for c in classes]))
 
 
-def _predictions(x, labels, train, test, classes, config) -> dict[str, np.ndarray]:
-    """Predicted class codes of ``test`` rows by every candidate trained on ``train`` rows."""
+def _predictions(x, labels, train, test, classes, config, profiles, predictors
+                 ) -> dict[str, np.ndarray]:
+    """Predicted class codes of ``test`` rows by every candidate trained on ``train`` rows
+    (``profiles``: profile -> column factors of ``x``)."""
     import faiss
 
     from cellseek.search.head import HEADS, LinearHead
@@ -96,17 +131,23 @@ def _predictions(x, labels, train, test, classes, config) -> dict[str, np.ndarra
     y = np.array([code[c] for c in labels])
     counts = {c: int((y[train] == i).sum()) for i, c in enumerate(classes)}
     k = min(adaptive_k(counts, config.suggest), len(train))
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(np.ascontiguousarray(x[train]))
-    sims, top = index.search(np.ascontiguousarray(x[test]), k)
-    knn = vote_matrix(sims, np.where(top >= 0, y[train][np.maximum(top, 0)], -1),
-                      len(classes), config.suggest.temperature)
-    heads = {}
-    if len({labels[i] for i in train}) >= 2:
-        for kind in HEADS:
-            fitted = LinearHead.fit(x[train], [labels[i] for i in train], kind)
-            heads[kind] = fitted.proba(x[test], classes)
-    return {c: combine(c, knn, heads).argmax(axis=1) for c in CANDIDATES}
+    out = {}
+    for profile, factors in profiles.items():
+        xp = np.ascontiguousarray(x * factors, dtype=np.float32)
+        index = faiss.IndexFlatIP(xp.shape[1])
+        index.add(np.ascontiguousarray(xp[train]))
+        sims, top = index.search(np.ascontiguousarray(xp[test]), k)
+        knn = vote_matrix(sims, np.where(top >= 0, y[train][np.maximum(top, 0)], -1),
+                          len(classes), config.suggest.temperature)
+        heads = {}
+        if len({labels[i] for i in train}) >= 2 and len(predictors) > 1:
+            for kind in HEADS:
+                fitted = LinearHead.fit(xp[train], [labels[i] for i in train], kind)
+                heads[candidate_name(kind, profile)] = fitted.proba(xp[test], classes)
+        for pred in predictors:
+            name = candidate_name(pred, profile)
+            out[name] = combine(name, knn, heads).argmax(axis=1)
+    return out
 
 
 def _folds(labels: np.ndarray, rows: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
@@ -119,17 +160,17 @@ def _folds(labels: np.ndarray, rows: np.ndarray, folds: int, seed: int) -> list[
     return [rows[fold == f] for f in range(folds)]
 
 
-def _best(scores: dict[str, float], margin: float) -> str:
+def _best(scores: dict[str, float], margin: float, order: Sequence[str]) -> str:
     """The most robust candidate that no less robust one beats by more than ``margin``."""
-    best = CANDIDATES[0]
-    for c in CANDIDATES[1:]:
+    best = order[0]
+    for c in order[1:]:
         if scores[c] > scores[best] + margin:
             best = c
     return best
 
 
 def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
-           *, seed: int = 0) -> Choice:
+           *, seed: int = 0, profiles: Mapping[str, np.ndarray] | None = None) -> Choice:
     """Validate the candidates per source on the confirmed cells (see the module docstring).
 
     Parameters
@@ -142,6 +183,10 @@ def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
         ``learn`` (``head``, ``min_per_class``, ``folds``) and ``suggest`` settings.
     seed : int
         Seed of the folds.
+    profiles : mapping, optional
+        Search profile -> ``(d,)`` column factors turning ``x`` into that profile's space
+        (:func:`cellseek.search.profiles.column_factors`, ``query=False``); default: ``"all"``
+        only.
 
     Returns
     -------
@@ -151,12 +196,15 @@ def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
     labels = np.asarray(labels, dtype=object).astype(str)
     sources = np.asarray(sources, dtype=object).astype(str)
     classes = sorted(set(labels.tolist()))
-    if learn.head == "off" or len(classes) < 2:
-        return Choice()
+    x = np.asarray(x, np.float32)
+    profiles = dict(profiles) if profiles else {ALL: np.ones(x.shape[1], np.float32)}
+    predictors = ("knn",) if learn.head == "off" else CANDIDATES
+    order = candidates(list(profiles), predictors)
+    if len(classes) < 2:
+        return Choice(default=order[0])
     if learn.head == "on":
         return Choice(default="blend-lda")
-    x = np.asarray(x, np.float32)
-    out = Choice()
+    out = Choice(default=order[0])
     eligible = []
     for src in sorted(set(sources.tolist())):
         rows = np.flatnonzero(sources == src)
@@ -174,18 +222,18 @@ def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
             if len(usable) < 2:
                 continue
         n_folds = int(min(learn.folds, min(counts[c] for c in usable)))
-        truth, pred = [], {c: [] for c in CANDIDATES}
+        truth, pred = [], {c: [] for c in order}
         for val in _folds(labels, rows, n_folds, seed):
             train = np.setdiff1d(np.arange(len(labels)), val)
-            got = _predictions(x, labels, train, val, classes, config)
+            got = _predictions(x, labels, train, val, classes, config, profiles, predictors)
             truth.append(labels[val])
-            for c in CANDIDATES:
+            for c in order:
                 pred[c].append(np.asarray(classes, dtype=object)[got[c]])
         truth_all = np.concatenate(truth)
-        out.scores[src] = {c: _macro(truth_all, np.concatenate(pred[c])) for c in CANDIDATES}
-        out.per_source[src] = _best(out.scores[src], learn.margin)
+        out.scores[src] = {c: _macro(truth_all, np.concatenate(pred[c])) for c in order}
+        out.per_source[src] = _best(out.scores[src], learn.margin, order)
     if len(eligible) >= 2:
-        per = {c: [] for c in CANDIDATES}
+        per = {c: [] for c in order}
         rng = np.random.default_rng(seed)
         for src in eligible:
             val = np.flatnonzero(sources == src)
@@ -194,11 +242,11 @@ def choose(x: np.ndarray, labels: Sequence[str], sources: Sequence[str], config,
             train = np.flatnonzero(sources != src)
             if len(set(labels[train].tolist())) < 2:
                 continue
-            got = _predictions(x, labels, train, val, classes, config)
-            for c in CANDIDATES:
+            got = _predictions(x, labels, train, val, classes, config, profiles, predictors)
+            for c in order:
                 per[c].append(_macro(labels[val], np.asarray(classes, dtype=object)[got[c]]))
-        if per["knn"]:
+        if per[order[0]]:
             out.scores["*unseen*"] = {c: float(np.mean(v)) for c, v in per.items()}
-            out.default = _best(out.scores["*unseen*"], learn.margin)
+            out.default = _best(out.scores["*unseen*"], learn.margin, order)
     logger.info("suggester: %s for unseen sources; per source %s", out.default, out.per_source)
     return out

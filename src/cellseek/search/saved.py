@@ -26,15 +26,17 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.search import faiss_arrays
 from cellseek.search.align import Alignment
-from cellseek.search.choice import CANDIDATES, Choice
+from cellseek.search.choice import Choice, candidates
 from cellseek.search.familiarity import Familiarity
 from cellseek.search.head import HEADS, LinearHead
 from cellseek.search.index import KINDS, CellIndex
+from cellseek.search.profiles import split_candidate
 from cellseek.search.reduce import PCA, ModelReducer
 from cellseek.search.suggester import Suggester, TrainSample
 
 FORMAT = "cellseek-search-state"
-VERSION = 2
+#: 3: search profiles (the weights of each, heads and familiarity per profile).
+VERSION = 3
 #: Alignments whose fitted state can be saved (the others are refitted on open).
 SAVABLE_ALIGNMENTS = ("none", "balanced", "center")
 
@@ -91,9 +93,9 @@ def dump(suggester: Suggester, key: str) -> tuple[dict, dict[str, np.ndarray]]:
             arrays[f"pca/{m}/mean"] = p.mean.astype(np.float32)
             arrays[f"pca/{m}/components"] = p.components.astype(np.float32)
             arrays[f"pca/{m}/explained_variance"] = p.explained_variance.astype(np.float32)
-    for kind, head in s.heads.items():
+    for head_name, head in s.heads.items():
         for name in ("mean", "scale", "coef", "intercept"):
-            arrays[f"head/{kind}/{name}"] = getattr(head, name).astype(np.float32)
+            arrays[f"head/{head_name}/{name}"] = getattr(head, name).astype(np.float32)
     if s.train_sample is not None:
         arrays["train/ids"] = s.train_sample.ids.astype(np.int64)
         arrays["train/x"] = s.train_sample.x.astype(np.float16)
@@ -107,14 +109,15 @@ def dump(suggester: Suggester, key: str) -> tuple[dict, dict[str, np.ndarray]]:
         "pca": {m: {"total_variance": float(p.total_variance), "whiten": bool(p.whiten),
                     "normalise": bool(p.normalise)} for m, p in s.reducer.pcas.items()}
         if s.reducer is not None else None,
-        "heads": {kind: list(head.classes) for kind, head in s.heads.items()},
+        "profiles": {p: {m: float(w) for m, w in ws.items()} for p, ws in s.profiles.items()},
+        "block_sizes": dict(s.block_sizes),
+        "heads": {name: list(head.classes) for name, head in s.heads.items()},
         "head_stale": bool(s.head_stale),
         "choice": {"per_source": s.choice.per_source, "default": s.choice.default,
                    "scores": s.choice.scores},
-        "familiarity": {"low": s.familiarity.low, "spread": s.familiarity.spread,
-                        "default_low": s.familiarity.default_low,
-                        "default_spread": s.familiarity.default_spread}
-        if s.familiarity is not None else None,
+        "familiarity": {p: {"low": f.low, "spread": f.spread, "default_low": f.default_low,
+                            "default_spread": f.default_spread}
+                        for p, f in s.familiarities.items()},
     }
     return header, arrays
 
@@ -226,28 +229,41 @@ def _load(header, arrays, config, key, dims) -> Suggester:
                                                                np.sort(s.index.ids())):
         raise SavedStateError("the saved labels do not match the cells of the saved index")
     s.labels = dict(zip(ids.tolist(), (classes[c] for c in codes.tolist())))
+    # search profiles: the same as these weights and settings give
+    sizes = header["block_sizes"]
+    if {m: int(sizes.get(m, -1)) for m in models} != space:
+        raise SavedStateError("the saved block sizes do not match the models")
+    s.set_profiles(space)
+    saved_profiles = {str(p): {str(m): float(w) for m, w in ws.items()}
+                      for p, ws in header["profiles"].items()}
+    if saved_profiles != s.profiles:
+        raise SavedStateError("the saved search profiles do not match the model weights")
     # learned parts
     choice = header["choice"]
+    allowed = set(candidates(list(s.profiles)))
     per_source = {str(k): str(v) for k, v in choice["per_source"].items()}
-    if not set(per_source.values()) | {choice["default"]} <= set(CANDIDATES):
+    if not set(per_source.values()) | {choice["default"]} <= allowed:
         raise SavedStateError("the saved predictor choice is malformed")
     s.choice = Choice(per_source, str(choice["default"]),
                       {str(k): {str(c): float(v) for c, v in d.items()}
                        for k, d in choice["scores"].items()})
-    for kind, head_classes in (header.get("heads") or {}).items():
-        if kind not in HEADS:
-            raise SavedStateError(f"unknown saved head {kind!r}")
+    for key, head_classes in (header.get("heads") or {}).items():
+        kind, profile = split_candidate(str(key))
+        if kind not in HEADS or profile not in s.profiles:
+            raise SavedStateError(f"unknown saved head {key!r}")
         head_classes = _strings(head_classes, "head classes")
         rows = 1 if len(head_classes) == 2 else len(head_classes)
-        s.heads[kind] = LinearHead(head_classes, _floats(arrays, f"head/{kind}/mean", (dim,)),
-                                   _floats(arrays, f"head/{kind}/scale", (dim,)),
-                                   _floats(arrays, f"head/{kind}/coef", (rows, dim)),
-                                   _floats(arrays, f"head/{kind}/intercept", (rows,)), kind)
-    fam = header.get("familiarity")
-    if fam is not None:
-        s.familiarity = Familiarity({str(k): float(v) for k, v in fam["low"].items()},
-                                    {str(k): float(v) for k, v in fam["spread"].items()},
-                                    float(fam["default_low"]), float(fam["default_spread"]))
+        s.heads[key] = LinearHead(head_classes, _floats(arrays, f"head/{key}/mean", (dim,)),
+                                  _floats(arrays, f"head/{key}/scale", (dim,)),
+                                  _floats(arrays, f"head/{key}/coef", (rows, dim)),
+                                  _floats(arrays, f"head/{key}/intercept", (rows,)), kind)
+    for profile, fam in (header.get("familiarity") or {}).items():
+        if profile not in s.profiles:
+            raise SavedStateError(f"a saved familiarity names the unknown profile {profile!r}")
+        s.familiarities[str(profile)] = Familiarity(
+            {str(k): float(v) for k, v in fam["low"].items()},
+            {str(k): float(v) for k, v in fam["spread"].items()},
+            float(fam["default_low"]), float(fam["default_spread"]))
     if "train/ids" in arrays:
         tids = faiss_arrays.array(arrays, "train/ids", np.int64, ndim=1)
         n = len(tids)

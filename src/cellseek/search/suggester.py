@@ -13,9 +13,11 @@ the other cells of their sources and of the query sources, with their current cl
 3. optional per-model PCA (:class:`cellseek.search.reduce.ModelReducer`),
 4. the fused index of the reference cells (:class:`cellseek.search.index.CellIndex`),
 
-5. what it learns from the confirmed cells: linear heads (:mod:`cellseek.search.head`: shrinkage
-   LDA, logistic regression), used per source only where validated (:mod:`cellseek.search.choice`),
-   and the classes' own spacing (:mod:`cellseek.search.familiarity`),
+5. what it learns from the confirmed cells: which search profile (all models with their weights,
+   or the robust models alone: :mod:`cellseek.search.profiles`) and which predictor (the kNN vote,
+   linear heads: :mod:`cellseek.search.head`) each source uses, validated per source
+   (:mod:`cellseek.search.choice`), and the classes' own spacing per profile
+   (:mod:`cellseek.search.familiarity`),
 
 and then answers :meth:`Suggester.suggest` for any cells of known sources: the nearest reference
 cells (always the neighbours shown), the adaptive similarity-weighted kNN vote
@@ -39,10 +41,11 @@ import numpy as np
 from cellseek.config import Config
 from cellseek.search.align import Alignment
 from cellseek.search.cellset import CellSet, concat
-from cellseek.search.choice import HEAD_OF, Choice, choose, combine
+from cellseek.search.choice import Choice, choose, combine, head_key
 from cellseek.search.familiarity import Familiarity
 from cellseek.search.head import LinearHead, stratified_cap
 from cellseek.search.label_lookup import LabelLookup
+from cellseek.search.profiles import ALL, column_factors, profiles_for, split_candidate
 from cellseek.search.vote import adaptive_k, suggestions_from_votes, vote_matrix
 from cellseek.search.weighting import (
     WEIGHTING_MODES,
@@ -193,10 +196,37 @@ class Suggester:
         self.labels: dict[int, str] = {}  # a property: setting it resets the lookup
         self.choice = Choice()
         self.heads: dict[str, LinearHead] = {}
-        self.familiarity: Familiarity | None = None
+        self.profiles: dict[str, dict[str, float]] = {ALL: dict(self.weights)}
+        self.block_sizes: dict[str, int] = {}
+        self.familiarities: dict[str, Familiarity] = {}
         self.train_sample: TrainSample | None = None
         self.head_stale = False
         self._ref_unit: dict = {}
+
+    @property
+    def familiarity(self) -> Familiarity | None:
+        """The familiarity of the ``"all"`` profile (None when off or not fitted)."""
+        return self.familiarities.get(ALL)
+
+    def set_profiles(self, block_sizes: Mapping[str, int]) -> None:
+        """The search profiles of the current weights (:func:`profiles_for`) and the fused
+        vector's block sizes (model -> columns)."""
+        self.block_sizes = {m: int(block_sizes[m]) for m in self.models}
+        self.profiles = profiles_for(self.models, self.weights,
+                                     self.config.learn.robust_models)
+
+    def factors(self, profile: str, *, query: bool) -> np.ndarray | None:
+        """Column factors of ``profile`` (:func:`cellseek.search.profiles.column_factors`);
+        None for ``"all"`` (nothing to scale)."""
+        if profile == ALL or profile not in self.profiles or not self.block_sizes:
+            return None
+        return column_factors(self.models, self.block_sizes, self.weights,
+                              self.profiles[profile], query=query)
+
+    def in_profile(self, x: np.ndarray, profile: str) -> np.ndarray:
+        """Vectors of the search space (or the training sample) in ``profile``'s space."""
+        f = self.factors(profile, query=False)
+        return x if f is None else np.asarray(x * f, np.float32)
 
     @property
     def labels(self) -> dict[int, str]:
@@ -258,6 +288,8 @@ class Suggester:
         from cellseek.search.index import CellIndex
 
         fused = self._fuse(aligned)
+        reduced = self.reducer.transform(aligned) if self.reducer is not None else aligned
+        self.set_profiles({m: np.shape(reduced[m])[1] for m in self.models})
         self.index = CellIndex(fused.shape[1], self.config.index)
         if len(reference):
             self.index.rebuild(fused, reference.ids, progress=progress)
@@ -269,21 +301,33 @@ class Suggester:
         """The per-source choice, the head and the familiarity from the confirmed cells."""
         learn = self.config.learn
         self.train_sample = sample
-        self.choice = choice if choice is not None else choose(sample.x, sample.labels,
-                                                               sample.sources, self.config)
+        if choice is None:
+            factors = {p: (self.factors(p, query=False) if p != ALL
+                           else np.ones(sample.x.shape[1], np.float32)) for p in self.profiles}
+            choice = choose(sample.x, sample.labels, sample.sources, self.config,
+                            profiles=factors)
+        self.choice = choice
         self.heads = {}
         self.head_stale = self.choice.uses_head
-        self.familiarity = (Familiarity.fit(sample.x, sample.labels,
-                                            quantile=learn.familiarity_quantile)
-                            if learn.familiarity and len(sample.labels) else None)
+        used = {split_candidate(c)[1] for c in self.choice.used} | {ALL}
+        self.familiarities = {
+            p: Familiarity.fit(self.in_profile(sample.x, p), sample.labels,
+                               quantile=learn.familiarity_quantile)
+            for p in sorted(used) if p in self.profiles
+        } if learn.familiarity and len(sample.labels) else {}
 
     def current_heads(self) -> dict[str, LinearHead]:
-        """The heads some source uses, refitted when confirmed cells changed since."""
+        """The heads some source uses (head key -> head), refitted when confirmed cells changed
+        since."""
         if self.head_stale and self.train_sample is not None:
             labels = self.train_sample.labels
-            self.heads = {kind: LinearHead.fit(self.train_sample.x, labels, kind)
-                          for kind in sorted(self.choice.heads_needed)} \
-                if len(set(labels)) >= 2 else {}
+            heads = {}
+            if len(set(labels)) >= 2:
+                for key in sorted(self.choice.heads_needed):
+                    kind, profile = split_candidate(key)
+                    heads[key] = LinearHead.fit(self.in_profile(self.train_sample.x, profile),
+                                                labels, kind)
+            self.heads = heads
             self.head_stale = False
         return self.heads
 
@@ -406,7 +450,18 @@ class Suggester:
             ``(Q, k)``, best first; ``-inf`` / -1 where fewer than k exist.
         """
         queries = self.vectors(cells) if vectors is None else vectors
-        return _without_self(*self.index.search(queries, k + 1), cells.ids, k)
+        profiles = [self.choice.profile_of(src) for src in cells.sources]
+        if all(p == ALL for p in profiles):
+            return _without_self(*self.index.search(queries, k + 1), cells.ids, k)
+        sims = np.full((len(cells), k), -np.inf, np.float32)
+        ids = np.full((len(cells), k), -1, np.int64)
+        for profile in sorted(set(profiles)):
+            rows = np.flatnonzero(np.asarray(profiles) == profile)
+            f = self.factors(profile, query=True)
+            q = queries[rows] if f is None else np.asarray(queries[rows] * f, np.float32)
+            s_, i_ = _without_self(*self.index.search(q, k + 1), cells.ids[rows], k)
+            sims[rows, : s_.shape[1]], ids[rows, : i_.shape[1]] = s_, i_
+        return sims, ids
 
     def votes(self, cells: CellSet, k: int | None = None) -> Votes:
         """The adaptive kNN vote of every cell (see :class:`Votes`)."""
@@ -422,36 +477,54 @@ class Suggester:
         codes = self.codes_of(ids, classes)
         code_of = {c: i for i, c in enumerate(classes)}
         temperature = self.config.suggest.temperature
+        predictors = [self.choice.for_source(s) for s in cells.sources]
+        profiles = np.asarray([split_candidate(p)[1] for p in predictors], dtype=object)
         if self._ref_unit:
-            shares = self._per_query_shares(cells, k, code_of, len(classes))
+            shares = np.zeros((q, len(classes)))
+            for profile in sorted(set(profiles.tolist())):
+                rows = np.flatnonzero(profiles == profile)
+                shares[rows] = self._per_query_shares(cells.subset(rows), k, code_of,
+                                                      len(classes), profile)
         else:
             shares = vote_matrix(sims, codes, len(classes), temperature)
-        predictors = [self.choice.for_source(s) for s in cells.sources]
-        if any(p != "knn" for p in predictors):
+        if any(split_candidate(p)[0] != "knn" for p in predictors):
             heads = self.current_heads()
-            proba = {kind: head.proba(vectors, classes) for kind, head in heads.items()}
-            for name in set(predictors) - {"knn"}:
+            for name in sorted(set(predictors)):
                 rows = np.flatnonzero(np.asarray(predictors) == name)
-                shares[rows] = combine(name, shares[rows], {k: v[rows] for k, v in proba.items()})
-            predictors = [p if p == "knn" or HEAD_OF[p] in heads else "knn" for p in predictors]
+                key = head_key(name)
+                if key is None or key not in heads:
+                    continue
+                x = self.in_profile(vectors[rows], split_candidate(name)[1])
+                shares[rows] = combine(name, shares[rows], {key: heads[key].proba(x, classes)})
+            predictors = [p if head_key(p) is None or head_key(p) in heads
+                          else "knn" if split_candidate(p)[1] == ALL
+                          else f"knn@{split_candidate(p)[1]}" for p in predictors]
         familiarity = None
-        if self.familiarity is not None:
+        if self.familiarities:
             best = shares.argmax(axis=1)
             of_best = np.where(codes == best[:, None], sims, -np.inf).max(axis=1) \
                 if sims.size else np.full(q, -np.inf)
-            familiarity = self.familiarity.factor(
-                [classes[b] if s > 0 else None for b, s in zip(best, shares.sum(axis=1))],
-                of_best)
+            named = [classes[b] if s > 0 else None for b, s in zip(best, shares.sum(axis=1))]
+            familiarity = np.ones(q)
+            for profile in sorted(set(profiles.tolist())):
+                fam = self.familiarities.get(profile)
+                if fam is None:
+                    continue
+                rows = np.flatnonzero(profiles == profile)
+                familiarity[rows] = fam.factor([named[i] for i in rows], of_best[rows])
         return Votes(shares, classes, sims, ids, codes, familiarity, predictors)
 
-    def _per_query_shares(self, cells: CellSet, k: int, code_of: dict, n_classes: int):
-        """Per-model votes weighted by the entropy of each model's own neighbours per query."""
+    def _per_query_shares(self, cells: CellSet, k: int, code_of: dict, n_classes: int,
+                          profile: str = ALL):
+        """Per-model votes weighted by the entropy of each model's own neighbours per query
+        (over the models the profile uses)."""
         aligned = self.alignment.transform(cells.select_models(self.models).embeddings,
                                            cells.sources)
         blocks = self.reducer.transform(aligned) if self.reducer is not None else aligned
         temperature = self.config.suggest.temperature
         per_shares, per_codes = {}, {}
-        for m in self.models:
+        models = [m for m in self.models if self.profiles.get(profile, self.weights).get(m, 0) > 0]
+        for m in models or self.models:
             ref_ids, unit = self._ref_unit[m]
             sims = l2_normalise(blocks[m]) @ unit.T
             sims[ref_ids[None, :] == cells.ids[:, None]] = -np.inf
@@ -463,7 +536,7 @@ class Suggester:
             per_codes[m] = codes
             per_shares[m] = vote_matrix(s, codes, n_classes, temperature)
         w = per_query_model_weights(per_codes, n_classes, tau=self.config.weighting.tau)
-        return sum(w[m][:, None] * per_shares[m] for m in self.models)
+        return sum(w[m][:, None] * per_shares[m] for m in per_shares)
 
     def suggest(self, cells: CellSet, k: int | None = None) -> list[Suggestion]:
         """One :class:`~cellseek.types.Suggestion` per cell (with its neighbours)."""

@@ -480,6 +480,12 @@ PRESETS: dict[str, tuple[str, ...]] = {
     ),
     "fast": ("dinov2_vits14", "convnext_tiny"),
     "hematology": ("dinobloom_b", "dinov2_vitb14", "classical"),
+    # the default (cellseek.config.DEFAULT_PRESET): the hand-crafted features and the pretrained
+    # models whose weights install with pip, so it runs on any machine with no download
+    "packaged": ("classical", "effnet_lite0", "dinov2s_imgfocus"),
+    # the hand-crafted features alone: no torch at all, for slow machines
+    "light": ("classical",),
+    # the old name of "light" (the default until cellseek 0.1's packaged models)
     "offline": ("classical",),
 }
 
