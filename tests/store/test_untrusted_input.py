@@ -73,3 +73,62 @@ def test_an_eight_byte_label_image_is_refused_by_export_and_merge(tmp_path, caps
         s.merge_from(store)
     with ReferenceStore.open(mine, readonly=True) as s:
         assert len(s.images()) == 1
+
+
+# ------------------------------------------------------------------ 2. symlinked side files
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+TRIGGER = ("CREATE TRIGGER hijack AFTER UPDATE OF label ON cells BEGIN "
+           "UPDATE cells SET label = 'hacked'; END")
+
+
+def test_repair_never_writes_through_a_symlinked_backup_name(tmp_path, capsys):
+    victim = make_store(tmp_path / "victim.cellseek", image_hash="hash-v", labels=("v",) * 3)
+    before = _digest(victim)
+    received = tmp_path / "received"
+    received.mkdir()
+    store = make_store(received / "X.cellseek")
+    sql(store, TRIGGER)
+    (received / "X.cellseek.repair.bak").symlink_to(victim)
+    assert main(["check", "--repair", str(store)]) == 0
+    capsys.readouterr()
+    assert _digest(victim) == before  # the other store was not replaced
+    assert (received / "X.cellseek.repair.bak").is_symlink()
+    backup = received / "X.cellseek.repair.2.bak"  # a fresh name instead
+    conn = sqlite3.connect(backup)  # the copy made before the repair: trigger included
+    assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    conn.close()
+    with ReferenceStore.open(victim, readonly=True) as s:
+        assert s.classes() == {"v": 3}
+
+
+def test_an_upgrade_never_writes_through_a_symlinked_backup_name(tmp_path):
+    victim = make_store(tmp_path / "victim.cellseek", image_hash="hash-v", labels=("v",) * 3)
+    before = _digest(victim)
+    received = tmp_path / "received"
+    received.mkdir()
+    store = make_store(received / "X.cellseek")
+    sql(store, "DROP TABLE search_arrays", "DROP TABLE search_state", "PRAGMA user_version = 4")
+    (received / "X.cellseek.schema4.bak").symlink_to(victim)
+    with ReferenceStore.open(store) as s:  # a writable open upgrades schema 4 -> 5
+        assert s.schema_version == 5
+    assert _digest(victim) == before
+    assert (received / "X.cellseek.schema4.2.bak").is_file()
+
+
+@pytest.mark.parametrize("side", ["-wal", "-shm", "-journal"])
+def test_a_symlinked_sqlite_side_file_is_refused_in_one_line(tmp_path, side):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n" * 100)
+    store = make_store(tmp_path / "X.cellseek")
+    (tmp_path / f"X.cellseek{side}").symlink_to(victim)
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=f"X.cellseek{side} beside it is a symbolic link"):
+            ReferenceStore.open(store, readonly=readonly)
+    assert victim.read_text() == "precious\n" * 100

@@ -21,7 +21,7 @@ from cellseek.store import search_state, untrusted_json
 from cellseek.store.blobs import VECTOR_DTYPE, BlobError, check_labels_blob, thumbnail_problem
 from cellseek.store.common import format_models
 from cellseek.store.connection import translate_error
-from cellseek.store.files import fsync_dir, publish, remove_quietly, temp_next_to
+from cellseek.store.files import copy_database, remove_quietly, temp_next_to
 from cellseek.store.meta import check_same_versions, read_models, read_value, read_versions
 from cellseek.text import spreadsheet_row
 
@@ -359,26 +359,8 @@ def backup(conn: sqlite3.Connection, store_path, path, *, overwrite: bool = True
     path = Path(path).expanduser().absolute()
     if path.exists() and path.resolve() == Path(store_path).resolve():
         raise StoreError(f"{path}: cannot back a store up onto itself")
-    tmp = temp_next_to(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "xb"):  # created with the user's umask; an OSError names the cause
-            pass
-        dest = sqlite3.connect(tmp)
-        try:
-            conn.backup(dest)
-            dest.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
-        finally:
-            dest.close()
-        if overwrite:
-            for side in ("-wal", "-shm"):
-                remove_quietly(path.with_name(path.name + side))
-        publish(tmp, path, overwrite=overwrite)
-        fsync_dir(path.parent)
+        copy_database(conn, path, overwrite=overwrite)
     except (sqlite3.Error, OSError) as exc:
-        remove_quietly(tmp, tmp.with_name(tmp.name + "-journal"))
         raise translate_error(exc, path, "writing the backup") from exc
-    except BaseException:
-        remove_quietly(tmp, tmp.with_name(tmp.name + "-journal"))
-        raise
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -120,3 +121,58 @@ def _publish_without_link(tmp: Path, path: Path) -> None:
     except BaseException:
         remove_quietly(path)
         raise
+
+
+def copy_database(conn: sqlite3.Connection, path: Path, *, overwrite: bool) -> Path:
+    """Copy the database on ``conn`` to ``path`` with SQLite's online backup, atomically.
+
+    The copy is built in a new file created exclusively under a fresh temporary name next to
+    ``path`` (``O_CREAT | O_EXCL``: never an existing file, never through a symbolic link),
+    made self-contained (``journal_mode=DELETE``) and published with :func:`publish`: with
+    ``overwrite`` the name is replaced (``rename(2)`` replaces a symbolic link, it does not
+    write through it), otherwise an existing ``path`` raises
+    :class:`~cellseek.errors.StoreExistsError`.
+
+    Raises
+    ------
+    sqlite3.Error, OSError
+        Untranslated (the caller names the store and what it was doing).
+    """
+    tmp = temp_next_to(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb"):  # created with the user's umask; an OSError names the cause
+            pass
+        dest = sqlite3.connect(tmp)
+        try:
+            conn.backup(dest)
+            dest.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
+        finally:
+            dest.close()
+        if overwrite:
+            remove_quietly(*sidecars(path))
+        publish(tmp, path, overwrite=overwrite)
+        fsync_dir(path.parent)
+    except BaseException:
+        remove_quietly(tmp, tmp.with_name(tmp.name + "-journal"))
+        raise
+    return path
+
+
+def backup_beside(conn: sqlite3.Connection, path: Path, tag: str) -> Path:
+    """A safety copy of the store ``path`` (open on ``conn``) under a name nobody holds yet.
+
+    ``<name>.<tag>.bak``, or ``<name>.<tag>.2.bak``, ``.3.bak`` ... when that exists: a file
+    already there (an earlier backup, or a symbolic link a received folder planted to make
+    cellseek overwrite another file) is never replaced nor written through.
+    """
+    for n in range(1, 10_000):
+        name = f"{path.name}.{tag}.bak" if n == 1 else f"{path.name}.{tag}.{n}.bak"
+        target = path.with_name(name)
+        if os.path.lexists(target):
+            continue
+        try:
+            return copy_database(conn, target, overwrite=False)
+        except StoreExistsError:
+            continue  # created by someone else a moment ago
+    raise StoreExistsError(f"{path}: no free name for a {tag} backup beside it")
