@@ -602,14 +602,14 @@ def test_export_cells_csv_escapes_formulas(filled, tmp_path):
     labels = ["=HYPERLINK(\"http://x\")", "+1", "-cmd", "@SUM(A1)", "CD4+", "ok"]
     for cid, lab in zip(ids, labels):
         store.set_label(int(cid), lab)
-    store.set_suggestions(ids[8:], ["\tx", "\r=1"], [0.9, 0.9])  # labels are stripped, these not
+    store.set_suggestions(ids[8:], ["=1", "@x"], [0.9, 0.9])
     out = tmp_path / "cells.csv"
     store.export_cells_csv(out)
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     got = [r["label"] for r in rows][: len(labels)]
     assert got == ["'=HYPERLINK(\"http://x\")", "'+1", "'-cmd", "'@SUM(A1)", "CD4+", "ok"]
-    assert [r["suggestion"] for r in rows[8:]] == ["'\tx", "'\r=1"]
+    assert [r["suggestion"] for r in rows[8:]] == ["'=1", "'@x"]
     with open(out, newline="") as fh:
         first = next(csv.DictReader(fh))
     assert float(first["centroid_row"]) == 5.5  # numbers are never escaped

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+from contextlib import nullcontext
 import zlib
 from pathlib import Path
 
@@ -132,3 +133,108 @@ def test_a_symlinked_sqlite_side_file_is_refused_in_one_line(tmp_path, side):
         with pytest.raises(StoreError, match=f"X.cellseek{side} beside it is a symbolic link"):
             ReferenceStore.open(store, readonly=readonly)
     assert victim.read_text() == "precious\n" * 100
+
+
+# ------------------------------------------------------------------ 4, 5, 9. one value rule
+
+
+@pytest.mark.parametrize("label", ["x" * 4097, "é" * 2049, "ok\x00hidden", "", "   ", " pad"],
+                         ids=["4097-bytes", "4098-utf8-bytes", "nul", "empty", "blank", "padded"])
+def test_a_label_a_store_would_refuse_is_refused_when_written(tmp_path, label):
+    from cellseek.store.rules import ValueRuleError
+
+    store = make_store(tmp_path / "mine.cellseek")
+    with ReferenceStore.open(store) as s:
+        with pytest.raises(ValueRuleError) if label != " pad" else nullcontext():
+            s.set_label(3, label)
+        with pytest.raises(ValueRuleError):
+            s.set_suggestions([3], [label + " "], [0.9])
+    with ReferenceStore.open(store) as s:  # the store never refuses itself
+        assert s.check() == []
+
+
+def test_a_csv_label_or_source_over_the_limit_is_refused_before_anything_is_saved(tmp_path,
+                                                                                   capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(
+            tmp_path / f"c{i}.png")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(f"path,label,source\nc0.png,ok,lab\nc1.png,{'L' * 5000},lab\n")
+    store = tmp_path / "ref.cellseek"
+    assert main(["reference", str(csv_path), "--store", str(store), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "row 3" in err and "5000 bytes" in err and len(err.strip().splitlines()) == 1
+    assert not store.exists()
+    csv_path.write_text(f"path,label,source\nc0.png,ok,{'s' * 4097}\n")
+    assert main(["reference", str(csv_path), "--store", str(store), "-q"]) == 1
+    assert "the source of c0.png" in capsys.readouterr().err
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(("statement", "expected"), [
+    ("UPDATE cells SET label = 'big' || char(0) || ? WHERE id = 1", "label is not a class name"),
+    ("UPDATE images SET path = 'a.tif' || char(0) || ?", "path is not a text"),
+    ("UPDATE images SET source = ?", "source is not a short text"),
+    ("UPDATE cells SET suggestion = 'q' || char(0) || ? WHERE id = 3",
+     "suggestion is not a class name"),
+])
+def test_texts_are_measured_in_bytes_and_nul_is_refused_on_open(tmp_path, statement, expected):
+    store = make_store(tmp_path / "received.cellseek")
+    sql(store, statement, params=("y" * 10_000_000,) if "?" in statement else ())
+    with pytest.raises(StoreError, match=expected):
+        ReferenceStore.open(store, readonly=True)
+    mine = make_store(tmp_path / "mine.cellseek", image_hash="hash-b")
+    with ReferenceStore.open(mine) as s, pytest.raises(StoreError, match="refused"):
+        s.merge_from(store)
+    with ReferenceStore.open(mine, readonly=True) as s:
+        assert s.classes() == {"x": 1, "y": 1}
+
+
+def test_a_multibyte_text_is_measured_in_bytes(tmp_path):
+    store = make_store(tmp_path / "received.cellseek")
+    sql(store, "UPDATE images SET path = ?", params=("é" * 3000,))  # 3,000 characters, 6,000 bytes
+    with pytest.raises(StoreError, match="path is not a text of at most 4096 bytes"):
+        ReferenceStore.open(store, readonly=True)
+
+
+@pytest.mark.parametrize("label", ["", "   ", "\t", " x", "x\n", "\u3000"])
+def test_empty_and_blank_labels_of_a_received_store_are_refused(tmp_path, label):
+    store = make_store(tmp_path / "received.cellseek")
+    sql(store, "UPDATE cells SET label = ? WHERE id = 1", params=(label,))
+    with pytest.raises(StoreError, match="label"):
+        ReferenceStore.open(store, readonly=True)
+    mine = make_store(tmp_path / "mine.cellseek", image_hash="hash-b")
+    with ReferenceStore.open(mine) as s, pytest.raises(StoreError):
+        s.merge_from(store)
+    with ReferenceStore.open(mine, readonly=True) as s:
+        assert "" not in s.classes() and s.classes() == {"x": 1, "y": 1}
+
+
+def test_a_huge_model_weight_is_refused_in_one_line(tmp_path, capsys):
+    store = make_store(tmp_path / "received.cellseek")
+    sql(store, "UPDATE models SET weight = 1e300")
+    with pytest.raises(StoreError, match="weight is not a number from 0 to 1e\\+06"):
+        ReferenceStore.open(store, readonly=True)
+    assert main(["index", "status", "--store", str(store)]) == 1
+    err = capsys.readouterr().err
+    assert "weight" in err and len(err.strip().splitlines()) == 1
+    from cellseek.store.rules import ValueRuleError
+
+    with ReferenceStore.open(make_store(tmp_path / "mine.cellseek")) as s, \
+            pytest.raises(ValueRuleError, match="finite number from 0 to"):
+        s.set_model_weights({"alpha": 1e300, "beta": 1.0})
+
+
+def test_undo_refuses_a_crafted_audit_label_instead_of_writing_it(tmp_path):
+    store = make_store(tmp_path / "received.cellseek")
+    sql(store, "UPDATE audit SET old_label = '', old_source = 'user' WHERE cell_id = 2")
+    with ReferenceStore.open(store) as s:
+        assert any("old_label is not a class name" in p for p in s.check())
+        with pytest.raises(StoreError, match="Nothing was undone"):
+            s.undo()
+        assert s.classes() == {"x": 1, "y": 1}
+    with ReferenceStore.open(store, readonly=True):
+        pass  # still opens

@@ -38,9 +38,10 @@ from cellseek.store import exchange, folder_export, images, integrity, lifecycle
 from cellseek.store import labelled_images as labelled_ops
 from cellseek.store import labels as label_ops
 from cellseek.store import meta as meta_ops
-from cellseek.store.common import check_label, check_models, format_models
+from cellseek.store.common import check_models, format_models
 from cellseek.store.connection import Transactions
 from cellseek.store.labelled_images import LabelledImage
+from cellseek.store.rules import check_label
 from cellseek.store.schema import LABEL_SOURCES, SCHEMA_VERSION
 from cellseek.text import cells_text, count_text
 from cellseek.types import Cell
