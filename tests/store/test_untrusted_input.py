@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from contextlib import nullcontext
 import zlib
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
