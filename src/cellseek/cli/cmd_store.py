@@ -54,11 +54,15 @@ def cmd_index(args) -> int:
             import time
 
             from cellseek.cli.progress import progress_bars
+            from cellseek.errors import StoreError
 
             start = time.perf_counter()
-            with progress_bars(quiet=getattr(args, "quiet", False)) as bars:
-                index = session.rebuild_index(progress=bars)
-            print(f"{args.store}: built and saved a {index.kind} index of "
+            try:
+                with progress_bars(quiet=getattr(args, "quiet", False)) as bars:
+                    index = session.rebuild_index(progress=bars)
+            except StoreError as err:
+                raise StoreError(f"the index was built but could not be saved: {err}") from err
+            print(f"{args.store}: built and saved {_an(index.kind)} index of "
                   f"{cells_text(len(index))} in {time.perf_counter() - start:.1f} s")
             return 0
         info = session.store.search_state_info()
@@ -80,8 +84,13 @@ def cmd_index(args) -> int:
                           f"{seconds:.2f} s (saved)")
             else:
                 state = "saved but refused (see the warning above)"
-                detail = (f"; a {index.kind} search over {cells_text(len(index))} took "
+                detail = (f"; {_an(index.kind)} search over {cells_text(len(index))} took "
                           f"{seconds:.2f} s to rebuild; `cellseek index build` saves it")
         print(f"{args.store}: {state}, {info['bytes'] / 1e6:.1f} MB, saved {info['saved_at']}"
               + detail)
     return 0
+
+
+def _an(word: str) -> str:
+    """``word`` with its indefinite article ("an exact", "a hnsw")."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

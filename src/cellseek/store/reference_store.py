@@ -77,6 +77,11 @@ class ReferenceStore:
         conn.row_factory = sqlite3.Row
         self.schema_version = conn.execute("PRAGMA user_version").fetchone()[0]
         self.models: dict[str, int] = meta_ops.read_models(conn)
+        #: ``(label stamp before, label stamp after)`` of this object's latest label change
+        #: (:meth:`set_labels`, :meth:`clear_label`, :meth:`undo`), both read inside its
+        #: transaction: a caller that knew every label at *before* knows them at *after* once
+        #: it applies its own change. None before the first change.
+        self.last_label_write: tuple[int, int] | None = None
 
     @property
     def _conn(self) -> sqlite3.Connection | None:
@@ -511,13 +516,19 @@ class ReferenceStore:
         if not ids:
             return
         with self._tx.write(doing) as conn:
+            before = label_ops.label_stamp(conn)
             changes = [(i, lab, source) for i, lab in zip(ids, labels)]
             label_ops.change_labels(conn, "label", changes, self.path, note=note)
+            stamps = (before, label_ops.label_stamp(conn))
+        self.last_label_write = stamps
 
     def clear_label(self, cell_id: int) -> None:
         """Remove the confirmed label of a cell (audited, undoable)."""
         with self._tx.write(f"clearing the label of cell {cell_id}") as conn:
+            before = label_ops.label_stamp(conn)
             label_ops.change_labels(conn, "clear", [(int(cell_id), None, None)], self.path)
+            stamps = (before, label_ops.label_stamp(conn))
+        self.last_label_write = stamps
 
     def undo(self) -> list[tuple[int, str | None]] | None:
         """Revert the last label change that is not yet undone.
@@ -534,7 +545,11 @@ class ReferenceStore:
             there is nothing to undo.
         """
         with self._tx.write("undoing the last label change") as conn:
-            return label_ops.undo_last(conn, self.path)
+            before = label_ops.label_stamp(conn)
+            restored = label_ops.undo_last(conn, self.path)
+            stamps = (before, label_ops.label_stamp(conn))
+        self.last_label_write = stamps
+        return restored
 
     def cell_sources(self, cell_ids: Sequence[int] | None = None) -> dict[int, str]:
         """Cell id -> the source (device / dataset / batch) of its image, for every cell or
@@ -552,6 +567,12 @@ class ReferenceStore:
         """``(cell ids as int64, labels)`` of all confirmed cells, ordered by id."""
         with self._tx.read() as conn:
             return label_ops.labelled_cells(conn)
+
+    def label_snapshot(self) -> tuple[int, np.ndarray, list[str]]:
+        """``(label stamp, cell ids, labels)`` of all confirmed cells, read in one snapshot:
+        the labels are exactly those of that stamp (see :meth:`label_stamp`)."""
+        with self._tx.read() as conn:
+            return (label_ops.label_stamp(conn), *label_ops.labelled_cells(conn))
 
     def set_suggestions(
         self,
