@@ -238,3 +238,34 @@ def test_undo_refuses_a_crafted_audit_label_instead_of_writing_it(tmp_path):
         assert s.classes() == {"x": 1, "y": 1}
     with ReferenceStore.open(store, readonly=True):
         pass  # still opens
+
+
+# ------------------------------------------------------------------ 8. read-only means unchanged
+
+
+def test_a_read_only_open_never_rewrites_a_store_with_a_leftover_wal(tmp_path, capsys):
+    import os
+    import shutil
+
+    source = make_store(tmp_path / "live.cellseek")
+    writer = ReferenceStore.open(source)
+    writer._conn.execute("PRAGMA wal_autocheckpoint=0")
+    writer.set_label(3, "in-the-wal")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for side in ("", "-wal"):  # what a killed program leaves behind
+        shutil.copy2(f"{source}{side}", copy / f"X.cellseek{side}")
+    writer.close()
+    store = copy / "X.cellseek"
+    before = (_digest(store), store.stat().st_mtime_ns, _digest(copy / "X.cellseek-wal"))
+    with ReferenceStore.open(store, readonly=True) as s:
+        assert s.classes() == {"in-the-wal": 1, "x": 1, "y": 1}  # the -wal is read
+    assert main(["export", "--store", str(store), "-o", str(tmp_path / "out")]) == 0
+    assert main(["check", str(store)]) == 0
+    assert main(["index", "status", "--store", str(store)]) == 0
+    capsys.readouterr()
+    after = (_digest(store), store.stat().st_mtime_ns, _digest(copy / "X.cellseek-wal"))
+    assert after == before
+    assert os.path.getsize(copy / "X.cellseek-wal") > 0
+    with ReferenceStore.open(store) as s:  # a writable open then merges it, as always
+        assert s.classes()["in-the-wal"] == 1

@@ -106,8 +106,13 @@ def _writable(path: Path) -> bool:
 def connect(path: Path, readonly: bool) -> sqlite3.Connection:
     """Open the store file.
 
-    Writable: ``mode=rw``. Read-only, three cases:
+    Writable: ``mode=rw``. Read-only, four cases:
 
+    - a non-empty ``-wal`` file lies beside the store (left by a program that was killed, or
+      written by one that is running): ``mode=ro``. It reads the changes in that file but
+      never merges them into the store (a ``mode=rw`` connection closing last would
+      checkpoint: the store file's bytes and time would change under a "read-only" open);
+      SQLite adds its ``-shm`` index file when it is missing;
     - the file and its folder are writable: ``mode=rw`` with ``PRAGMA query_only``, so SQLite
       removes its ``-wal``/``-shm`` files when the last connection closes (``mode=ro`` would
       leave them behind, empty);
@@ -120,11 +125,20 @@ def connect(path: Path, readonly: bool) -> sqlite3.Connection:
     base = path.as_uri()
     if not readonly:
         return _sqlite_connect(f"{base}?mode=rw")
+    wal, shm = sidecars(path)
+    if _writable(path) and wal.is_file() and wal.stat().st_size > 0:
+        conn = _sqlite_connect(f"{base}?mode=ro")
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:  # pragma: no cover - fall back to a query_only open
+            conn.close()
+            logger.info("%s: read-only open with its -wal file failed; opening query-only",
+                        path)
     if _writable(path):
         conn = _sqlite_connect(f"{base}?mode=rw")
         conn.execute("PRAGMA query_only=ON")
         return conn
-    wal, shm = sidecars(path)
     if not wal.exists() and not shm.exists():
         return _sqlite_connect(f"{base}?mode=ro&immutable=1")
     try:
