@@ -220,7 +220,8 @@ def test_embed_merge_export_roundtrip(tmp_path, capsys):
     assert "images added 1" in capsys.readouterr().out
     assert main(["export", "--store", str(a), "-o", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "cells.csv").exists()
-    assert len(list((tmp_path / "out").glob("labels_image*_t0_z0.tif"))) == 2
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_labels.tif")) == [
+        "f0_t0_z0_labels.tif", "f1_t0_z0_labels.tif"]
 
 
 def test_embed_and_suggest_through_the_batch_runner(tmp_path, capsys):

@@ -584,7 +584,7 @@ def test_export_cells_csv(filled, tmp_path):
     assert rows[0]["image_hash"] == "hash-a" and rows[0]["label"] == "x"
     assert rows[0]["label_source"] == "accepted" and rows[0]["centroid_row"] == "5.5"
     assert rows[0]["area"] == "50" and rows[0]["suggestion"] == ""
-    assert rows[0]["label_image"] == f"labels_image{image_id}_t0_z0.tif"
+    assert rows[0]["label_image"] == "a_t0_z0_labels.tif"  # after plate/a.tif and its plane
     assert [r["state"] for r in rows[:4]] == ["confirmed", "suggested", "uncertain", "unlabelled"]
     assert rows[1]["suggestion"] == "y" and float(rows[1]["confidence"]) == 0.75
     assert rows[1]["best_label"] == "y"  # best_labels default to the suggestions

@@ -69,6 +69,7 @@ def test_an_eight_byte_label_image_is_refused_by_export_and_merge(tmp_path, caps
     assert main(["export", "--store", str(store), "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "at most 4 bytes" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # all or nothing
     mine = make_store(tmp_path / "mine.cellseek", image_hash="hash-b")
     with ReferenceStore.open(mine) as s, pytest.raises(StoreError, match="nothing was merged"):
         s.merge_from(store)
@@ -269,3 +270,38 @@ def test_a_read_only_open_never_rewrites_a_store_with_a_leftover_wal(tmp_path, c
     assert os.path.getsize(copy / "X.cellseek-wal") > 0
     with ReferenceStore.open(store) as s:  # a writable open then merges it, as always
         assert s.classes()["in-the-wal"] == 1
+
+
+# ------------------------------------------------------------------ 6. leftovers of killed runs
+
+
+def test_the_temporary_store_a_killed_create_leaves_is_removed_by_the_next(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    target = tmp_path / "ref.cellseek"
+    code = textwrap.dedent(f"""
+        import os, signal
+        from cellseek.store import lifecycle, ReferenceStore
+        real = lifecycle._build
+        def build(*args):
+            real(*args)
+            os.kill(os.getpid(), signal.SIGKILL)  # built, not yet published
+        lifecycle._build = build
+        ReferenceStore.create({str(target)!r}, {{"alpha": 8}})
+    """)
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
+    assert done.returncode == -9, done.stderr
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".ref.cellseek.") and left[0].endswith(".tmp")
+    mine = tmp_path / ".ref.cellseek.000000-1.0badc0de.tmp"  # another machine's: kept
+    mine.write_text("")
+    host = left[0].split(".")[3].split("-")[0]
+    live = tmp_path / f".ref.cellseek.{host}-{os.getpid()}.1234abcd.tmp"  # a running process's
+    live.write_text("")
+    with ReferenceStore.create(target, MODELS):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ref.cellseek", mine.name, live.name])

@@ -22,6 +22,7 @@ from cellseek.store.blobs import VECTOR_DTYPE, BlobError, check_labels_blob, thu
 from cellseek.store.common import format_models
 from cellseek.store.connection import translate_error
 from cellseek.store.files import copy_database, remove_quietly, temp_next_to
+from cellseek.store.label_files import label_file, label_stems
 from cellseek.store.meta import check_same_versions, read_models, read_value, read_versions
 from cellseek.text import spreadsheet_row
 
@@ -47,8 +48,6 @@ CSV_COLUMNS = (
     "confidence",
     "best_label",
 )
-#: Name of the label image of plane ``(t, z)`` of image ``image_id`` in an export folder.
-LABEL_IMAGE_NAME = "labels_image{image_id}_t{t}_z{z}.tif"
 
 _CELL_COPY_COLUMNS = (
     "label_value, t, z, bbox_row_min, bbox_col_min, bbox_row_max, bbox_col_max, centroid_row, "
@@ -306,8 +305,9 @@ def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,
     """Write one row per cell (columns :data:`CSV_COLUMNS`) atomically; returns the row count.
 
     ``label_image`` names the label image file of the cell's plane in an export folder
-    (:data:`LABEL_IMAGE_NAME`; empty when the store has no label image of that plane); the
-    cell's pixels there have the value ``label_value``.
+    (:func:`cellseek.store.label_files.label_file`, after the image's file name and the plane;
+    empty when the store has no label image of that plane); the cell's pixels there have the
+    value ``label_value``.
     """
     path = Path(path).expanduser()
     best = "c.best_label" if version >= 4 else "NULL"
@@ -323,16 +323,16 @@ def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,
         sql += " WHERE c.image_id = ?"
         params = (int(image_id),)
     rows = conn.execute(sql + " ORDER BY c.id", params).fetchall()
+    stems = label_stems(conn.execute("SELECT id, path FROM images"))
     tmp = temp_next_to(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        with open(tmp, "x", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(CSV_COLUMNS)
             for (cid, img, img_path, digest, t, z, value, has_plane, row, col, area, label,
                  source, suggestion, confidence, best_label) in rows:
-                name = LABEL_IMAGE_NAME.format(image_id=int(img), t=int(t), z=int(z)) \
-                    if has_plane else None
+                name = label_file(stems[int(img)], t, z) if has_plane else None
                 out = (cid, img, img_path, digest, t, z, value, name, row, col, area, label,
                        source, cell_state(label, suggestion, confidence), suggestion,
                        confidence, best_label if best_label is not None else suggestion)

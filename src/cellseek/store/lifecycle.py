@@ -64,6 +64,7 @@ def create_file(path: Path, models: dict[str, int], *, overwrite: bool,
             f"{path}: a file already exists here. Open it with ReferenceStore.open, or pass "
             "overwrite=True to replace it."
         )
+    files.remove_stale_temps(path)  # what a create killed before it published left here
     tmp = files.temp_next_to(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
