@@ -305,3 +305,24 @@ def test_the_temporary_store_a_killed_create_leaves_is_removed_by_the_next(tmp_p
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["ref.cellseek", mine.name, live.name])
+
+
+# ------------------------------------------------------------------ 9. CSV cells a spreadsheet runs
+
+
+@pytest.mark.parametrize("text", [" =1+1", "\n=cmd", "\uff1dSUM(A1)", "|calc", "\u3000@x",
+                                  "\uff0b1", "\t-2"])
+def test_cells_a_spreadsheet_would_run_are_escaped_in_the_csv(tmp_path, text):
+    import csv
+
+    store = make_store(tmp_path / "mine.cellseek")
+    with ReferenceStore.open(store) as s:
+        s._conn.execute("UPDATE images SET path = ?", (text,))
+        s.set_label(3, text.strip() or "z")
+        out = tmp_path / "cells.csv"
+        s.export_cells_csv(out)
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["image"] == "'" + text
+    assert rows[2]["label"] == "'" + text.strip()
+    assert rows[0]["centroid_row"] == "2.0"  # numbers are never changed
