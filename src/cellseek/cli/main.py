@@ -19,9 +19,28 @@ from cellseek.cli.options import add_common, at_least, fraction, sizes
 logger = logging.getLogger("cellseek")
 
 
+def _check_weights_dir(args) -> None:
+    """``--weights-dir`` must be a folder (``pull`` creates a missing one)."""
+    from pathlib import Path
+
+    from cellseek.errors import CellseekError
+
+    folder = getattr(args, "weights_dir", None)
+    if not folder:
+        return
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CellseekError(f"--weights-dir {folder}: this is a file, not a folder of model "
+                            "weights")
+    if not path.exists() and getattr(args, "action", None) != "pull":
+        raise CellseekError(f"--weights-dir {folder}: no such folder (`cellseek models pull "
+                            "NAME --weights-dir FOLDER` creates it)")
+
+
 def cmd_models(args) -> int:
     from cellseek.cli import models as models_cli
 
+    _check_weights_dir(args)
     if args.action == "list":
         print(models_cli.list_models_table(weights_dir=args.weights_dir))
         return 0

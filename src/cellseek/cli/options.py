@@ -57,8 +57,14 @@ def config_from_args(args):
     embed = cfg.embed
     if getattr(args, "preset", None):
         embed = replace(embed, preset=args.preset)
-    if getattr(args, "models", None):
-        embed = replace(embed, models=tuple(m.strip() for m in args.models.split(",") if m))
+    if getattr(args, "models", None) is not None:
+        names = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        if not names:
+            from cellseek.errors import CellseekError
+
+            raise CellseekError(f"--models {args.models!r} names no model; give comma-separated "
+                                "model names (see `cellseek models list`)")
+        embed = replace(embed, models=names)
     if getattr(args, "weights_dir", None):
         embed = replace(embed, weights_dir=args.weights_dir)
     if getattr(args, "device", None):

@@ -26,7 +26,19 @@ logger = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 10.0
 
 
-def translate_error(exc: BaseException, path: Path | str, doing: str) -> StoreError:
+def _exhausted_ids(conn: sqlite3.Connection | None) -> list[str]:
+    """Tables whose AUTOINCREMENT counter is at its maximum (SQLite then reports "full")."""
+    if conn is None:
+        return []
+    try:
+        return [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_sequence WHERE seq >= 9223372036854775807")]
+    except sqlite3.Error:
+        return []
+
+
+def translate_error(exc: BaseException, path: Path | str, doing: str,
+                    conn: sqlite3.Connection | None = None) -> StoreError:
     """Turn a sqlite3 or OS error into a :class:`StoreError` a biologist can act on.
 
     Parameters
@@ -37,11 +49,23 @@ def translate_error(exc: BaseException, path: Path | str, doing: str) -> StoreEr
         The store file, named in the message.
     doing : str
         What was being done, e.g. ``"saving 3 labels"``.
+    conn : sqlite3.Connection, optional
+        The store's connection, to tell a full disk from an id counter at its maximum (both
+        are "full" to SQLite).
     """
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc).lower()
     code = getattr(exc, "errno", None)
-    if name.startswith("SQLITE_FULL") or "disk is full" in text or code == errno.ENOSPC:
+    full = name.startswith("SQLITE_FULL") or "disk is full" in text or code == errno.ENOSPC
+    exhausted = _exhausted_ids(conn) if full else []
+    if exhausted:
+        hint = (
+            f"the store's id counter of table {exhausted[0]!r} is at its maximum (2**63 - 1), "
+            "so nothing more can be added to it: the store was crafted or damaged (cellseek "
+            "counts up from 1). Nothing from this change was saved; everything saved before is "
+            "intact."
+        )
+    elif full:
         hint = (
             "the disk is full. Nothing from this change was saved; everything saved before is "
             "intact. Free some disk space (or move the store to a larger disk) and try again."
@@ -213,7 +237,7 @@ class Transactions:
                     except sqlite3.Error:  # pragma: no cover - SQLite already rolled back
                         logger.exception("%s: rollback failed", self.path)
                 if isinstance(exc, (sqlite3.Error, OSError)):
-                    raise translate_error(exc, self.path, doing) from exc
+                    raise translate_error(exc, self.path, doing, conn) from exc
                 raise
 
     @contextmanager
