@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["FORMULA_STARTS", "cells_text", "count_text", "images_text", "spreadsheet_row",
-           "spreadsheet_safe"]
+__all__ = ["FORMULA_STARTS", "cells_text", "classes_text", "count_text", "images_text",
+           "spreadsheet_row", "spreadsheet_safe"]
 
 #: Spreadsheets run a cell starting with one of these as a formula (CSV injection): OWASP's
 #: list, a line break, the pipe (DDE in older Excel) and the full-width forms of = + - @ that
@@ -42,6 +42,22 @@ def cells_text(n: int) -> str:
 def images_text(n: int) -> str:
     """``"1 image"``, ``"2 images"``."""
     return count_text(n, "image")
+
+
+def classes_text(counts) -> str:
+    """``"basophil 12, eosinophil 3"``: classes with their cell counts, as a reader lists them
+    (``"none"`` when there are none).
+
+    Parameters
+    ----------
+    counts : mapping of str to int
+        Class -> number of cells.
+
+    Returns
+    -------
+    str
+    """
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
 
 
 def spreadsheet_safe(value):

@@ -13,7 +13,7 @@ from pathlib import Path
 from cellseek.cli.options import config_from_args
 from cellseek.cli.progress import run_with_progress
 from cellseek.errors import CellseekError, IncompatibleStoreError
-from cellseek.text import cells_text, count_text
+from cellseek.text import cells_text, classes_text, count_text
 
 
 def cmd_segment(args) -> int:
@@ -210,7 +210,7 @@ def cmd_reference(args) -> int:
                               quiet=args.quiet)
         total = session.store.n_cells(labelled=True)
         print(f"{args.store}: added {count_text(n, 'labelled cell')} ({before} labelled before, "
-              f"{total} now); classes: {session.store.classes()}")
+              f"{total} now); classes: {classes_text(session.store.classes())}")
     finally:
         empty = session.store.n_cells() == 0
         session.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cellseek.cli.options import config_from_args
-from cellseek.text import cells_text
+from cellseek.text import cells_text, classes_text
 
 
 def cmd_export(args) -> int:
@@ -23,19 +23,26 @@ def cmd_merge(args) -> int:
         counts = store.merge_from(args.other, labels_only=args.labels_only)
         print(f"{args.store}: merged {args.other}: " + ", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
-        print(f"classes now: {store.classes()}")
+        print(f"classes now: {classes_text(store.classes())}")
     return 0
 
 
 def cmd_check(args) -> int:
+    from cellseek.errors import CellseekError
     from cellseek.store import ReferenceStore
+    from cellseek.text import count_text
 
-    with ReferenceStore.open(args.store, readonly=not args.repair, repair=args.repair) as store:
+    given = [s for s in (args.store_path, args.store_option) if s]
+    if len(given) != 1:
+        raise CellseekError("name one reference store: `cellseek check STORE` or `cellseek "
+                            "check --store STORE`" + (" (two were given)" if given else ""))
+    path = given[0]
+    with ReferenceStore.open(path, readonly=not args.repair, repair=args.repair) as store:
         problems = store.check()
     for line in problems:
         print(f"PROBLEM {line}")
-    print(f"{args.store}: " + (f"{len(problems)} problem(s) found" if problems else
-                               "intact (schema, values, embeddings, label images, thumbnails)"))
+    print(f"{path}: " + (f"{count_text(len(problems), 'problem')} found" if problems else
+                         "intact (schema, values, embeddings, label images, thumbnails)"))
     return 1 if problems else 0
 
 
