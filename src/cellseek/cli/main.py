@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("evaluate", help="measure macro accuracy on labelled data")
-    p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or store")
+    p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or "
+                   "store (opened read-only: never changed)")
     p.add_argument("--query", help="labelled set from another source (transfer; it must "
                    "share at least 2 classes with --reference)")
     p.add_argument("--folds", type=at_least(2), default=5,
@@ -176,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check a reference store (schema, values, embeddings, "
                        "label images); --repair removes SQL objects cellseek does not create")
     p.add_argument("store_path", nargs="?", metavar="STORE",
-                   help="reference store file (or give it with --store)")
+                   help="reference store file (or give it with --store); opened read-only "
+                   "(never changed) unless --repair")
     p.add_argument("--store", dest="store_option", metavar="STORE",
                    help="reference store file, as in the other commands")
     p.add_argument("--repair", action="store_true", help="drop triggers, views and other SQL "
