@@ -11,12 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from cellseek.errors import CellseekError, ImageReadError
+from cellseek.io.tiff import LABELS_KEY
 
 logger = logging.getLogger(__name__)
-
-
-#: Key of the TIFF description (tifffile's shaped metadata) that marks a cellseek label image.
-LABELS_KEY = "cellseek"
 
 
 def _storage_dtype(labels: np.ndarray) -> np.dtype:

@@ -352,10 +352,13 @@ def read_tiff(path, *, lazy="auto", unknown_as: str = "T") -> list[ImageData]:
     return images
 
 
+#: Key of the TIFF description (tifffile's shaped metadata) that marks a label image
+#: :func:`cellseek.io.write_labels` wrote.
+LABELS_KEY = "cellseek"
+
+
 def _is_cellseek_labels(tif, number: int, dtype) -> bool:
     """Whether series ``number`` is a label image :func:`cellseek.io.write_labels` wrote."""
-    from cellseek.io.labels import LABELS_KEY
-
     if np.dtype(dtype).kind not in "iu":
         return False
     try:
