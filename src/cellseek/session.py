@@ -353,13 +353,15 @@ class Session:
 
     # ------------------------------------------------------------------ weights, suggester
     def model_weights(self, *, refresh: bool = False) -> dict[str, float]:
-        """Current model weights; recomputed when asked or when the labelled set grew by 20 %."""
+        """Current model weights; recomputed when asked or when the labelled set grew by 20 %
+        (and saved with the store unless it is read-only)."""
         n = self.store.n_cells(labelled=True)
         stale = self._weights is None or n > 1.2 * max(self._weights_n_labelled, 1)
         if refresh or stale:
             self._weights = compute_weights(self.reference_set(), self.config, self.models)
             self._weights_n_labelled = n
-            self.store.set_model_weights(self._weights)
+            if not self.store.readonly:
+                self.store.set_model_weights(self._weights)
             self._suggester = None
         return dict(self._weights)
 
@@ -583,7 +585,8 @@ class Session:
         return self.suggester().suggest(cells, k)
 
     def suggest(self, cell_ids: Sequence[int] | None = None, *, batch: int = 4096) -> Work[dict]:
-        """Suggest labels for cells (default: every unlabelled cell) and store the suggestions.
+        """Suggest labels for cells (default: every unlabelled cell) and store the suggestions
+        (a read-only session only returns them).
 
         The suggestion run of :func:`cellseek.search.suggester.predict`: with source alignment
         on, the alignment is refitted on the latest suggestions ``config.align.iterations``
@@ -612,7 +615,7 @@ class Session:
         out = dict(zip(cell_ids, result.suggestions))
         self._predicted.update((c, s.best_label) for c, s in out.items() if s.best_label)
         yield Progress(1, 2, "suggest", "saving")
-        for start in range(0, len(cell_ids), batch):
+        for start in range(0 if not self.store.readonly else len(cell_ids), len(cell_ids), batch):
             chunk = cell_ids[start : start + batch]
             self.store.set_suggestions(chunk, [out[c].label for c in chunk],
                                        [out[c].confidence for c in chunk],

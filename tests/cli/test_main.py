@@ -344,3 +344,29 @@ def test_reference_and_merge_print_classes_as_a_readable_list(tmp_path, capsys):
     classes = out.split("classes: ", 1)[1].strip()
     assert "{" not in classes and "'" not in classes
     assert classes.startswith("basophil 6, ")
+
+
+def test_suggest_read_only_leaves_the_store_exactly_as_it_is(tmp_path, capsys):
+    """Issue 24 item 8: a command that only reads can be told so (--read-only)."""
+    import csv
+    import hashlib
+
+    from cellseek.data import sample_fields, sample_reference_csv
+    from cellseek.store import ReferenceStore
+
+    store = tmp_path / "ref.cellseek"
+    assert main(["reference", str(sample_reference_csv()), "--store", str(store), "-q"]) == 0
+    assert main(["embed", str(sample_fields()[0]), "--store", str(store), "-q"]) == 0
+    before = (hashlib.sha256(store.read_bytes()).hexdigest(), store.stat().st_mtime_ns)
+    out = tmp_path / "cells.csv"
+    assert main(["suggest", "--store", str(store), "--read-only", "-o", str(out), "-q"]) == 0
+    assert "nothing was saved" in capsys.readouterr().out
+    assert (hashlib.sha256(store.read_bytes()).hexdigest(), store.stat().st_mtime_ns) == before
+    with open(out, newline="") as fh:
+        states = {r["state"] for r in csv.DictReader(fh)}
+    assert states & {"suggested", "uncertain"} and "unlabelled" not in states
+    with ReferenceStore.open(store, readonly=True) as s:
+        assert all(c["suggestion"] is None and c["confidence"] is None
+                   for c in s.cells(labelled=False))
+    assert main(["suggest", str(sample_fields()[1]), "--store", str(store), "--read-only"]) == 1
+    assert "--read-only adds no images" in capsys.readouterr().err

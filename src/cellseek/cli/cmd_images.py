@@ -223,6 +223,9 @@ def cmd_suggest(args) -> int:
     from cellseek.cli.images import Tally, image_inputs
     from cellseek.session import Session
 
+    if args.read_only and args.images:
+        raise CellseekError("--read-only adds no images to the store; leave the images out or "
+                            "drop --read-only")
     cfg = config_from_args(args)
     if args.images and (args.workers or args.scheduler):
         from cellseek.batch.runner import suggest_many
@@ -236,7 +239,7 @@ def cmd_suggest(args) -> int:
         return 1 if summary["failed"] else 0
     paths = image_inputs(args.images) if args.images else []
     tally = Tally()
-    with Session.open(args.store, cfg) as session:
+    with Session.open(args.store, cfg, readonly=args.read_only) as session:
         if paths:
             _add_images(session, paths, args, tally)
             print(tally.summary())
@@ -250,6 +253,9 @@ def cmd_suggest(args) -> int:
               f"{n_uncertain} uncertain (threshold {session.config.suggest.threshold})")
         print("model weights: " + ", ".join(f"{m}={w:.3f}" for m, w in weights.items()))
         if args.output:
-            session.store.export_cells_csv(args.output)
+            session.store.export_cells_csv(args.output,
+                                           suggestions=sugg if args.read_only else None)
             print(f"cells table -> {args.output}")
+        if args.read_only:
+            print(f"{args.store}: opened read-only, nothing was saved in it")
     return tally.exit_code

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", help="images to add first (optional): files, folders, "
                    "glob patterns or list files")
     p.add_argument("--store", required=True, help="reference store file")
+    p.add_argument("--read-only", action="store_true",
+                   help="open the store read-only and leave it exactly as it is: print the "
+                   "suggestions (and write the cells table with -o) without saving them, the "
+                   "model weights or the search index (no images can be added then)")
     p.add_argument("--source", help="source name of the added images")
     p.add_argument("--threshold", type=fraction,
                    help="confidence below which a cell is uncertain (default "

@@ -301,7 +301,7 @@ def cell_state(label, suggestion, confidence) -> str:
 
 
 def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,
-                     image_id: int | None = None) -> int:
+                     image_id: int | None = None, suggestions=None) -> int:
     """Write one row per cell (columns :data:`CSV_COLUMNS`) atomically; returns the row count.
 
     ``label_image`` names the label image file of the cell's plane in an export folder
@@ -332,6 +332,9 @@ def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,
             writer.writerow(CSV_COLUMNS)
             for (cid, img, img_path, digest, t, z, value, has_plane, row, col, area, label,
                  source, suggestion, confidence, best_label) in rows:
+                if suggestions and cid in suggestions:  # computed, not stored (read-only)
+                    s = suggestions[cid]
+                    suggestion, confidence, best_label = s.label, s.confidence, s.best_label
                 name = label_file(stems[int(img)], t, z) if has_plane else None
                 out = (cid, img, img_path, digest, t, z, value, name, row, col, area, label,
                        source, cell_state(label, suggestion, confidence), suggestion,

@@ -757,8 +757,12 @@ class ReferenceStore:
             if owned:
                 other.close()
 
-    def export_cells_csv(self, path, *, image_id: int | None = None) -> int:
+    def export_cells_csv(self, path, *, image_id: int | None = None,
+                         suggestions: Mapping | None = None) -> int:
         """Write one CSV row per cell; atomic (temp file + rename). Returns the row count.
+
+        ``suggestions`` (cell id -> :class:`~cellseek.types.Suggestion`) replace the stored
+        suggestion of those cells in the table (a read-only store cannot hold them).
 
         Columns (:data:`cellseek.store.exchange.CSV_COLUMNS`): cell_id, image_id, image,
         image_hash, t, z, label_value, label_image, centroid_row, centroid_col, area, label,
@@ -766,7 +770,8 @@ class ReferenceStore:
         run as a formula is escaped with a leading ``'``.
         """
         with self._tx.read("exporting cells") as conn:
-            return exchange.export_cells_csv(conn, self.schema_version, path, image_id=image_id)
+            return exchange.export_cells_csv(conn, self.schema_version, path, image_id=image_id,
+                                             suggestions=suggestions)
 
     def backup(self, path, *, overwrite: bool = True) -> Path:
         """Write a consistent copy of the store to ``path`` (SQLite backup API), atomically.
