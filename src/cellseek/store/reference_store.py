@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,8 @@ class ReferenceStore:
         conn.row_factory = sqlite3.Row
         self.schema_version = conn.execute("PRAGMA user_version").fetchone()[0]
         self.models: dict[str, int] = meta_ops.read_models(conn)
-        #: ``(label stamp before, label stamp after)`` of this object's latest label change
-        #: (:meth:`set_labels`, :meth:`clear_label`, :meth:`undo`), both read inside its
-        #: transaction: a caller that knew every label at *before* knows them at *after* once
-        #: it applies its own change. None before the first change.
+        #: ``(label stamp before, after)`` of this object's latest label change, read in its
+        #: transaction: who knew every label at *before* knows them at *after* with its change.
         self.last_label_write: tuple[int, int] | None = None
 
     @property
@@ -515,20 +514,23 @@ class ReferenceStore:
         labels = [check_label(lab) for lab in labels]
         if not ids:
             return
-        with self._tx.write(doing) as conn:
-            before = label_ops.label_stamp(conn)
+        with self._label_write(doing) as conn:
             changes = [(i, lab, source) for i, lab in zip(ids, labels)]
             label_ops.change_labels(conn, "label", changes, self.path, note=note)
+
+    @contextmanager
+    def _label_write(self, doing: str):
+        """A write transaction that records :attr:`last_label_write` once committed."""
+        with self._tx.write(doing) as conn:
+            before = label_ops.label_stamp(conn)
+            yield conn
             stamps = (before, label_ops.label_stamp(conn))
         self.last_label_write = stamps
 
     def clear_label(self, cell_id: int) -> None:
         """Remove the confirmed label of a cell (audited, undoable)."""
-        with self._tx.write(f"clearing the label of cell {cell_id}") as conn:
-            before = label_ops.label_stamp(conn)
+        with self._label_write(f"clearing the label of cell {cell_id}") as conn:
             label_ops.change_labels(conn, "clear", [(int(cell_id), None, None)], self.path)
-            stamps = (before, label_ops.label_stamp(conn))
-        self.last_label_write = stamps
 
     def undo(self) -> list[tuple[int, str | None]] | None:
         """Revert the last label change that is not yet undone.
@@ -544,12 +546,8 @@ class ReferenceStore:
             ``(cell_id, restored label)`` for every reverted cell that still exists, or None when
             there is nothing to undo.
         """
-        with self._tx.write("undoing the last label change") as conn:
-            before = label_ops.label_stamp(conn)
-            restored = label_ops.undo_last(conn, self.path)
-            stamps = (before, label_ops.label_stamp(conn))
-        self.last_label_write = stamps
-        return restored
+        with self._label_write("undoing the last label change") as conn:
+            return label_ops.undo_last(conn, self.path)
 
     def cell_sources(self, cell_ids: Sequence[int] | None = None) -> dict[int, str]:
         """Cell id -> the source (device / dataset / batch) of its image, for every cell or
@@ -569,8 +567,7 @@ class ReferenceStore:
             return label_ops.labelled_cells(conn)
 
     def label_snapshot(self) -> tuple[int, np.ndarray, list[str]]:
-        """``(label stamp, cell ids, labels)`` of all confirmed cells, read in one snapshot:
-        the labels are exactly those of that stamp (see :meth:`label_stamp`)."""
+        """``(label stamp, cell ids, labels)`` of all confirmed cells, in one snapshot."""
         with self._tx.read() as conn:
             return (label_ops.label_stamp(conn), *label_ops.labelled_cells(conn))
 
@@ -673,8 +670,6 @@ class ReferenceStore:
         with self._tx.read() as conn:
             return meta_ops.read_value(conn, key, default, self.path)
 
-    # ------------------------------------------------------------------ merge and export
-
     # ------------------------------------------------------------------ saved search state
     def search_state(self) -> tuple[str, dict, dict] | None:
         """The saved search state ``(key, header, arrays)`` (see :mod:`cellseek.search.saved`),
@@ -713,6 +708,7 @@ class ReferenceStore:
         with self._tx.write("dropping the saved search index") as conn:
             return search_state.drop(conn)
 
+    # ------------------------------------------------------------------ merge and export
     def merge_from(
         self, other: ReferenceStore | str | os.PathLike, *, labels_only: bool = False
     ) -> dict:
@@ -792,7 +788,6 @@ class ReferenceStore:
         """
         return folder_export.export_folder(self, folder, label_images=label_images,
                                            overwrite=overwrite)
-
 
 
 def check_versions(store: ReferenceStore, versions: Mapping[str, int], *, what: str = "") -> None:
