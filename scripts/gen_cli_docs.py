@@ -26,6 +26,10 @@ def render() -> str:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, p in sub.choices.items():
         parts += [f"## `cellseek {name}`\n", "```\n" + p.format_help() + "```\n"]
+        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        for action_name, q in (nested[0].choices.items() if nested else ()):
+            parts += [f"### `cellseek {name} {action_name}`\n",
+                      "```\n" + q.format_help() + "```\n"]
     return "\n".join(parts)
 
 

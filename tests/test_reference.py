@@ -192,3 +192,50 @@ def test_kill_during_reference_many_trials(tmp_path):
     rng = random.Random(7)
     for trial in range(8):
         _kill_and_rerun(csv, labels, tmp_path / f"ref{trial}.cellseek", rng.uniform(0.3, 9.0))
+
+
+def test_an_image_too_small_to_hold_a_cell_is_refused_before_anything_is_saved(tmp_path,
+                                                                                 capsys):
+    """Issue 24 item 11: such a row passed the check and stopped the import mid-way."""
+    rng = np.random.default_rng(3)
+    rows = ["path,label"]
+    for i in range(70):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(tmp_path / f"c{i}.png")
+        rows.append(f"c{i}.png,{'ab'[i % 2]}")
+    Image.fromarray(rng.integers(0, 255, (1, 50, 3), np.uint8)).save(tmp_path / "line.png")
+    rows.insert(68, "line.png,a")  # after the first batch of 64
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    store = tmp_path / "ref.cellseek"
+    assert main(["reference", str(tmp_path / "labels.csv"), "--store", str(store), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "row 69" in err and "line.png is 50 x 1 pixels" in err and "nothing was saved" in err
+    assert len(err.splitlines()) == 1
+    assert not store.exists()
+
+
+def test_an_import_that_stops_names_the_row_and_what_was_saved(tmp_path, monkeypatch):
+    import cellseek.pipeline as pipeline
+
+    rng = np.random.default_rng(4)
+    rows = ["path,label"]
+    for i in range(70):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(tmp_path / f"c{i}.png")
+        rows.append(f"c{i}.png,{'ab'[i % 2]}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    real = pipeline.single_cell_labels
+
+    def fails_on_c66(plane):
+        if np.array_equal(np.asarray(plane), c66):
+            raise CellseekError("no cell found near the image centre")
+        return real(plane)
+
+    c66 = np.asarray(Image.open(tmp_path / "c66.png"))
+    monkeypatch.setattr(pipeline, "single_cell_labels", fails_on_c66)
+    session = Session.create(tmp_path / "ref.cellseek", _config())
+    with pytest.raises(CellseekError) as info:
+        run_work(add_labelled_csv(session, tmp_path / "labels.csv"))
+    message = str(info.value)
+    assert "row 68" in message and "c66.png" in message
+    assert "64 of 70 images were saved" in message
+    assert session.store.n_cells(labelled=True) == 64
+    session.close()

@@ -57,7 +57,7 @@ def test_label_suggest_accept_undo_export_reopen(tmp_path):
     assert session.store.cell(query[1]["id"])["label"] == "blue"
     paths = session.export(tmp_path / "export")
     assert paths["cells"].read_text().count("\n") == 17
-    assert any(k.startswith("labels_image") for k in paths)
+    assert any(k.endswith("_t0_z0_labels") for k in paths)
     session.close()
     with Session.open(paths["store"]) as again:
         assert again.store.classes()["blue"] == 5

@@ -403,8 +403,10 @@ class Limits:
         Largest width or height a stored thumbnail may declare.
     max_meta_bytes : int
         Largest JSON value of a store's ``meta`` table.
-    max_text_chars : int
-        Longest class label, suggestion, path or note read from a store.
+    max_text_bytes : int
+        Longest class label, suggestion, path, source or note of a store, in UTF-8 bytes
+        (the same rule when cellseek writes one and when it reads a store made elsewhere:
+        :mod:`cellseek.store.rules`).
     """
 
     max_plane_pixels: int = 1 << 28
@@ -414,7 +416,7 @@ class Limits:
     max_thumbnail_bytes: int = 1 << 20
     max_thumbnail_side: int = 1024
     max_meta_bytes: int = 1 << 20
-    max_text_chars: int = 4096
+    max_text_bytes: int = 4096
 
 
 def current_limits() -> Limits:

@@ -18,6 +18,10 @@ from cellseek.types import Progress, Work
 
 logger = logging.getLogger(__name__)
 
+#: Smallest height and width of a single-cell image (a smaller one cannot hold a cell; the
+#: cell-finding step finds nothing in it and an import would stop there).
+MIN_SINGLE_CELL_SIDE = 8
+
 
 @dataclass(frozen=True)
 class CheckedCsv:
@@ -46,9 +50,10 @@ def check_labelled_csv(csv_path) -> Work[CheckedCsv]:
 
     Refused, with one line naming the CSV and the rows: a missing column, an empty path or
     label, a missing file (:func:`~cellseek.io.labelled_set.load_labelled_set`), the same image
-    path twice, an image that cannot be read, and two images with the same pixels but
-    different labels. Two images with the same pixels and the same label are added once (the
-    repeat is counted and logged).
+    path twice, an image that cannot be read, a constant image or one smaller than
+    :data:`MIN_SINGLE_CELL_SIDE` pixels a side (no cell to find), and two images with the same
+    pixels but different labels. Two images with the same pixels and the same label are added
+    once (the repeat is counted and logged).
     """
     from cellseek.io import content_hash, read_image
     from cellseek.io.labelled_set import load_labelled_set
@@ -78,6 +83,12 @@ def check_labelled_csv(csv_path) -> Work[CheckedCsv]:
             raise CellseekError(f"{where}, row {i + 2}: {image.metadata['constant']}: it shows "
                                 "no cell to keep as a reference; nothing was saved. Remove the "
                                 "row.")
+        height, width = (image.shape[image.axes.index(a)] for a in "YX")
+        if min(height, width) < MIN_SINGLE_CELL_SIDE:
+            raise CellseekError(
+                f"{where}, row {i + 2}: {path.name} is {width} x {height} pixels, too small to "
+                f"hold a cell (at least {MIN_SINGLE_CELL_SIDE} x {MIN_SINGLE_CELL_SIDE}); nothing "
+                "was saved. Remove the row.")
         hashes.append(digest)
         if digest not in by_hash:
             by_hash[digest] = i
@@ -95,6 +106,16 @@ def check_labelled_csv(csv_path) -> Work[CheckedCsv]:
                        where, i + 2, path.name, j + 2, lset.paths[j].name)
     yield Progress(len(lset.paths), len(lset.paths), "check", "done")
     return CheckedCsv(lset, tuple(hashes), tuple(rows), repeats)
+
+
+def _stopped(err: CellseekError, lset, todo: list[int], saved: int, total: int) -> CellseekError:
+    """The error of an import that stopped at one image: its row and what was saved."""
+    row = next((i for i in todo if str(lset.paths[i]) in str(err)), None)
+    where = f"{lset.csv_path}, row {row + 2}" if row is not None else f"{lset.csv_path}"
+    return CellseekError(
+        f"{where}: {err}. The import stopped there: {saved} of {total} images were saved "
+        "before it (in whole batches with their labels); fix or remove the row and run the "
+        "command again, which adds the rest without adding the saved ones twice")
 
 
 def add_labelled_csv(session, csv_path, *, batch: int = 64,
@@ -128,7 +149,10 @@ def add_labelled_csv(session, csv_path, *, batch: int = 64,
         images = {i: read_image(lset.paths[i]) for i in todo}
         made: dict[int, tuple] = {}
         if todo:
-            planes = yield from session.pipeline.single_cells([images[i] for i in todo])
+            try:
+                planes = yield from session.pipeline.single_cells([images[i] for i in todo])
+            except CellseekError as err:
+                raise _stopped(err, lset, todo, start, len(rows)) from None
             for plane, i in zip(planes, todo):
                 made[i] = (plane.cells, plane.embeddings, plane.thumbnails)
         items = []

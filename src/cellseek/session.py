@@ -114,6 +114,11 @@ class Session:
         # Stored weights were computed on (about) the labelled cells the store holds now.
         self._weights_n_labelled = store.n_cells(labelled=True) if self._weights else -1
         self._labels_cache: dict[int, str] | None = None
+        # The label stamps (store.label_stamp) the label cache and the suggester reflect: own
+        # changes advance them only when no other program changed labels in between, so a
+        # saved index never claims labels it does not hold (issue 24 item 3).
+        self._labels_stamp: int | None = None
+        self._index_stamp: int | None = None
         self._predicted: dict[int, str] = {}
         self._cell_sources: dict[int, str] | None = None
         self._plane_labels: dict[int, dict[PlaneKey, np.ndarray]] = {}
@@ -282,7 +287,7 @@ class Session:
     # ------------------------------------------------------------------ labels
     def _id_to_label(self) -> dict[int, str]:
         if self._labels_cache is None:
-            ids, labs = self.store.labelled()
+            self._labels_stamp, ids, labs = self.store.label_snapshot()
             self._labels_cache = dict(zip(ids.tolist(), labs))
         return self._labels_cache
 
@@ -312,7 +317,16 @@ class Session:
 
     def _after_label_change(self, changes: Mapping[int, str | None]) -> None:
         """Keep the label cache and the fitted suggester's index in step with the confirmed
-        labels (``changes``: cell id -> its label now, None when it has none)."""
+        labels (``changes``: cell id -> its label now, None when it has none).
+
+        Their label stamps move with the change only when the store's stamp before it was
+        theirs (no other program changed labels in between); otherwise they stay behind, and
+        the saved index says so (the next opening brings it up to date)."""
+        before, after = self.store.last_label_write or (None, None)
+        if before is not None and self._labels_stamp == before:
+            self._labels_stamp = after
+        if before is not None and self._index_stamp == before:
+            self._index_stamp = after
         if self._labels_cache is not None:
             for c, label in changes.items():
                 if label is None:
@@ -339,13 +353,15 @@ class Session:
 
     # ------------------------------------------------------------------ weights, suggester
     def model_weights(self, *, refresh: bool = False) -> dict[str, float]:
-        """Current model weights; recomputed when asked or when the labelled set grew by 20 %."""
+        """Current model weights; recomputed when asked or when the labelled set grew by 20 %
+        (and saved with the store unless it is read-only)."""
         n = self.store.n_cells(labelled=True)
         stale = self._weights is None or n > 1.2 * max(self._weights_n_labelled, 1)
         if refresh or stale:
             self._weights = compute_weights(self.reference_set(), self.config, self.models)
             self._weights_n_labelled = n
-            self.store.set_model_weights(self._weights)
+            if not self.store.readonly:
+                self.store.set_model_weights(self._weights)
             self._suggester = None
         return dict(self._weights)
 
@@ -404,6 +420,7 @@ class Session:
         if self._suggester is None:
             self._suggester = Suggester(self.config, self.models).fit(
                 self.reference_set(), self._context(), weights=weights, progress=progress)
+            self._index_stamp = self._labels_stamp  # built from the label cache
             self.index_origin = "built"
             self._save_suggester()
         return self._suggester
@@ -452,32 +469,41 @@ class Session:
             logger.info("%s: the model weights changed since the search index was saved; "
                         "rebuilding", self.store.path)
             return None
-        if header.get("labels_stamp") == self.store.label_stamp():
+        now = self.store.label_stamp()
+        if header.get("labels_stamp") == now:
             self._state_dirty = False  # no confirmed label changed since it was saved
+            self._index_stamp = now
             self.index_origin = "saved"
             return s
-        added, removed, relabelled = saved.label_changes(s, self._id_to_label())
+        if self._labels_stamp != now:
+            self._labels_cache = None  # compare with the labels of now, not an older cache
+        labels = self._id_to_label()
+        added, removed, relabelled = saved.label_changes(s, labels)
         s.remove(removed)
-        s.relabel(relabelled, [self._id_to_label()[c] for c in relabelled])
+        s.relabel(relabelled, [labels[c] for c in relabelled])
         if added:
             cells = self.cell_set(added, labelled=True)
             if not s.knows(cells.sources):
                 return None  # confirmed cells of a source it has not seen: refit
             s.add(cells)
+        self._index_stamp = self._labels_stamp
         self._state_dirty = bool(added or removed or relabelled)
         if not self._state_dirty and not self.store.readonly:
             # labels changed and changed back (an undo): stamp the state, so that the next
             # opening does not compare every label again
             try:
                 self.store.update_search_header(
-                    key, {**header, "labels_stamp": self.store.label_stamp()})
+                    key, {**header, "labels_stamp": self._index_stamp})
             except StoreError as err:
                 logger.info("%s; the saved search index is compared again next time", err)
         self.index_origin = "saved" + (" (updated)" if self._state_dirty else "")
         return s
 
-    def _save_suggester(self) -> None:
-        """Save the fitted suggester with the store (not for read-only sessions)."""
+    def _save_suggester(self, *, required: bool = False) -> None:
+        """Save the fitted suggester with the store (not for read-only sessions).
+
+        A failure (a full disk) is logged, as the index is a cache, unless ``required``: then
+        the :class:`~cellseek.errors.StoreError` is raised."""
         from cellseek.errors import StoreError
         from cellseek.search import saved
 
@@ -486,10 +512,18 @@ class Session:
             return
         key = self.state_key()
         header, arrays = saved.dump(s, key)
-        header["labels_stamp"] = self.store.label_stamp()
+        # The stamp the suggester was brought up to, not the store's: labels another program
+        # confirmed meanwhile are not in it, and the next opening compares and adds them.
+        header["labels_stamp"] = self._index_stamp
+        if self._index_stamp != self.store.label_stamp():
+            logger.info("%s: labels changed in another program since the search index was "
+                        "brought up to date; it is saved as of then and updated on next use",
+                        self.store.path)
         try:
             self.store.save_search_state(key, header, arrays)
         except StoreError as err:
+            if required:
+                raise
             logger.warning("%s; the search index was not saved (it is rebuilt next time)", err)
             return
         self._state_dirty = False
@@ -522,13 +556,22 @@ class Session:
         self._cell_sources = None
 
     def rebuild_index(self, progress=None):
-        """Refit the suggester from the store (ignoring a saved state), save it, return its
-        index (``progress``: see :meth:`suggester`)."""
+        """Refit the suggester from the store's labels now (ignoring a saved state), save it,
+        return its index (``progress``: see :meth:`suggester`).
+
+        Raises
+        ------
+        StoreError
+            The index was built but could not be saved (a full disk, a locked store); the
+            store is unchanged and the index stays in use in this session.
+        """
+        self._labels_cache = None  # the labels of now, also those another program confirmed
         self._suggester = Suggester(self.config, self.models).fit(
             self.reference_set(), self._context(), weights=self.model_weights(),
             progress=progress)
+        self._index_stamp = self._labels_stamp
         self.index_origin = "built"
-        self._save_suggester()
+        self._save_suggester(required=True)
         return self._suggester.index
 
     # ------------------------------------------------------------------ suggestions
@@ -542,7 +585,8 @@ class Session:
         return self.suggester().suggest(cells, k)
 
     def suggest(self, cell_ids: Sequence[int] | None = None, *, batch: int = 4096) -> Work[dict]:
-        """Suggest labels for cells (default: every unlabelled cell) and store the suggestions.
+        """Suggest labels for cells (default: every unlabelled cell) and store the suggestions
+        (a read-only session only returns them).
 
         The suggestion run of :func:`cellseek.search.suggester.predict`: with source alignment
         on, the alignment is refitted on the latest suggestions ``config.align.iterations``
@@ -565,12 +609,13 @@ class Session:
         result = predict(self.reference_set(), query, self.config, models=self.models,
                          weights=weights, background=background)
         self._suggester = result.suggester
+        self._index_stamp = self._labels_stamp  # predict used the label cache
         self.index_origin = "built"
         self._save_suggester()
         out = dict(zip(cell_ids, result.suggestions))
         self._predicted.update((c, s.best_label) for c, s in out.items() if s.best_label)
         yield Progress(1, 2, "suggest", "saving")
-        for start in range(0, len(cell_ids), batch):
+        for start in range(0 if not self.store.readonly else len(cell_ids), len(cell_ids), batch):
             chunk = cell_ids[start : start + batch]
             self.store.set_suggestions(chunk, [out[c].label for c in chunk],
                                        [out[c].confidence for c in chunk],

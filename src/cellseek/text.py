@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["FORMULA_STARTS", "cells_text", "count_text", "images_text", "spreadsheet_row",
-           "spreadsheet_safe"]
+__all__ = ["FORMULA_STARTS", "cells_text", "classes_text", "count_text", "images_text",
+           "spreadsheet_row", "spreadsheet_safe"]
 
-#: Spreadsheets run a cell starting with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: Spreadsheets run a cell starting with one of these as a formula (CSV injection): OWASP's
+#: list, a line break, the pipe (DDE in older Excel) and the full-width forms of = + - @ that
+#: some spreadsheets (and their East Asian input methods) read as formulas too.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "\uff1d", "\uff0b", "\uff0d",
+                  "\uff20")
 
 
 def count_text(n: int, noun: str, plural: str | None = None) -> str:
@@ -41,11 +44,28 @@ def images_text(n: int) -> str:
     return count_text(n, "image")
 
 
+def classes_text(counts) -> str:
+    """``"basophil 12, eosinophil 3"``: classes with their cell counts, as a reader lists them
+    (``"none"`` when there are none).
+
+    Parameters
+    ----------
+    counts : mapping of str to int
+        Class -> number of cells.
+
+    Returns
+    -------
+    str
+    """
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
+
+
 def spreadsheet_safe(value):
     """A CSV cell a spreadsheet shows as text.
 
-    Strings starting with ``= + - @``, a tab or a carriage return get a leading ``'`` (OWASP's
-    advice against CSV formula injection); every other value is returned as it is.
+    Strings starting with ``= + - @ |``, their full-width forms, a tab or a line break, also
+    after leading white space (``" =1+1"`` runs in some spreadsheets), get a leading ``'``
+    (OWASP's advice against CSV formula injection); every other value is returned as it is.
 
     Parameters
     ----------
@@ -56,7 +76,8 @@ def spreadsheet_safe(value):
     -------
     object
     """
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and (value.startswith(FORMULA_STARTS)
+                                   or value.lstrip().startswith(FORMULA_STARTS)):
         return "'" + value
     return value
 

@@ -220,7 +220,8 @@ def test_embed_merge_export_roundtrip(tmp_path, capsys):
     assert "images added 1" in capsys.readouterr().out
     assert main(["export", "--store", str(a), "-o", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "cells.csv").exists()
-    assert len(list((tmp_path / "out").glob("labels_image*_t0_z0.tif"))) == 2
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_labels.tif")) == [
+        "f0_t0_z0_labels.tif", "f1_t0_z0_labels.tif"]
 
 
 def test_embed_and_suggest_through_the_batch_runner(tmp_path, capsys):
@@ -288,3 +289,84 @@ def test_segment_output_that_cannot_be_written_is_one_line(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err
     assert not [p for p in full_out.iterdir() if p.name.endswith(".tmp")]  # no debris
+
+
+# ------------------------------------------------------------------ issue 22 item 11: polish
+
+
+def _help(*command: str) -> str:
+    import argparse
+
+    from cellseek.cli.main import build_parser
+
+    parser = build_parser()
+    for name in command:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return " ".join(parser.format_help().split())
+
+
+def test_index_and_models_actions_each_have_help():
+    index = _help("index")
+    assert "status whether the store holds a saved index" in index
+    assert "build build the index from the confirmed cells" in index
+    assert "drop delete the saved index" in index
+    models = _help("models")
+    assert "list the zoo" in models and "pull download the weights" in models
+    assert "check load models whose weights are present" in models
+
+
+def test_defaults_are_shown_in_the_help():
+    assert "(default 0.6, or the store's saved setting)" in _help("suggest")
+    assert "(default 150)" in _help("segment") and "(default 150)" in _help("embed")
+    assert "(default ./cellseek-demo)" in _help("demo")
+
+
+def test_check_takes_the_store_as_positional_or_with_store(tmp_path, capsys):
+    from cellseek.store import ReferenceStore
+
+    path = tmp_path / "ref.cellseek"
+    ReferenceStore.create(path, {"m": 2}).close()
+    assert main(["check", str(path)]) == 0
+    assert main(["check", "--store", str(path)]) == 0
+    assert capsys.readouterr().out.count("intact") == 2
+    assert main(["check"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "cellseek check --store STORE" in err and len(err.splitlines()) == 1
+
+
+def test_reference_and_merge_print_classes_as_a_readable_list(tmp_path, capsys):
+    from cellseek.data import sample_reference_csv
+
+    store = tmp_path / "ref.cellseek"
+    assert main(["reference", str(sample_reference_csv()), "--store", str(store), "-q"]) == 0
+    out = capsys.readouterr().out
+    classes = out.split("classes: ", 1)[1].strip()
+    assert "{" not in classes and "'" not in classes
+    assert classes.startswith("basophil 6, ")
+
+
+def test_suggest_read_only_leaves_the_store_exactly_as_it_is(tmp_path, capsys):
+    """Issue 24 item 8: a command that only reads can be told so (--read-only)."""
+    import csv
+    import hashlib
+
+    from cellseek.data import sample_fields, sample_reference_csv
+    from cellseek.store import ReferenceStore
+
+    store = tmp_path / "ref.cellseek"
+    assert main(["reference", str(sample_reference_csv()), "--store", str(store), "-q"]) == 0
+    assert main(["embed", str(sample_fields()[0]), "--store", str(store), "-q"]) == 0
+    before = (hashlib.sha256(store.read_bytes()).hexdigest(), store.stat().st_mtime_ns)
+    out = tmp_path / "cells.csv"
+    assert main(["suggest", "--store", str(store), "--read-only", "-o", str(out), "-q"]) == 0
+    assert "nothing was saved" in capsys.readouterr().out
+    assert (hashlib.sha256(store.read_bytes()).hexdigest(), store.stat().st_mtime_ns) == before
+    with open(out, newline="") as fh:
+        states = {r["state"] for r in csv.DictReader(fh)}
+    assert states & {"suggested", "uncertain"} and "unlabelled" not in states
+    with ReferenceStore.open(store, readonly=True) as s:
+        assert all(c["suggestion"] is None and c["confidence"] is None
+                   for c in s.cells(labelled=False))
+    assert main(["suggest", str(sample_fields()[1]), "--store", str(store), "--read-only"]) == 1
+    assert "--read-only adds no images" in capsys.readouterr().err

@@ -20,3 +20,14 @@ def test_search_and_store_benchmarks_report_consistent_rows():
     assert search["ratio"] == search["numpy_s"] / search["index_s"] > 0
     text = format_results(rows)
     assert "numpy/index" in text and "store label commit" in text and "head refitted" in text
+
+
+def test_the_bench_output_says_what_its_ratios_mean():
+    rows = [{"benchmark": "embed classical", "n": 4, "pipeline_crops_per_s": 50.0,
+             "raw_crops_per_s": 100.0, "ratio": 0.5},
+            {"benchmark": "search", "n": 100, "queries": 5, "dim": 8, "index_s": 0.001,
+             "numpy_s": 0.004, "ratio": 4.0}]
+    text = format_results(rows)
+    assert "ratio = raw forward pass time / pipeline time" in text
+    assert "numpy/index = NumPy brute-force search time / index search time" in text
+    assert "ratio =" not in format_results(rows[1:])  # only for the rows shown

@@ -85,7 +85,7 @@ def test_wal_store_on_read_only_folder_opens_read_only_and_exports(tmp_path):
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "['ref.cellseek']"
-    assert sorted(p.name for p in out.iterdir()) == ["cells.csv", "labels_image1_t0_z0.tif",
+    assert sorted(p.name for p in out.iterdir()) == ["a_t0_z0_labels.tif", "cells.csv",
                                                      "ref.cellseek"]
     with ReferenceStore.open(out / "ref.cellseek", readonly=True) as copy:
         assert copy.classes() == {"x": 1, "y": 1}

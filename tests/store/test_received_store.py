@@ -75,14 +75,25 @@ def test_plane_index_that_is_not_a_small_integer_is_refused(tmp_path, capsys, ba
         mine.merge_from(store)  # merging validates the other store the same way
 
 
-def test_export_builds_label_image_names_from_integers_inside_the_folder(tmp_path):
+@pytest.mark.parametrize(("path", "name"), [
+    ("a.tif", "a_t0_z0_labels.tif"),
+    ("../../../evil.tif", "evil_t0_z0_labels.tif"),
+    ("C:\\Users\\x\\..\\smear 01.ome.tif", "smear_01_t0_z0_labels.tif"),
+    ("/etc/passwd", "passwd_t0_z0_labels.tif"),
+    ("..", "image1_t0_z0_labels.tif"),
+    (".bashrc", "bashrc_t0_z0_labels.tif"),
+    ("CON.tif", "CON_image1_t0_z0_labels.tif"),
+    ("x" * 300 + ".tif", "x" * 120 + "_t0_z0_labels.tif"),
+])
+def test_export_builds_label_image_names_safely_inside_the_folder(tmp_path, path, name):
     store = _store(tmp_path / "ref.cellseek")
+    _sql(store, "UPDATE images SET path = ?", params=(path,))
     out = tmp_path / "export"
     with ReferenceStore.open(store, readonly=True) as s:
         paths = s.export_folder(out)
-    assert sorted(p.name for p in out.iterdir()) == ["cells.csv", "labels_image1_t0_z0.tif",
-                                                      "ref.cellseek"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["cells.csv", name, "ref.cellseek"])
     assert all(p.resolve().parent == out.resolve() for p in paths.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "ref.cellseek"]
 
 
 # ------------------------------------------------------------------------ triggers and views

@@ -584,7 +584,7 @@ def test_export_cells_csv(filled, tmp_path):
     assert rows[0]["image_hash"] == "hash-a" and rows[0]["label"] == "x"
     assert rows[0]["label_source"] == "accepted" and rows[0]["centroid_row"] == "5.5"
     assert rows[0]["area"] == "50" and rows[0]["suggestion"] == ""
-    assert rows[0]["label_image"] == f"labels_image{image_id}_t0_z0.tif"
+    assert rows[0]["label_image"] == "a_t0_z0_labels.tif"  # after plate/a.tif and its plane
     assert [r["state"] for r in rows[:4]] == ["confirmed", "suggested", "uncertain", "unlabelled"]
     assert rows[1]["suggestion"] == "y" and float(rows[1]["confidence"]) == 0.75
     assert rows[1]["best_label"] == "y"  # best_labels default to the suggestions
@@ -602,14 +602,14 @@ def test_export_cells_csv_escapes_formulas(filled, tmp_path):
     labels = ["=HYPERLINK(\"http://x\")", "+1", "-cmd", "@SUM(A1)", "CD4+", "ok"]
     for cid, lab in zip(ids, labels):
         store.set_label(int(cid), lab)
-    store.set_suggestions(ids[8:], ["\tx", "\r=1"], [0.9, 0.9])  # labels are stripped, these not
+    store.set_suggestions(ids[8:], ["=1", "@x"], [0.9, 0.9])
     out = tmp_path / "cells.csv"
     store.export_cells_csv(out)
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     got = [r["label"] for r in rows][: len(labels)]
     assert got == ["'=HYPERLINK(\"http://x\")", "'+1", "'-cmd", "'@SUM(A1)", "CD4+", "ok"]
-    assert [r["suggestion"] for r in rows[8:]] == ["'\tx", "'\r=1"]
+    assert [r["suggestion"] for r in rows[8:]] == ["'=1", "'@x"]
     with open(out, newline="") as fh:
         first = next(csv.DictReader(fh))
     assert float(first["centroid_row"]) == 5.5  # numbers are never escaped

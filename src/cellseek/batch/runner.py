@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cellseek.batch.merge import merge_shards
+from cellseek.batch.scheduler import check_scheduler
 from cellseek.batch.shards import signature
 from cellseek.batch.tasks import embedders_for, limit_threads, process_image
 from cellseek.config import Config
@@ -104,7 +105,7 @@ def _client(scheduler, n_workers: int | None, progress: bool):
         yield scheduler  # an existing Client
         return
     if scheduler:
-        client = Client(scheduler)
+        client = Client(check_scheduler(scheduler))  # one line for a bad address first
         cluster = None
     else:
         n_workers = n_workers or os.cpu_count() or 1

@@ -13,24 +13,18 @@ from pathlib import Path
 from cellseek.cli.options import config_from_args
 from cellseek.cli.progress import run_with_progress
 from cellseek.errors import CellseekError, IncompatibleStoreError
-from cellseek.text import cells_text, count_text
+from cellseek.text import cells_text, classes_text, count_text
 
 
 def cmd_segment(args) -> int:
     from cellseek.cli.images import Tally, check_output_folder, image_inputs
     from cellseek.io import read_image, write_labels
-    from cellseek.io.inputs import LABELS_MARKER
     from cellseek.pipeline import Pipeline
 
     cfg = config_from_args(args)
     paths = image_inputs(args.images)
     out = Path(args.output)
     check_output_folder(out, args.images, paths)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / LABELS_MARKER).write_text("label images written by cellseek segment\n")
-    except OSError as err:
-        raise CellseekError(f"{out}: cannot write the label images there ({err})") from err
     pipeline = Pipeline(cfg, ())
     tally, used = Tally(), set()
     for path in paths:
@@ -39,24 +33,46 @@ def cmd_segment(args) -> int:
             labels = run_with_progress(pipeline.segment(image, z_mode=args.z_mode),
                                        quiet=args.quiet)
             stem = _unique_stem(Path(path), used)
+            _output_folder(out)  # made once something is to be written: a failed run leaves none
             for (t, z), lab in labels.items():
                 name = f"{stem}_labels.tif" if len(labels) == 1 else \
                     f"{stem}_t{t}_z{z}_labels.tif"
-                write_labels(out / name, lab)
+                write_labels(out / name, lab, pixel_size_um=image.pixel_size_um)
                 print(f"{path} t={t} z={z}: {cells_text(int(lab.max()))} -> {out / name}")
             tally.done.append(str(path))
         except CellseekError as err:
             tally.fail(path, err)
-    print(f"{tally.summary()} ({pipeline.segment_method()} segmentation) -> {out}")
+    where = f" -> {out}" if tally.done else "; nothing was written"
+    print(f"{tally.summary()} ({pipeline.segment_method()} segmentation){where}")
     return tally.exit_code
 
 
+def _output_folder(out: Path) -> None:
+    """Create the output folder with its marker (:data:`cellseek.io.inputs.LABELS_MARKER`)."""
+    from cellseek.io.inputs import LABELS_MARKER
+
+    marker = out / LABELS_MARKER
+    if marker.exists():
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text("label images written by cellseek segment\n")
+    except OSError as err:
+        raise CellseekError(f"{out}: cannot write the label images there "
+                            f"({err.strerror or err})") from None
+
+
+#: Longest output stem in UTF-8 bytes (the file name stays below the usual 255-byte limit).
+_MAX_STEM_BYTES = 200
+
+
 def _unique_stem(path: Path, used: set[str]) -> str:
-    """The file's stem, made unique among the outputs of one run."""
-    stem, n = path.stem, 1
+    """The file's stem (shortened to :data:`_MAX_STEM_BYTES`), unique among one run's outputs."""
+    base = path.stem.encode("utf-8")[:_MAX_STEM_BYTES].decode("utf-8", "ignore")
+    stem, n = base, 1
     while stem in used:
         n += 1
-        stem = f"{path.stem}_{n}"
+        stem = f"{base}_{n}"
     used.add(stem)
     return stem
 
@@ -109,6 +125,17 @@ def _check_requested_models(store_path, cfg, args, held=None) -> None:
             "--store.")
 
 
+def _check_scheduler(args) -> None:
+    """One line for a ``--scheduler`` that is malformed, down or not a Dask scheduler, before
+    anything is read or written."""
+    from cellseek.batch.runner import SYNC
+
+    if args.scheduler and args.scheduler not in SYNC:
+        from cellseek.batch.scheduler import check_scheduler
+
+        check_scheduler(args.scheduler)
+
+
 def _remove_new_store(path) -> None:
     """Remove a store this command created and could not fill (nothing of the user's is lost)."""
     from cellseek.store.files import remove_store_files
@@ -148,6 +175,7 @@ def cmd_embed(args) -> int:
     if args.workers or args.scheduler:
         from cellseek.batch.runner import embed_many
 
+        _check_scheduler(args)
         _check_requested_models(args.store, cfg, args)
         summary = embed_many(args.images, args.store, cfg, scheduler=args.scheduler,
                              n_workers=args.workers, progress=not args.quiet,
@@ -182,7 +210,7 @@ def cmd_reference(args) -> int:
                               quiet=args.quiet)
         total = session.store.n_cells(labelled=True)
         print(f"{args.store}: added {count_text(n, 'labelled cell')} ({before} labelled before, "
-              f"{total} now); classes: {session.store.classes()}")
+              f"{total} now); classes: {classes_text(session.store.classes())}")
     finally:
         empty = session.store.n_cells() == 0
         session.close()
@@ -195,10 +223,14 @@ def cmd_suggest(args) -> int:
     from cellseek.cli.images import Tally, image_inputs
     from cellseek.session import Session
 
+    if args.read_only and args.images:
+        raise CellseekError("--read-only adds no images to the store; leave the images out or "
+                            "drop --read-only")
     cfg = config_from_args(args)
     if args.images and (args.workers or args.scheduler):
         from cellseek.batch.runner import suggest_many
 
+        _check_scheduler(args)
         summary = suggest_many(args.images, args.store, cfg, csv_path=args.output,
                                scheduler=args.scheduler, n_workers=args.workers,
                                progress=not args.quiet, source=args.source)
@@ -207,7 +239,7 @@ def cmd_suggest(args) -> int:
         return 1 if summary["failed"] else 0
     paths = image_inputs(args.images) if args.images else []
     tally = Tally()
-    with Session.open(args.store, cfg) as session:
+    with Session.open(args.store, cfg, readonly=args.read_only) as session:
         if paths:
             _add_images(session, paths, args, tally)
             print(tally.summary())
@@ -221,6 +253,9 @@ def cmd_suggest(args) -> int:
               f"{n_uncertain} uncertain (threshold {session.config.suggest.threshold})")
         print("model weights: " + ", ".join(f"{m}={w:.3f}" for m, w in weights.items()))
         if args.output:
-            session.store.export_cells_csv(args.output)
+            session.store.export_cells_csv(args.output,
+                                           suggestions=sugg if args.read_only else None)
             print(f"cells table -> {args.output}")
+        if args.read_only:
+            print(f"{args.store}: opened read-only, nothing was saved in it")
     return tally.exit_code

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cellseek.cli.options import config_from_args
-from cellseek.text import cells_text
+from cellseek.text import cells_text, classes_text
 
 
 def cmd_export(args) -> int:
@@ -23,19 +23,26 @@ def cmd_merge(args) -> int:
         counts = store.merge_from(args.other, labels_only=args.labels_only)
         print(f"{args.store}: merged {args.other}: " + ", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
-        print(f"classes now: {store.classes()}")
+        print(f"classes now: {classes_text(store.classes())}")
     return 0
 
 
 def cmd_check(args) -> int:
+    from cellseek.errors import CellseekError
     from cellseek.store import ReferenceStore
+    from cellseek.text import count_text
 
-    with ReferenceStore.open(args.store, readonly=not args.repair, repair=args.repair) as store:
+    given = [s for s in (args.store_path, args.store_option) if s]
+    if len(given) != 1:
+        raise CellseekError("name one reference store: `cellseek check STORE` or `cellseek "
+                            "check --store STORE`" + (" (two were given)" if given else ""))
+    path = given[0]
+    with ReferenceStore.open(path, readonly=not args.repair, repair=args.repair) as store:
         problems = store.check()
     for line in problems:
         print(f"PROBLEM {line}")
-    print(f"{args.store}: " + (f"{len(problems)} problem(s) found" if problems else
-                               "intact (schema, values, embeddings, label images, thumbnails)"))
+    print(f"{path}: " + (f"{count_text(len(problems), 'problem')} found" if problems else
+                         "intact (schema, values, embeddings, label images, thumbnails)"))
     return 1 if problems else 0
 
 
@@ -54,11 +61,15 @@ def cmd_index(args) -> int:
             import time
 
             from cellseek.cli.progress import progress_bars
+            from cellseek.errors import StoreError
 
             start = time.perf_counter()
-            with progress_bars(quiet=getattr(args, "quiet", False)) as bars:
-                index = session.rebuild_index(progress=bars)
-            print(f"{args.store}: built and saved a {index.kind} index of "
+            try:
+                with progress_bars(quiet=getattr(args, "quiet", False)) as bars:
+                    index = session.rebuild_index(progress=bars)
+            except StoreError as err:
+                raise StoreError(f"the index was built but could not be saved: {err}") from err
+            print(f"{args.store}: built and saved {_an(index.kind)} index of "
                   f"{cells_text(len(index))} in {time.perf_counter() - start:.1f} s")
             return 0
         info = session.store.search_state_info()
@@ -80,8 +91,13 @@ def cmd_index(args) -> int:
                           f"{seconds:.2f} s (saved)")
             else:
                 state = "saved but refused (see the warning above)"
-                detail = (f"; a {index.kind} search over {cells_text(len(index))} took "
+                detail = (f"; {_an(index.kind)} search over {cells_text(len(index))} took "
                           f"{seconds:.2f} s to rebuild; `cellseek index build` saves it")
         print(f"{args.store}: {state}, {info['bytes'] / 1e6:.1f} MB, saved {info['saved_at']}"
               + detail)
     return 0
+
+
+def _an(word: str) -> str:
+    """``word`` with its indefinite article ("an exact", "a hnsw")."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

@@ -87,11 +87,18 @@ def run_demo(output="cellseek-demo", *, config: Config | None = None, quiet=Fals
     """Run the demo; returns a summary dict (also printed)."""
     from cellseek.cli.progress import run_with_progress
     from cellseek.data import sample_field_types, sample_fields, sample_reference_csv
+    from cellseek.errors import CellseekError
     from cellseek.reference import add_labelled_csv
     from cellseek.session import Session
 
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CellseekError(f"{out}: a file exists here; give the demo a folder (-o FOLDER)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CellseekError(f"{out}: cannot create the demo folder ({err.strerror or err})") \
+            from None
     store_path = out / "reference.cellseek"
     session = Session.create(store_path, config or Config(), overwrite=True)
     try:

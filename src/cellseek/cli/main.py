@@ -19,9 +19,28 @@ from cellseek.cli.options import add_common, at_least, fraction, sizes
 logger = logging.getLogger("cellseek")
 
 
+def _check_weights_dir(args) -> None:
+    """``--weights-dir`` must be a folder (``pull`` creates a missing one)."""
+    from pathlib import Path
+
+    from cellseek.errors import CellseekError
+
+    folder = getattr(args, "weights_dir", None)
+    if not folder:
+        return
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CellseekError(f"--weights-dir {folder}: this is a file, not a folder of model "
+                            "weights")
+    if not path.exists() and getattr(args, "action", None) != "pull":
+        raise CellseekError(f"--weights-dir {folder}: no such folder (`cellseek models pull "
+                            "NAME --weights-dir FOLDER` creates it)")
+
+
 def cmd_models(args) -> int:
     from cellseek.cli import models as models_cli
 
+    _check_weights_dir(args)
     if args.action == "list":
         print(models_cli.list_models_table(weights_dir=args.weights_dir))
         return 0
@@ -89,9 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", help="images to add first (optional): files, folders, "
                    "glob patterns or list files")
     p.add_argument("--store", required=True, help="reference store file")
+    p.add_argument("--read-only", action="store_true",
+                   help="open the store read-only and leave it exactly as it is: print the "
+                   "suggestions (and write the cells table with -o) without saving them, the "
+                   "model weights or the search index (no images can be added then)")
     p.add_argument("--source", help="source name of the added images")
     p.add_argument("--threshold", type=fraction,
-                   help="confidence below which a cell is uncertain")
+                   help="confidence below which a cell is uncertain (default "
+                   f"{defaults.suggest.threshold}, or the store's saved setting)")
     p.add_argument("-o", "--output", help="write the cells table (CSV) here")
     p.add_argument("--workers", type=at_least(1), help="embed the images on a local Dask cluster")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
@@ -102,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("evaluate", help="measure macro accuracy on labelled data")
-    p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or store")
+    p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or "
+                   "store (opened read-only: never changed)")
     p.add_argument("--query", help="labelled set from another source (transfer; it must "
                    "share at least 2 classes with --reference)")
     p.add_argument("--folds", type=at_least(2), default=5,
@@ -132,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="export a store copy, the cells table and label images")
-    p.add_argument("--store", required=True, help="reference store file")
+    p.add_argument("--store", required=True, help="reference store file (opened read-only: "
+                   "never changed)")
     p.add_argument("-o", "--output", required=True, help="folder to write into (must be empty)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a folder that already holds files (same names are replaced)")
@@ -140,14 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="the search index saved with a store: status, build "
                        "(and save), drop")
-    p.add_argument("action", choices=["status", "build", "drop"])
-    p.add_argument("--store", required=True, help="reference store file")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_index)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+            ("status", "whether the store holds a saved index, whether it is current, and how "
+                       "fast it opens (the store is opened read-only: never changed)"),
+            ("build", "build the index from the confirmed cells now and save it with the store "
+                      "(exits 1 when it cannot be saved)"),
+            ("drop", "delete the saved index (it is built again on first use)")):
+        a = actions.add_parser(action, help=text, description=text)
+        a.add_argument("--store", required=True, help="reference store file")
+        a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        a.set_defaults(func=cmd_index)
 
     p = sub.add_parser("check", help="check a reference store (schema, values, embeddings, "
                        "label images); --repair removes SQL objects cellseek does not create")
-    p.add_argument("store", help="reference store file")
+    p.add_argument("store_path", nargs="?", metavar="STORE",
+                   help="reference store file (or give it with --store); opened read-only "
+                   "(never changed) unless --repair")
+    p.add_argument("--store", dest="store_option", metavar="STORE",
+                   help="reference store file, as in the other commands")
     p.add_argument("--repair", action="store_true", help="drop triggers, views and other SQL "
                    "objects cellseek never creates (a backup <store>.repair.bak is made first)")
     p.set_defaults(func=cmd_check)
@@ -161,11 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("models", help="list, download or check the model zoo")
-    p.add_argument("action", choices=["list", "pull", "check"])
-    p.add_argument("names", nargs="*", help="model or preset names (pull; check: default "
-                   "every model present)")
-    p.add_argument("--weights-dir", help="local weights folder (default $CELLSEEK_WEIGHTS_DIR)")
-    p.set_defaults(func=cmd_models)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text, names in (
+            ("list", "the zoo: every model with its backend, size, licence and whether its "
+                     "weights are on this machine (offline)", None),
+            ("pull", "download the weights of models or presets and verify their digests (the "
+                     "only command that uses the network)", "model or preset names"),
+            ("check", "load models whose weights are present and embed a test crop (offline)",
+             "model or preset names (default: every model whose weights are present)")):
+        a = actions.add_parser(action, help=text, description=text)
+        if names:
+            a.add_argument("names", nargs="*", help=names)
+        else:
+            a.set_defaults(names=[])
+        a.add_argument("--weights-dir", help="local weights folder (default "
+                       "$CELLSEEK_WEIGHTS_DIR)")
+        a.set_defaults(func=cmd_models)
 
     p = sub.add_parser("bench", help="measure embedding throughput, search latency, store speed")
     p.add_argument("--crops", type=at_least(1), default=512, help="crops to embed (512)")
@@ -177,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-click", action="store_true", help="SAM click-to-segment latency on a "
                    "cached image embedding instead (random weights when SAM's are absent)")
     p.add_argument("--sizes", type=sizes, default=sizes("10000,100000,1000000"),
-                   help="--index: reference sizes")
+                   help="--index: reference sizes (10000,100000,1000000)")
     p.add_argument("--dim", type=at_least(1), default=512,
                    help="--index, --saved-index: vector size (512)")
     p.add_argument("--merge", action="store_true", help="store merge benchmark instead: merge a "
@@ -192,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="run the whole loop on the bundled sample data")
-    p.add_argument("-o", "--output", default="cellseek-demo", help="output folder")
+    p.add_argument("-o", "--output", default="cellseek-demo",
+                   help="output folder (default ./cellseek-demo)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
     return parser

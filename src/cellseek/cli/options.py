@@ -57,8 +57,14 @@ def config_from_args(args):
     embed = cfg.embed
     if getattr(args, "preset", None):
         embed = replace(embed, preset=args.preset)
-    if getattr(args, "models", None):
-        embed = replace(embed, models=tuple(m.strip() for m in args.models.split(",") if m))
+    if getattr(args, "models", None) is not None:
+        names = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        if not names:
+            from cellseek.errors import CellseekError
+
+            raise CellseekError(f"--models {args.models!r} names no model; give comma-separated "
+                                "model names (see `cellseek models list`)")
+        embed = replace(embed, models=names)
     if getattr(args, "weights_dir", None):
         embed = replace(embed, weights_dir=args.weights_dir)
     if getattr(args, "device", None):
@@ -86,6 +92,9 @@ def config_from_args(args):
 
 def add_common(p: argparse.ArgumentParser, *, models=True, segment=False,
             weights: bool | None = None) -> None:
+    """The options every command that reads images or embeds shares."""
+    from cellseek.config import SegmentConfig
+
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     if models:
         p.add_argument("--preset", help="model preset: offline (default), fast, paper, hematology")
@@ -98,7 +107,8 @@ def add_common(p: argparse.ArgumentParser, *, models=True, segment=False,
         p.add_argument("--method", choices=["auto", "sam", "classical"],
                        help="segmenter (default auto: SAM when its weights are present)")
         p.add_argument("--min-area", type=at_least(0),
-                       help="drop objects smaller than this (pixels)")
+                       help="drop objects smaller than this many pixels (default "
+                       f"{SegmentConfig().min_area})")
         p.add_argument("--z-mode", default="all",
                        choices=["all", "index", "best_focus", "max", "mean"],
                        help="which planes of a z-stack to use (default all)")

@@ -28,7 +28,12 @@ def check_plane_pixels(path, height: int, width: int, limits: Limits | None = No
     if pixels > limits.max_plane_pixels:
         raise ImageReadError(
             path,
-            f"an image plane of {int(width)} x {int(height)} pixels ({pixels / 1e6:,.0f} "
-            f"megapixels) is larger than the limit of {limits.max_plane_pixels / 1e6:,.0f} "
-            f"megapixels; if the image is genuine, raise the limit with ${MAX_PLANE_PIXELS_ENV}",
+            f"an image plane of {int(width)} x {int(height)} pixels ({pixels_text(pixels)}) is "
+            f"larger than the limit of {pixels_text(limits.max_plane_pixels)}; if the image is "
+            f"genuine, raise the limit with ${MAX_PLANE_PIXELS_ENV}",
         )
+
+
+def pixels_text(n: int) -> str:
+    """``"268.4 megapixels"``, or ``"100 pixels"`` below a megapixel (never "0 megapixels")."""
+    return f"{n / 1e6:,.1f} megapixels" if n >= 1_000_000 else f"{n:,} pixels"

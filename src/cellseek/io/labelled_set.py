@@ -81,9 +81,13 @@ def load_labelled_set(csv_path, *, check_files: bool = True) -> LabelledSet:
     Raises
     ------
     CellseekError
-        When the CSV is missing, lacks a required column, has an empty path or label, or names an
-        image that does not exist. The message names the CSV and the row (1 = the header).
+        When the CSV is missing, lacks a required column, has an empty path or label, a label
+        or source a store cannot hold (a NUL character, more than
+        :attr:`~cellseek.config.Limits.max_text_bytes`), or names an image that does not
+        exist. The message names the CSV and the row (1 = the header).
     """
+    from cellseek.store.rules import label_problem, text_problem
+
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
         raise CellseekError(f"{csv_path}: labelled-set CSV not found")
@@ -112,6 +116,13 @@ def load_labelled_set(csv_path, *, check_files: bool = True) -> LabelledSet:
                 raise CellseekError(f"{csv_path}, row {row_no}: empty 'path'")
             if not row["label"]:
                 raise CellseekError(f"{csv_path}, row {row_no}: empty 'label' for {row['path']}")
+            for column in ("label", "source"):
+                # the rule every store applies to what it holds (cellseek.store.rules)
+                problem = (label_problem if column == "label" else text_problem)(
+                    row.get(column) or "")
+                if problem:
+                    raise CellseekError(f"{csv_path}, row {row_no}: the {column} of "
+                                        f"{row['path'][:200]} cannot be stored: {problem}")
             path = Path(row["path"]).expanduser()
             if not path.is_absolute():
                 path = (csv_path.parent / path).resolve()

@@ -111,7 +111,8 @@ def layer_geometry(img: ImageData) -> dict:
 
 
 def image_to_layer_data(img: ImageData) -> list[tuple]:
-    """napari LayerData tuples ``(data, kwargs, "image")``, one per channel.
+    """napari LayerData tuples ``(data, kwargs, "image")``, one per channel; one
+    ``(data, kwargs, "labels")`` for a label image cellseek wrote (``metadata["labels"]``).
 
     Parameters
     ----------
@@ -144,6 +145,10 @@ def image_to_layer_data(img: ImageData) -> list[tuple]:
     }
     shared = {k: geometry[k] for k in ("scale", "axis_labels", "units")}
     index = geometry["index"]
+    if img.metadata.get("labels") and "C" not in img.axes and not img.is_rgb:
+        # a label image cellseek wrote (segment, export): a Labels layer at its pixel size
+        kwargs = {"name": base, **shared, "metadata": {"cellseek": fields}}
+        return [(img.data[index] if index else img.data, kwargs, "labels")]
     if "C" not in img.axes:
         channel = img.metadata.get("channel")
         kwargs = {

@@ -364,7 +364,8 @@ def _folder_warning(warnings: list[str], exc: ImageReadError) -> None:
 
 
 def _validate(image: ImageData) -> ImageData:
-    """Reject empty and all-NaN images; warn about constant ones (``metadata["constant"]``).
+    """Reject empty, all-NaN and complex-valued images; warn about constant ones
+    (``metadata["constant"]``).
 
     For lazy (Dask) data only the first plane is checked, so nothing big is loaded.
     """
@@ -377,6 +378,11 @@ def _validate(image: ImageData) -> ImageData:
         raise ImageReadError(
             image.path, f"image has {len(shape)} dimensions {shape}; expected 2 to 6 (TZCYXS)"
         )
+    kind = np.dtype(image.data.dtype).kind
+    if kind not in "uifb":  # complex (c), object, strings ...: no pixel values to use as such
+        what = "complex numbers" if kind == "c" else f"values of type {image.data.dtype}"
+        raise ImageReadError(image.path, f"the image holds {what}, not intensities; convert it "
+                             "to real values (e.g. the magnitude or the phase) first")
     data = image.data
     if not isinstance(data, np.ndarray):
         lead = image.axes.index("Y")

@@ -307,6 +307,8 @@ def read_tiff(path, *, lazy="auto", unknown_as: str = "T") -> list[ImageData]:
                 raise ImageReadError(path, str(exc)) from exc
             data = plan.apply(data)
             meta: dict = {"tiff_axes": series.axes, "series": number, "tiff_text": text[:4096]}
+            if _is_cellseek_labels(tif, number, series.dtype):
+                meta["labels"] = True  # written by cellseek.io.write_labels: a Labels layer
             if keyframe.dtype is not None:
                 meta["dtype"] = str(np.dtype(series.dtype))
             physical: dict = {}
@@ -348,6 +350,24 @@ def read_tiff(path, *, lazy="auto", unknown_as: str = "T") -> list[ImageData]:
                 )
             )
     return images
+
+
+#: Key of the TIFF description (tifffile's shaped metadata) that marks a label image
+#: :func:`cellseek.io.write_labels` wrote.
+LABELS_KEY = "cellseek"
+
+
+def _is_cellseek_labels(tif, number: int, dtype) -> bool:
+    """Whether series ``number`` is a label image :func:`cellseek.io.write_labels` wrote."""
+    if np.dtype(dtype).kind not in "iu":
+        return False
+    try:
+        shaped = tif.shaped_metadata if tif.is_shaped else None
+    except Exception:  # noqa: BLE001 - a malformed description is simply not ours
+        return False
+    if not shaped or number >= len(shaped) or not isinstance(shaped[number], dict):
+        return False
+    return shaped[number].get(LABELS_KEY) == "labels"
 
 
 def _channel_names(names, axes: str, shape) -> tuple[str, ...]:

@@ -367,4 +367,12 @@ def format_results(rows: list[dict]) -> str:
         else:
             extra = f" ({r['objects']} objects)" if "objects" in r else ""
             lines.append(f"{r['benchmark']:<28} n={r['n']}: {1e3 * r['seconds']:.1f} ms{extra}")
+    kinds = {r["benchmark"].split()[0] for r in rows}
+    if "embed" in kinds:
+        lines.append("ratio = raw forward pass time / pipeline time for the same crops: 1.00 means "
+                     "the pipeline (batching, resizing, normalisation) adds nothing to the "
+                     "model; 0.50 means it takes twice as long")
+    if "search" in kinds:
+        lines.append("numpy/index = NumPy brute-force search time / index search time for the "
+                     "same queries: how many times faster the index answers")
     return "\n".join(lines)

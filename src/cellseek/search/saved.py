@@ -85,9 +85,8 @@ def dump(suggester: Suggester, key: str) -> tuple[dict, dict[str, np.ndarray]]:
     arrays["labels/ids"] = ids
     arrays["labels/codes"] = np.array([code[s.labels[int(i)]] for i in ids], np.int32)
     off_sources = sorted(s.alignment.offsets)
-    for m in s.models:
-        arrays[f"offsets/{m}"] = np.stack([s.alignment.offsets[src][m] for src in off_sources]) \
-            if off_sources else np.zeros((0, 0), np.float32)
+    for m in s.models if off_sources else ():  # no source offsets (no cells yet): no arrays
+        arrays[f"offsets/{m}"] = np.stack([s.alignment.offsets[src][m] for src in off_sources])
     if s.reducer is not None:
         for m, p in s.reducer.pcas.items():
             arrays[f"pca/{m}/mean"] = p.mean.astype(np.float32)
@@ -188,7 +187,7 @@ def _load(header, arrays, config, key, dims) -> Suggester:
         raise SavedStateError(f"saved alignment {method!r} does not match the settings")
     off_sources = _strings(header["offset_sources"], "sources")
     s.alignment = Alignment(method)
-    if method != "none":
+    if method != "none" and off_sources:  # (an index saved before cells had no offsets)
         per_model = {m: _floats(arrays, f"offsets/{m}", (len(off_sources), dims[m]))
                      for m in models}
         s.alignment.offsets = {src: {m: per_model[m][i] for m in models}

@@ -19,7 +19,8 @@ from cellseek.config import Limits, current_limits
 #: Stored embeddings: little-endian float16.
 VECTOR_DTYPE = np.dtype("<f2")
 _NPY_HEADER_MAX = 65536 + 16  # npy format 1.0/2.0 header bound for the shapes we accept
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18  # bytes decompressed at a time
+_INPUT = 1 << 16  # compressed bytes fed at a time
 
 
 class BlobError(ValueError):
@@ -35,13 +36,38 @@ class BlobError(ValueError):
 
 # ---------------------------------------------------------------------------- label images
 
+#: dtypes a stored label image may have: unsigned, at most 4 bytes (what :func:`encode_labels`
+#: writes, plus uint8 and int32). An 8-byte dtype is refused: it only doubles what a blob
+#: inflates to, and no label value above 2**31 - 1 is valid anyway.
+LABEL_DTYPES = ("u1", "u2", "u4", "i1", "i2", "i4")
+
+
+def label_value_problem(labels: np.ndarray) -> str | None:
+    """Why a label image cannot be stored (values outside 0 .. 2**31 - 1), or None.
+
+    The one rule for label values, applied when cellseek writes a plane label image and when
+    it decodes one from a store.
+    """
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > np.iinfo(np.int32).max):
+        return "a label image holds values outside 0 .. 2**31 - 1"
+    return None
+
 
 def encode_labels(labels: np.ndarray) -> bytes:
-    """zlib-compressed ``.npy`` bytes of a label image (the smallest fitting unsigned dtype)."""
+    """zlib-compressed ``.npy`` bytes of a label image (uint16, or uint32 when needed).
+
+    Raises
+    ------
+    ValueError
+        A value lies outside 0 .. 2**31 - 1 (the rule :func:`decode_labels` applies).
+    """
+    problem = label_value_problem(labels)
+    if problem:
+        raise ValueError(problem)
     top = int(labels.max()) if labels.size else 0
-    dtype = np.uint16 if top < 2**16 else np.uint32 if top < 2**32 else np.int64
+    dtype = np.uint16 if top < 2**16 else np.uint32
     buf = io.BytesIO()
-    np.save(buf, labels.astype(dtype), allow_pickle=False)
+    np.save(buf, np.ascontiguousarray(labels, dtype=dtype), allow_pickle=False)
     return zlib.compress(buf.getvalue(), 6)
 
 
@@ -60,8 +86,8 @@ def _header(head: bytes, limits: Limits) -> tuple[int, tuple[int, ...], np.dtype
         raise
     except Exception as exc:  # numpy raises ValueError / SyntaxError on a malformed header
         raise BlobError(f"the label image header is malformed ({exc})") from None
-    if dtype.kind not in "iu" or dtype.itemsize > 8 or dtype.hasobject:
-        raise BlobError(f"a label image must hold integers, not {dtype}")
+    if dtype.hasobject or dtype.kind not in "iu" or dtype.str[1:] not in LABEL_DTYPES:
+        raise BlobError(f"a label image must hold integers of at most 4 bytes, not {dtype}")
     if len(shape) != 2 or any(not isinstance(n, int) or n < 0 for n in shape):
         raise BlobError(f"a label image must be 2-D, not of shape {shape}")
     if fortran:
@@ -74,54 +100,79 @@ def _header(head: bytes, limits: Limits) -> tuple[int, tuple[int, ...], np.dtype
     return buf.tell(), tuple(shape), dtype
 
 
-def _inflate(blob: bytes, limits: Limits, *, keep: bool):
-    """``(shape, dtype, pixel bytes or None)`` of a label-image blob.
+def _inflate(blob: bytes, limits: Limits, *, shape_only: bool = False):
+    """Decode a label-image blob piece by piece; returns ``(shape, int32 array or None)``.
 
-    The output is never allowed to grow beyond the size the ``.npy`` header declares (one byte
-    more is asked for, to notice a blob that holds more than it says).
+    Memory is bounded by what the header declares, checked before anything else is
+    decompressed: the result is ONE preallocated int32 array (4 bytes a pixel, at most
+    ``Limits.max_plane_pixels`` pixels); the compressed input is fed in slices of
+    :data:`_INPUT` bytes and every piece decompressed is at most :data:`_CHUNK` bytes,
+    converted into the result and dropped. Decompression never goes more than one byte past
+    the declared size (to notice a blob that holds more than it says). With ``shape_only``
+    the pixels are checked and dropped (nothing the size of the image is allocated).
     """
+    view = memoryview(blob)
     d = zlib.decompressobj()
+    top = np.iinfo(np.int32).max
     try:
-        head = d.decompress(blob, _NPY_HEADER_MAX)
+        head = d.decompress(view[:_INPUT], _NPY_HEADER_MAX)
         offset, shape, dtype = _header(head, limits)
-        expected = offset + shape[0] * shape[1] * dtype.itemsize
-        parts = [head] if keep else []
-        size = len(head)
-        while not d.eof and size <= expected:
-            piece = d.decompress(d.unconsumed_tail, min(_CHUNK, expected - size + 1))
-            if not piece:
+        n = shape[0] * shape[1]
+        expected = n * dtype.itemsize  # pixel bytes the header declares
+        out = None if shape_only else np.empty(n, np.int32)
+        pending = head[offset:]  # pixel bytes not converted yet
+        size = len(pending)  # pixel bytes decompressed so far
+        done = 0  # pixels converted so far
+        tail, consumed = d.unconsumed_tail, min(len(view), _INPUT)
+        while True:
+            usable = min(len(pending) - len(pending) % dtype.itemsize,
+                         (n - done) * dtype.itemsize)
+            if usable:
+                values = np.frombuffer(pending, dtype, usable // dtype.itemsize)
+                if int(values.min()) < 0 or int(values.max()) > top:
+                    raise BlobError("a label image holds values outside 0 .. 2**31 - 1")
+                if out is not None:
+                    out[done:done + len(values)] = values
+                done += len(values)
+                pending = pending[usable:]
+            if d.eof or size > expected:
                 break
+            if not tail:
+                if consumed >= len(view):
+                    break
+                tail, consumed = view[consumed:consumed + _INPUT], consumed + _INPUT
+            piece = d.decompress(tail, min(_CHUNK, expected - size + 1))
+            tail = d.unconsumed_tail
             size += len(piece)
-            if keep:
-                parts.append(piece)
+            pending = pending + piece if pending else piece
     except zlib.error as exc:
         raise BlobError(f"the label image is not valid zlib data ({exc})") from None
-    if size != expected or not d.eof:
+    if size != expected or not d.eof or done != n:
         what = "more" if size > expected else "less"
         raise BlobError(f"the label image holds {what} data than its header declares "
                         f"({shape[0]} x {shape[1]} {dtype}) or is truncated")
-    data = b"".join(parts)[offset:] if keep else None
-    return shape, dtype, data
+    return shape, (None if out is None else out.reshape(shape))
 
 
 def decode_labels(blob: bytes, limits: Limits | None = None) -> np.ndarray:
     """Inverse of :func:`encode_labels` (as int32), bounded by ``limits``.
 
+    The only allocation the size of the image is the int32 result (see :func:`_inflate`).
+
     Raises
     ------
     BlobError
-        The blob is not a 2-D integer ``.npy`` label image within the limits.
+        The blob is not a 2-D integer ``.npy`` label image within the limits (an 8-byte dtype,
+        a value outside 0 .. 2**31 - 1, more pixels than ``Limits.max_plane_pixels``, more or
+        less data than its header declares).
     """
-    shape, dtype, data = _inflate(bytes(blob), limits or current_limits(), keep=True)
-    arr = np.frombuffer(data, dtype=dtype).reshape(shape)
-    if arr.size and (int(arr.max()) > np.iinfo(np.int32).max or int(arr.min()) < 0):
-        raise BlobError("a label image holds values outside 0 .. 2**31 - 1")
-    return arr.astype(np.int32)
+    _, labels = _inflate(blob, limits or current_limits())
+    return labels
 
 
 def check_labels_blob(blob: bytes, limits: Limits | None = None) -> tuple[int, int]:
     """Validate a label-image blob without keeping its pixels; returns its ``(rows, cols)``."""
-    shape, _, _ = _inflate(bytes(blob), limits or current_limits(), keep=False)
+    shape, _ = _inflate(blob, limits or current_limits(), shape_only=True)
     return shape[0], shape[1]
 
 

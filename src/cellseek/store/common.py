@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 
+from cellseek.store.rules import MAX_NAME_BYTES, check_text
+
 #: Bound parameters per ``IN (...)`` query, below SQLite's historic limit of 999.
 CHUNK = 900
 
@@ -38,14 +40,8 @@ def check_models(models: dict[str, int]) -> dict[str, int]:
     for name, dim in models.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"model names must be non-empty strings, got {name!r}")
+        check_text(name, "the model name", MAX_NAME_BYTES)
         if int(dim) <= 0:
             raise ValueError(f"model {name!r}: embedding dim must be positive, got {dim}")
         out[name] = int(dim)
     return out
-
-
-def check_label(label) -> str:
-    """A class label with surrounding white space removed; ``ValueError`` when empty."""
-    if not isinstance(label, str) or not label.strip():
-        raise ValueError(f"a label must be a non-empty string, got {label!r}")
-    return label.strip()

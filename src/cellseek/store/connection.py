@@ -26,7 +26,19 @@ logger = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 10.0
 
 
-def translate_error(exc: BaseException, path: Path | str, doing: str) -> StoreError:
+def _exhausted_ids(conn: sqlite3.Connection | None) -> list[str]:
+    """Tables whose AUTOINCREMENT counter is at its maximum (SQLite then reports "full")."""
+    if conn is None:
+        return []
+    try:
+        return [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_sequence WHERE seq >= 9223372036854775807")]
+    except sqlite3.Error:
+        return []
+
+
+def translate_error(exc: BaseException, path: Path | str, doing: str,
+                    conn: sqlite3.Connection | None = None) -> StoreError:
     """Turn a sqlite3 or OS error into a :class:`StoreError` a biologist can act on.
 
     Parameters
@@ -37,11 +49,23 @@ def translate_error(exc: BaseException, path: Path | str, doing: str) -> StoreEr
         The store file, named in the message.
     doing : str
         What was being done, e.g. ``"saving 3 labels"``.
+    conn : sqlite3.Connection, optional
+        The store's connection, to tell a full disk from an id counter at its maximum (both
+        are "full" to SQLite).
     """
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc).lower()
     code = getattr(exc, "errno", None)
-    if name.startswith("SQLITE_FULL") or "disk is full" in text or code == errno.ENOSPC:
+    full = name.startswith("SQLITE_FULL") or "disk is full" in text or code == errno.ENOSPC
+    exhausted = _exhausted_ids(conn) if full else []
+    if exhausted:
+        hint = (
+            f"the store's id counter of table {exhausted[0]!r} is at its maximum (2**63 - 1), "
+            "so nothing more can be added to it: the store was crafted or damaged (cellseek "
+            "counts up from 1). Nothing from this change was saved; everything saved before is "
+            "intact."
+        )
+    elif full:
         hint = (
             "the disk is full. Nothing from this change was saved; everything saved before is "
             "intact. Free some disk space (or move the store to a larger disk) and try again."
@@ -106,8 +130,13 @@ def _writable(path: Path) -> bool:
 def connect(path: Path, readonly: bool) -> sqlite3.Connection:
     """Open the store file.
 
-    Writable: ``mode=rw``. Read-only, three cases:
+    Writable: ``mode=rw``. Read-only, four cases:
 
+    - a non-empty ``-wal`` file lies beside the store (left by a program that was killed, or
+      written by one that is running): ``mode=ro``. It reads the changes in that file but
+      never merges them into the store (a ``mode=rw`` connection closing last would
+      checkpoint: the store file's bytes and time would change under a "read-only" open);
+      SQLite adds its ``-shm`` index file when it is missing;
     - the file and its folder are writable: ``mode=rw`` with ``PRAGMA query_only``, so SQLite
       removes its ``-wal``/``-shm`` files when the last connection closes (``mode=ro`` would
       leave them behind, empty);
@@ -120,11 +149,20 @@ def connect(path: Path, readonly: bool) -> sqlite3.Connection:
     base = path.as_uri()
     if not readonly:
         return _sqlite_connect(f"{base}?mode=rw")
+    wal, shm = sidecars(path)
+    if _writable(path) and wal.is_file() and wal.stat().st_size > 0:
+        conn = _sqlite_connect(f"{base}?mode=ro")
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:  # pragma: no cover - fall back to a query_only open
+            conn.close()
+            logger.info("%s: read-only open with its -wal file failed; opening query-only",
+                        path)
     if _writable(path):
         conn = _sqlite_connect(f"{base}?mode=rw")
         conn.execute("PRAGMA query_only=ON")
         return conn
-    wal, shm = sidecars(path)
     if not wal.exists() and not shm.exists():
         return _sqlite_connect(f"{base}?mode=ro&immutable=1")
     try:
@@ -199,7 +237,7 @@ class Transactions:
                     except sqlite3.Error:  # pragma: no cover - SQLite already rolled back
                         logger.exception("%s: rollback failed", self.path)
                 if isinstance(exc, (sqlite3.Error, OSError)):
-                    raise translate_error(exc, self.path, doing) from exc
+                    raise translate_error(exc, self.path, doing, conn) from exc
                 raise
 
     @contextmanager

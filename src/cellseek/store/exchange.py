@@ -21,7 +21,8 @@ from cellseek.store import search_state, untrusted_json
 from cellseek.store.blobs import VECTOR_DTYPE, BlobError, check_labels_blob, thumbnail_problem
 from cellseek.store.common import format_models
 from cellseek.store.connection import translate_error
-from cellseek.store.files import fsync_dir, publish, remove_quietly, temp_next_to
+from cellseek.store.files import copy_database, remove_quietly, temp_next_to
+from cellseek.store.label_files import label_file, label_stems
 from cellseek.store.meta import check_same_versions, read_models, read_value, read_versions
 from cellseek.text import spreadsheet_row
 
@@ -47,8 +48,6 @@ CSV_COLUMNS = (
     "confidence",
     "best_label",
 )
-#: Name of the label image of plane ``(t, z)`` of image ``image_id`` in an export folder.
-LABEL_IMAGE_NAME = "labels_image{image_id}_t{t}_z{z}.tif"
 
 _CELL_COPY_COLUMNS = (
     "label_value, t, z, bbox_row_min, bbox_col_min, bbox_row_max, bbox_col_max, centroid_row, "
@@ -302,12 +301,13 @@ def cell_state(label, suggestion, confidence) -> str:
 
 
 def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,
-                     image_id: int | None = None) -> int:
+                     image_id: int | None = None, suggestions=None) -> int:
     """Write one row per cell (columns :data:`CSV_COLUMNS`) atomically; returns the row count.
 
     ``label_image`` names the label image file of the cell's plane in an export folder
-    (:data:`LABEL_IMAGE_NAME`; empty when the store has no label image of that plane); the
-    cell's pixels there have the value ``label_value``.
+    (:func:`cellseek.store.label_files.label_file`, after the image's file name and the plane;
+    empty when the store has no label image of that plane); the cell's pixels there have the
+    value ``label_value``.
     """
     path = Path(path).expanduser()
     best = "c.best_label" if version >= 4 else "NULL"
@@ -323,16 +323,19 @@ def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,
         sql += " WHERE c.image_id = ?"
         params = (int(image_id),)
     rows = conn.execute(sql + " ORDER BY c.id", params).fetchall()
+    stems = label_stems(conn.execute("SELECT id, path FROM images"))
     tmp = temp_next_to(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        with open(tmp, "x", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(CSV_COLUMNS)
             for (cid, img, img_path, digest, t, z, value, has_plane, row, col, area, label,
                  source, suggestion, confidence, best_label) in rows:
-                name = LABEL_IMAGE_NAME.format(image_id=int(img), t=int(t), z=int(z)) \
-                    if has_plane else None
+                if suggestions and cid in suggestions:  # computed, not stored (read-only)
+                    s = suggestions[cid]
+                    suggestion, confidence, best_label = s.label, s.confidence, s.best_label
+                name = label_file(stems[int(img)], t, z) if has_plane else None
                 out = (cid, img, img_path, digest, t, z, value, name, row, col, area, label,
                        source, cell_state(label, suggestion, confidence), suggestion,
                        confidence, best_label if best_label is not None else suggestion)
@@ -359,26 +362,8 @@ def backup(conn: sqlite3.Connection, store_path, path, *, overwrite: bool = True
     path = Path(path).expanduser().absolute()
     if path.exists() and path.resolve() == Path(store_path).resolve():
         raise StoreError(f"{path}: cannot back a store up onto itself")
-    tmp = temp_next_to(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "xb"):  # created with the user's umask; an OSError names the cause
-            pass
-        dest = sqlite3.connect(tmp)
-        try:
-            conn.backup(dest)
-            dest.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
-        finally:
-            dest.close()
-        if overwrite:
-            for side in ("-wal", "-shm"):
-                remove_quietly(path.with_name(path.name + side))
-        publish(tmp, path, overwrite=overwrite)
-        fsync_dir(path.parent)
+        copy_database(conn, path, overwrite=overwrite)
     except (sqlite3.Error, OSError) as exc:
-        remove_quietly(tmp, tmp.with_name(tmp.name + "-journal"))
         raise translate_error(exc, path, "writing the backup") from exc
-    except BaseException:
-        remove_quietly(tmp, tmp.with_name(tmp.name + "-journal"))
-        raise
     return path

@@ -8,8 +8,12 @@ created with ``open`` (mode ``0o666`` less the user's umask), never ``mkstemp`` 
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
+import re
+import socket
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -21,9 +25,80 @@ logger = logging.getLogger(__name__)
 _NO_LINK = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
 
 
+#: Characters of the target's name kept in a temporary name (a long name must fail as itself).
+_TEMP_PREFIX_CHARS = 100
+_TEMP_NAME = re.compile(r"^\.(?P<prefix>.*)\.(?P<host>[0-9a-f]{6})-(?P<pid>\d+)\.[0-9a-f]{8}"
+                        r"\.tmp(?:-journal|-wal|-shm)?$", re.DOTALL)
+
+
+def _owner() -> str:
+    """``<host tag>-<pid>``: which process on which machine a temporary name belongs to."""
+    host = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+    return f"{host}-{os.getpid()}"
+
+
 def temp_next_to(path: Path) -> Path:
-    """A fresh hidden temporary name in the folder of ``path`` (same file system: rename works)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    """A fresh hidden temporary name in the folder of ``path`` (same file system: rename works).
+
+    ``.<name>.<host>-<pid>.<random>.tmp``: the owner in the name lets a later run remove what a
+    killed one left (:func:`remove_stale_temps`) without touching a running one's files.
+    """
+    return path.with_name(f".{path.name[:_TEMP_PREFIX_CHARS]}.{_owner()}."
+                          f"{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # pragma: no cover - os.kill(pid, 0) would end the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Temporary files and folders of :func:`temp_next_to` for ``path`` whose process is gone.
+
+    Only names made on this machine are judged (a process id says nothing about another
+    machine sharing the folder); a running process's files are never listed.
+    """
+    prefix = path.name[:_TEMP_PREFIX_CHARS]
+    host = _owner().split("-")[0]
+    out = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if (match and match["prefix"] == prefix and match["host"] == host
+                and not _pid_alive(int(match["pid"]))):
+            out.append(Path(entry.path))
+    return sorted(out)
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove what killed runs left next to ``path`` (see :func:`stale_temps`); returns it."""
+    import shutil
+
+    gone = []
+    for stale in stale_temps(path):
+        try:
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # pragma: no cover - best effort cleanup
+            logger.warning("could not remove %s left by an interrupted run: %s", stale, exc)
+            continue
+        logger.info("removed %s, left by an interrupted run", stale)
+        gone.append(stale)
+    return gone
 
 
 def sidecars(path: Path) -> tuple[Path, Path]:
@@ -120,3 +195,59 @@ def _publish_without_link(tmp: Path, path: Path) -> None:
     except BaseException:
         remove_quietly(path)
         raise
+
+
+def copy_database(conn: sqlite3.Connection, path: Path, *, overwrite: bool) -> Path:
+    """Copy the database on ``conn`` to ``path`` with SQLite's online backup, atomically.
+
+    The copy is built in a new file created exclusively under a fresh temporary name next to
+    ``path`` (``O_CREAT | O_EXCL``: never an existing file, never through a symbolic link),
+    made self-contained (``journal_mode=DELETE``) and published with :func:`publish`: with
+    ``overwrite`` the name is replaced (``rename(2)`` replaces a symbolic link, it does not
+    write through it), otherwise an existing ``path`` raises
+    :class:`~cellseek.errors.StoreExistsError`.
+
+    Raises
+    ------
+    sqlite3.Error, OSError
+        Untranslated (the caller names the store and what it was doing).
+    """
+    remove_stale_temps(path)
+    tmp = temp_next_to(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb"):  # created with the user's umask; an OSError names the cause
+            pass
+        dest = sqlite3.connect(tmp)
+        try:
+            conn.backup(dest)
+            dest.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
+        finally:
+            dest.close()
+        if overwrite:
+            remove_quietly(*sidecars(path))
+        publish(tmp, path, overwrite=overwrite)
+        fsync_dir(path.parent)
+    except BaseException:
+        remove_quietly(tmp, tmp.with_name(tmp.name + "-journal"))
+        raise
+    return path
+
+
+def backup_beside(conn: sqlite3.Connection, path: Path, tag: str) -> Path:
+    """A safety copy of the store ``path`` (open on ``conn``) under a name nobody holds yet.
+
+    ``<name>.<tag>.bak``, or ``<name>.<tag>.2.bak``, ``.3.bak`` ... when that exists: a file
+    already there (an earlier backup, or a symbolic link a received folder planted to make
+    cellseek overwrite another file) is never replaced nor written through.
+    """
+    for n in range(1, 10_000):
+        name = f"{path.name}.{tag}.bak" if n == 1 else f"{path.name}.{tag}.{n}.bak"
+        target = path.with_name(name)
+        if os.path.lexists(target):
+            continue
+        try:
+            return copy_database(conn, target, overwrite=False)
+        except StoreExistsError:
+            continue  # created by someone else a moment ago
+    raise StoreExistsError(f"{path}: no free name for a {tag} backup beside it")

@@ -16,6 +16,7 @@ from cellseek.errors import StoreError
 from cellseek.store import untrusted_json
 from cellseek.store.blobs import BlobError, decode_labels, encode_labels
 from cellseek.store.common import chunks, marks, now
+from cellseek.store.rules import check_text
 
 IMAGE_COLUMNS = "id, path, content_hash, device, source, pixel_size_um, shape, added_at"
 
@@ -48,6 +49,9 @@ def insert_image(
     """The id of the image with ``content_hash``; a new row when the hash is unknown."""
     if not content_hash:
         raise ValueError("content_hash must be a non-empty string")
+    for what, text in (("the image path", str(path)), ("the content hash", content_hash),
+                       ("the device", device), ("the source", source)):
+        check_text(text, what)
     row = conn.execute("SELECT id FROM images WHERE content_hash = ?", (content_hash,)).fetchone()
     if row is not None:
         return row[0]

@@ -96,7 +96,7 @@ def integrity_problems(conn: sqlite3.Connection, version: int) -> list[str]:
     """Every problem found (empty list: the store is intact). Reads the whole store."""
     problems = _sqlite_problems(conn)
     problems += schema_problems(conn, version)
-    problems += value_problems(conn, version, limit=_MAX_LISTED)
+    problems += value_problems(conn, version, limit=_MAX_LISTED, history=True)
     problems += _embedding_problems(conn, read_models(conn))
     problems += _blob_problems(conn)
     problems += _config_problems(conn)

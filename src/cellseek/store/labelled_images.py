@@ -17,9 +17,9 @@ import numpy as np
 
 from cellseek.errors import StoreError
 from cellseek.store.cells import check_embeddings, insert_cells
-from cellseek.store.common import check_label
 from cellseek.store.images import check_plane_labels, insert_image, save_plane_labels
 from cellseek.store.labels import change_labels
+from cellseek.store.rules import check_label, check_text
 from cellseek.text import cells_text, count_text
 from cellseek.types import Cell
 
@@ -75,6 +75,10 @@ def prepare(items: Sequence[LabelledImage], models: Mapping[str, int], where) ->
         if not item.content_hash:
             raise ValueError(f"{item.path}: content_hash must be a non-empty string")
         label = check_label(item.label)
+        for what, text in (("the image path", str(item.path)), ("the content hash",
+                           item.content_hash), ("the device", item.device),
+                           ("the source", item.source)):
+            check_text(text, f"{what} of {str(item.path)[:200]!r}:")
         vectors = None
         if item.cells:
             if item.embeddings is None:

@@ -14,7 +14,8 @@ import numpy as np
 
 from cellseek.errors import StoreError
 from cellseek.store.common import chunks, marks, now
-from cellseek.store.schema import UNDOABLE_ACTIONS
+from cellseek.store.rules import ValueRuleError, clip_text, label_problem
+from cellseek.store.schema import LABEL_SOURCES, UNDOABLE_ACTIONS
 
 Change = tuple[int, "str | None", "str | None"]  # (cell id, new label, new label source)
 
@@ -23,7 +24,7 @@ def new_batch(conn: sqlite3.Connection, action: str, *, undoable: bool, note: st
     """A new ``batches`` row (one undo step); returns its id."""
     cur = conn.execute(
         "INSERT INTO batches (action, time, note, undoable) VALUES (?, ?, ?, ?)",
-        (action, now(), note, int(undoable)),
+        (action, now(), clip_text(note), int(undoable)),
     )
     return cur.lastrowid
 
@@ -57,6 +58,7 @@ def change_labels(
         A cell does not exist (unless ``skip_missing``); nothing is changed then.
     """
     changes = [(int(c), lab, src) for c, lab, src in changes]
+    note = clip_text(note)
     state: dict[int, tuple[str | None, str | None]] = {}
     unique = list(dict.fromkeys(c for c, _, _ in changes))
     for chunk in chunks(unique):
@@ -116,6 +118,12 @@ def undo_last(conn: sqlite3.Connection, where) -> list[tuple[int, str | None]] |
                               tuple(chunk))
     }
     changes = [(cid, lab, src) for cid, (lab, src) in first.items() if cid in alive]
+    for cid, lab, src in changes:  # the audit log of a received store is untrusted input
+        problem = None if lab is None else label_problem(lab)
+        if problem or (lab is None) != (src is None) or src not in (*LABEL_SOURCES, None):
+            raise StoreError(f"{where}: the audit log holds a label cellseek never writes for "
+                             f"cell {cid} ({problem or 'its source'}); the store is damaged or "
+                             "was crafted. Nothing was undone.")
     undo_batch = new_batch(conn, "undo", undoable=False, note=f"undo of batch {target} ({row[1]})")
     change_labels(conn, "undo", changes, where, batch_id=undo_batch,
                   note=f"undo of batch {target}")
@@ -152,6 +160,11 @@ def save_suggestions(
          None if best is None else str(best), int(cid))
         for cid, lab, c, best in zip(ids, labels, confidences, best_labels)
     ]
+    for value in {r[0] for r in rows} | {r[2] for r in rows}:
+        problem = None if value is None else label_problem(value)
+        if problem:
+            raise ValueRuleError(f"{where}: the suggested class {value[:60]!r} cannot be "
+                                 f"stored: {problem}; no suggestion was saved")
     unique = list(dict.fromkeys(r[3] for r in rows))
     known = set()
     for chunk in chunks(unique):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,6 +64,7 @@ def create_file(path: Path, models: dict[str, int], *, overwrite: bool,
             f"{path}: a file already exists here. Open it with ReferenceStore.open, or pass "
             "overwrite=True to replace it."
         )
+    files.remove_stale_temps(path)  # what a create killed before it published left here
     tmp = files.temp_next_to(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,13 +89,8 @@ def create_file(path: Path, models: dict[str, int], *, overwrite: bool,
 
 def _repair(conn: sqlite3.Connection, path: Path, extra: list[tuple[str, str]]) -> None:
     """Drop SQL objects cellseek does not create, after a backup copy, in one transaction."""
-    backup_path = path.with_name(f"{path.name}.repair.bak")
     try:
-        dest = sqlite3.connect(backup_path)
-        try:
-            conn.backup(dest)
-        finally:
-            dest.close()
+        backup_path = files.backup_beside(conn, path, "repair")
         conn.execute("BEGIN IMMEDIATE")
         trust.drop_objects(conn, extra)
         conn.execute("COMMIT")
@@ -138,12 +135,27 @@ def _prepare(conn: sqlite3.Connection, path: Path, readonly: bool, repair: bool)
     return version
 
 
+def _refuse_odd_sidecars(path: Path) -> None:
+    """Refuse a store whose ``-wal``, ``-shm`` or ``-journal`` file is a symbolic link or not
+    a regular file: a received folder could point one at another file for SQLite to write."""
+    for side in (*files.sidecars(path), path.with_name(path.name + "-journal")):
+        if side.is_symlink() or (os.path.lexists(side) and not side.is_file()):
+            raise StoreError(
+                f"{path}: refused: {side.name} beside it is a symbolic link or not a regular "
+                "file, and SQLite would write through it. Remove it (it is not part of a "
+                "store you made) and try again")
+
+
 def open_connection(path: Path, *, readonly: bool, repair: bool) -> sqlite3.Connection:
     """A connection to a store file that passed every check; see :meth:`ReferenceStore.open`."""
     if path.is_dir():
         raise StoreError(f"{path}: this is a folder; give the path of a reference store file")
     if not path.is_file():
+        if path.exists():  # a FIFO, a device such as /dev/zero, a socket: never opened
+            raise StoreError(f"{path}: this is not a regular file (a pipe, a device or a "
+                             "socket); give the path of a reference store file")
         raise StoreError(f"{path}: no such reference store (the file does not exist)")
+    _refuse_odd_sidecars(path)
     if repair and readonly:
         raise StoreError(f"{path}: a repair changes the store; open it without readonly")
     trust.sniff(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Mapping
 
@@ -11,6 +10,7 @@ from cellseek.config import current_limits
 from cellseek.errors import IncompatibleStoreError, StoreError
 from cellseek.store import untrusted_json
 from cellseek.store.common import format_models
+from cellseek.store.rules import MAX_NAME_BYTES, check_text, check_weight
 
 
 def read_models(conn: sqlite3.Connection) -> dict[str, int]:
@@ -26,12 +26,7 @@ def save_weights(conn: sqlite3.Connection, models: dict[str, int], weights: dict
             f"{where}: weights given for {sorted(weights)}, but this store holds "
             f"{format_models(models)}; give one weight per model"
         )
-    values = {}
-    for name, w in weights.items():
-        w = float(w)
-        if not math.isfinite(w) or w < 0:
-            raise ValueError(f"weight of model {name!r} must be finite and >= 0, got {w}")
-        values[name] = w
+    values = {name: check_weight(name, w) for name, w in weights.items()}
     conn.executemany("UPDATE models SET weight = ? WHERE name = ?",
                      [(w, name) for name, w in values.items()])
 
@@ -48,7 +43,8 @@ def encode_value(key: str, value) -> str:
     """The JSON text of a meta value; refuses the reserved ``format`` key and huge values."""
     if key == "format":
         raise ValueError("the 'format' meta key is reserved")
-    text = json.dumps(value)
+    check_text(key, "the metadata key", MAX_NAME_BYTES)
+    text = json.dumps(value)  # ASCII (ensure_ascii): characters are bytes
     limit = current_limits().max_meta_bytes
     if len(text) > limit:
         raise ValueError(f"meta value {key!r} is {len(text)} bytes of JSON, more than {limit}")

@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,10 @@ from cellseek.store import exchange, folder_export, images, integrity, lifecycle
 from cellseek.store import labelled_images as labelled_ops
 from cellseek.store import labels as label_ops
 from cellseek.store import meta as meta_ops
-from cellseek.store.common import check_label, check_models, format_models
+from cellseek.store.common import check_models, format_models
 from cellseek.store.connection import Transactions
 from cellseek.store.labelled_images import LabelledImage
+from cellseek.store.rules import check_label
 from cellseek.store.schema import LABEL_SOURCES, SCHEMA_VERSION
 from cellseek.text import cells_text, count_text
 from cellseek.types import Cell
@@ -76,6 +78,9 @@ class ReferenceStore:
         conn.row_factory = sqlite3.Row
         self.schema_version = conn.execute("PRAGMA user_version").fetchone()[0]
         self.models: dict[str, int] = meta_ops.read_models(conn)
+        #: ``(label stamp before, after)`` of this object's latest label change, read in its
+        #: transaction: who knew every label at *before* knows them at *after* with its change.
+        self.last_label_write: tuple[int, int] | None = None
 
     @property
     def _conn(self) -> sqlite3.Connection | None:
@@ -509,13 +514,22 @@ class ReferenceStore:
         labels = [check_label(lab) for lab in labels]
         if not ids:
             return
-        with self._tx.write(doing) as conn:
+        with self._label_write(doing) as conn:
             changes = [(i, lab, source) for i, lab in zip(ids, labels)]
             label_ops.change_labels(conn, "label", changes, self.path, note=note)
 
+    @contextmanager
+    def _label_write(self, doing: str):
+        """A write transaction that records :attr:`last_label_write` once committed."""
+        with self._tx.write(doing) as conn:
+            before = label_ops.label_stamp(conn)
+            yield conn
+            stamps = (before, label_ops.label_stamp(conn))
+        self.last_label_write = stamps
+
     def clear_label(self, cell_id: int) -> None:
         """Remove the confirmed label of a cell (audited, undoable)."""
-        with self._tx.write(f"clearing the label of cell {cell_id}") as conn:
+        with self._label_write(f"clearing the label of cell {cell_id}") as conn:
             label_ops.change_labels(conn, "clear", [(int(cell_id), None, None)], self.path)
 
     def undo(self) -> list[tuple[int, str | None]] | None:
@@ -532,7 +546,7 @@ class ReferenceStore:
             ``(cell_id, restored label)`` for every reverted cell that still exists, or None when
             there is nothing to undo.
         """
-        with self._tx.write("undoing the last label change") as conn:
+        with self._label_write("undoing the last label change") as conn:
             return label_ops.undo_last(conn, self.path)
 
     def cell_sources(self, cell_ids: Sequence[int] | None = None) -> dict[int, str]:
@@ -551,6 +565,11 @@ class ReferenceStore:
         """``(cell ids as int64, labels)`` of all confirmed cells, ordered by id."""
         with self._tx.read() as conn:
             return label_ops.labelled_cells(conn)
+
+    def label_snapshot(self) -> tuple[int, np.ndarray, list[str]]:
+        """``(label stamp, cell ids, labels)`` of all confirmed cells, in one snapshot."""
+        with self._tx.read() as conn:
+            return (label_ops.label_stamp(conn), *label_ops.labelled_cells(conn))
 
     def set_suggestions(
         self,
@@ -651,8 +670,6 @@ class ReferenceStore:
         with self._tx.read() as conn:
             return meta_ops.read_value(conn, key, default, self.path)
 
-    # ------------------------------------------------------------------ merge and export
-
     # ------------------------------------------------------------------ saved search state
     def search_state(self) -> tuple[str, dict, dict] | None:
         """The saved search state ``(key, header, arrays)`` (see :mod:`cellseek.search.saved`),
@@ -691,6 +708,7 @@ class ReferenceStore:
         with self._tx.write("dropping the saved search index") as conn:
             return search_state.drop(conn)
 
+    # ------------------------------------------------------------------ merge and export
     def merge_from(
         self, other: ReferenceStore | str | os.PathLike, *, labels_only: bool = False
     ) -> dict:
@@ -735,8 +753,12 @@ class ReferenceStore:
             if owned:
                 other.close()
 
-    def export_cells_csv(self, path, *, image_id: int | None = None) -> int:
+    def export_cells_csv(self, path, *, image_id: int | None = None,
+                         suggestions: Mapping | None = None) -> int:
         """Write one CSV row per cell; atomic (temp file + rename). Returns the row count.
+
+        ``suggestions`` (cell id -> :class:`~cellseek.types.Suggestion`) replace the stored
+        suggestion of those cells in the table (a read-only store cannot hold them).
 
         Columns (:data:`cellseek.store.exchange.CSV_COLUMNS`): cell_id, image_id, image,
         image_hash, t, z, label_value, label_image, centroid_row, centroid_col, area, label,
@@ -744,7 +766,8 @@ class ReferenceStore:
         run as a formula is escaped with a leading ``'``.
         """
         with self._tx.read("exporting cells") as conn:
-            return exchange.export_cells_csv(conn, self.schema_version, path, image_id=image_id)
+            return exchange.export_cells_csv(conn, self.schema_version, path, image_id=image_id,
+                                             suggestions=suggestions)
 
     def backup(self, path, *, overwrite: bool = True) -> Path:
         """Write a consistent copy of the store to ``path`` (SQLite backup API), atomically.
@@ -765,7 +788,6 @@ class ReferenceStore:
         """
         return folder_export.export_folder(self, folder, label_images=label_images,
                                            overwrite=overwrite)
-
 
 
 def check_versions(store: ReferenceStore, versions: Mapping[str, int], *, what: str = "") -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cellseek.errors import StoreError
 from cellseek.store.connection import translate_error
+from cellseek.store.files import backup_beside
 
 logger = logging.getLogger(__name__)
 
@@ -257,15 +258,10 @@ def expected_columns(table: str, version: int) -> tuple[str, ...] | None:
 
 def migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
     """Upgrade a store from ``version`` to the current schema, after a backup copy."""
-    backup_path = path.with_name(f"{path.name}.schema{version}.bak")
     try:
-        dest = sqlite3.connect(backup_path)
-        try:
-            conn.backup(dest)
-        finally:
-            dest.close()
+        backup_path = backup_beside(conn, path, f"schema{version}")
     except (sqlite3.Error, OSError) as exc:
-        raise translate_error(exc, path, f"backing up to {backup_path} before the upgrade") from exc
+        raise translate_error(exc, path, "backing up the store before the upgrade") from exc
     logger.info(
         "%s: upgrading schema %d -> %d (backup: %s)", path, version, SCHEMA_VERSION, backup_path
     )
