@@ -36,15 +36,19 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+def pytest_configure(config):
+    """New reference sets use the ``light`` preset (classical features only) in this suite,
+    module- and session-scoped fixtures included: most tests check machinery, not models, and
+    the default preset runs three models per crop. Tests marked ``default_preset`` (what a user
+    runs as written: the README's commands, ``cellseek demo``, the napari user story) run the
+    real default (see ``_real_default_preset``)."""
+    os.environ["CELLSEEK_PRESET"] = "light"
+
+
 @pytest.fixture(autouse=True)
-def _preset_of_new_sets(request, monkeypatch):
-    """New reference sets use the ``light`` preset (classical features only) unless a test is
-    marked ``default_preset``: most tests check machinery, not models, and the default preset
-    runs three models per crop. The tests of what a user runs as written (the README's commands,
-    ``cellseek demo``, the napari user story) carry the mark and run the real default."""
-    if request.node.get_closest_marker("default_preset") is None:
-        monkeypatch.setenv("CELLSEEK_PRESET", "light")
-    else:
+def _real_default_preset(request, monkeypatch):
+    """Tests marked ``default_preset`` see no ``CELLSEEK_PRESET``: the real default."""
+    if request.node.get_closest_marker("default_preset") is not None:
         monkeypatch.delenv("CELLSEEK_PRESET", raising=False)
 
 

@@ -34,7 +34,9 @@ def _copy_labelled(csv_from: Path, folder: Path) -> None:
     shutil.copytree(csv_from.parent, folder, dirs_exist_ok=True)
 
 
+@pytest.mark.default_preset
 def test_the_readme_commands_work_as_written(tmp_path, monkeypatch, capsys):
+    """Run as a user runs them: the default preset, with its packaged weights."""
     from cellseek.data import sample_fields, sample_reference_csv
 
     commands = _usage_commands()

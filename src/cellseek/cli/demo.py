@@ -1,7 +1,8 @@
 """``cellseek demo``: the whole loop on the bundled sample data, offline.
 
-1. Create a reference store with the configured models (``offline``: the classical embedder, which
-   needs no weights).
+1. Create a reference store with the configured models (the default ``packaged`` preset: the
+   classical embedder and the pretrained models whose weights installed with cellseek, so no
+   download; ``$CELLSEEK_PRESET=light`` for the classical embedder alone).
 2. Add 30 labelled single-cell crops (PBC, 5 white-blood-cell classes) as reference cells.
 3. Segment, crop and embed six whole smear fields (BCCD).
 4. Suggest a label for every cell found, export the store, the cells table and the label images.

@@ -78,8 +78,10 @@ def model_source(spec: ModelSpec, weights_dir=None) -> tuple[bool, str]:
 def list_models_table(weights_dir=None) -> str:
     """A text table of the zoo: name, backend, dim, input, licence, weights, source.
 
-    Below the table, the presets that include non-commercial weights are named.
+    Below the table, every preset with its models, which one new reference sets use and whether
+    its weights are all here; then the presets that include non-commercial weights.
     """
+    from cellseek.config import default_preset
     from cellseek.zoo.licences import non_commercial_presets
 
     rows = [("name", "backend", "dim", "input", "licence", "weights", "source")]
@@ -99,7 +101,14 @@ def list_models_table(weights_dir=None) -> str:
             licence += " [non-commercial]"
         rows.append((name, spec.backend, str(spec.dim or "?"), f"{spec.input_size}px", licence,
                      present, where))
-    lines = [_format_table(rows)]
+    lines = [_format_table(rows), "", "presets:"]
+    present = {r[0] for r in rows[1:] if r[5] != "no"}
+    default = default_preset()
+    for preset, names in PRESETS.items():
+        missing = [n for n in names if n not in present]
+        state = "ready" if not missing else f"missing {', '.join(missing)}"
+        mark = " (default for new reference sets)" if preset == default else ""
+        lines.append(f"  {preset}{mark}: {', '.join(names)} [{state}]")
     for preset, names in non_commercial_presets().items():
         lines.append(f"warning: preset {preset!r} includes non-commercial weights "
                      f"({', '.join(names)}): not for commercial use")

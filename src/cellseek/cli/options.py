@@ -97,7 +97,10 @@ def add_common(p: argparse.ArgumentParser, *, models=True, segment=False,
 
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     if models:
-        p.add_argument("--preset", help="model preset: offline (default), fast, paper, hematology")
+        p.add_argument("--preset", help="model preset of a new reference set: packaged (default, "
+                       "or $CELLSEEK_PRESET; real models installed with cellseek), light "
+                       "(hand-crafted features only; offline is its old name), fast, paper, "
+                       "hematology")
         p.add_argument("--models", help="comma-separated model names (overrides --preset)")
     if models if weights is None else weights:
         p.add_argument("--weights-dir", help="local folder of model weights, SAM's included "

@@ -13,7 +13,7 @@ import importlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +140,8 @@ def ablations(
     folds: int = 5,
     config: Config | None = None,
 ) -> list[dict]:
-    """Every weighting with all models, every model alone, and (transfer) every alignment.
+    """Every weighting with all models, every model alone, the learned heads off, one search
+    profile for every source (:mod:`cellseek.search.profiles`), and (transfer) every alignment.
 
     Returns
     -------
@@ -154,6 +155,14 @@ def ablations(
         variants += [(f"all models, {w}", with_modes(config, weighting=w), models)
                      for w in WEIGHTING_MODES]
     variants += [(f"{m} alone", with_modes(config, weighting="uniform"), [m]) for m in models]
+    if len(models) > 1:
+        learn = config.learn
+        variants += [
+            ("all models, kNN vote only (no learned head)",
+             replace(config, learn=replace(learn, head="off")), models),
+            ("all models for every source (no robust profile)",
+             replace(config, learn=replace(learn, robust_models=())), models),
+        ]
     if query is not None:
         variants += [(f"all models, source alignment {a}", with_modes(config, align=a), models)
                      for a in ALIGNMENTS]

@@ -14,8 +14,10 @@ antialiasing), so at 224 px the backbone's tokens equal the ONNX graph's
 (``/backbone/layernorm/Add_1_output_0``) to float rounding (``tests/zoo/test_packaged_models.py``).
 
 Embedding (chosen by measurement, docs/models.md): the CLS token and the mean of the patch tokens
-of the blocks in ``BLOCKS`` (each through the final LayerNorm), averaged over those blocks and
-concatenated: ``2 x 384`` values.
+after block 7 of 12 (``BLOCKS = (6,)``, 0-based), through the final LayerNorm, concatenated:
+``2 x 384`` values. The last blocks are never run: on blood cells and label-free cells the
+middle blocks' tokens separate the classes better than the last ones (PBC kNN 87-89 % against
+77 % for the last block), and the forward pass costs 7/12 of the whole backbone.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from cellseek.zoo.weights import IncompatibleWeightsError, resolve_weights, veri
 
 logger = logging.getLogger(__name__)
 
-#: Blocks (0-based) whose tokens are pooled.
-BLOCKS = (9, 10)
+#: Blocks (0-based) whose tokens are pooled (several are averaged).
+BLOCKS = (6,)
 #: The position grid the weights were trained with (518 px / 14).
 TRAIN_GRID = 37
 _ARCH = "vit_small_patch14_dinov2"

