@@ -332,14 +332,17 @@ class Suggester:
         return self.heads
 
     def _fit_reducer(self, aligned: Mapping[str, np.ndarray]):
+        """Per-model PCA of the models wider than ``config.index.pca_components`` dims (the
+        others pass through unchanged), with at most one component fewer than the reference
+        cells."""
         from cellseek.search.reduce import ModelReducer
 
         n = int(self.config.index.pca_components)
-        if n <= 0 or len(next(iter(aligned.values()))) < 2:
+        rows = len(next(iter(aligned.values())))
+        wide = {m: aligned[m] for m in self.models if np.shape(aligned[m])[1] > n}
+        if n <= 0 or rows < 2 or not wide:
             return None
-        if all(np.shape(aligned[m])[1] <= n for m in self.models):
-            return None  # nothing to shrink
-        return ModelReducer.fit(aligned, n)
+        return ModelReducer.fit(wide, min(n, rows - 1))
 
     def _fit_per_model(self, aligned: Mapping[str, np.ndarray], ids: np.ndarray) -> None:
         """Per-model unit vectors for ``per_query_entropy`` (exact search per model)."""
