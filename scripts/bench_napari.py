@@ -257,7 +257,7 @@ def bench_gallery(args) -> None:
     """Click -> gallery: the kNN look-up (now a job) and the drawing of the tiles."""
     from qtpy.QtWidgets import QApplication
 
-    from cellseek._napari._neighbours_panel import NeighboursPanel
+    from cellseek._napari.panels.neighbours import NeighboursPanel
     from cellseek.annotation.colours import class_colours
     from cellseek.annotation.gallery import neighbour_gallery
 

@@ -61,7 +61,7 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     import napari
-    from cellseek._napari._sample import sample_smear
+    from cellseek._napari.hooks.sample import sample_smear
 
     OUT.mkdir(parents=True, exist_ok=True)
     get_settings().application.gui_notification_level = "error"  # no pop-ups over shots

@@ -62,7 +62,7 @@ def wait(qtbot):
 @pytest.fixture
 def sample_viewer(make_napari_viewer):
     """A viewer holding the bundled smear fields (one stack, 6 planes)."""
-    from cellseek._napari._sample import sample_smear
+    from cellseek._napari.hooks.sample import sample_smear
 
     viewer = make_napari_viewer()
     (data, kwargs, _), = sample_smear()

@@ -20,9 +20,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek._napari.notify import guarded
 from cellseek.annotation.colours import hex_colour
-
-from ._workers import guarded
 
 #: Default tile size (px) and its range.
 TILE = 96
@@ -111,10 +110,10 @@ class NeighboursPanel(QWidget):
         self.tiles: list[QToolButton] = []
         self._pool: list[QToolButton] = []
         controller.selection_changed.connect(self.show_cell)
+        controller.gallery.connect(self.draw)
 
-    @guarded("Looking up the nearest cells")
     def show_cell(self, cell_id) -> None:
-        """Show a cell (None clears the panel); the look-up runs as a short job."""
+        """A cell was selected (None clears the panel); its gallery follows (:meth:`draw`)."""
         self._clear()
         if cell_id is None or self.controller.session is None:
             self.crop.clear()
@@ -123,11 +122,9 @@ class NeighboursPanel(QWidget):
         runner = self.controller.runner
         waiting = f" (after {runner.what.lower()})" if runner.running is not None else ""
         self.info.setText(f"cell {cell_id}: looking up its nearest reference cells{waiting} …")
-        self.controller.neighbours(int(cell_id), self._draw)
 
-    def _draw(self, g) -> None:
-        if g.cell["id"] != self.controller.selected:  # the user has clicked another cell since
-            return
+    def draw(self, g) -> None:
+        """Draw the gallery of the selected cell."""
         self._clear()
         self.gallery = g
         self.crop.setPixmap(pixmap(g.thumbnail, 2 * TILE))

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellseek._napari.notify import info, warn
 from cellseek.annotation.cells import CellTable, largest_value, relabel_planes, stack_from_planes
 from cellseek.config import SegmentConfig
 from cellseek.errors import CellseekError
 from cellseek.text import cells_text, count_text
 from cellseek.types import Progress
 
-from ._jobs import info, warn
-from ._layers import OpenImage
+from .images import OpenImage
+
+#: Key of the SAM pre-computation in the runner's background lane.
+PRECOMPUTE = "sam-precompute"
 
 
 @dataclass
@@ -34,13 +37,46 @@ class Segmented:
     sam_reason: str = ""  # with SAM: which model and why
 
 
-class SegmentingMixin:
-    """Segmentation, embedding and restoring of images, for :class:`AnnotationController`."""
+class Segmenting:
+    """Segmentation, embedding and restoring of images: a part of the controller.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    jobs : SessionJobs
+        Jobs on the open reference set; ``jobs.runner`` runs the others.
+    state : AnnotationState
+    signals : Signals
+    registry : LayerRegistry
+    view : CellsView
+    """
+
+    def __init__(self, viewer, jobs, state, signals, registry, view) -> None:
+        self.viewer = viewer
+        self.jobs = jobs
+        self.runner = jobs.runner
+        self.state = state
+        self.signals = signals
+        self.registry = registry
+        self.view = view
+        self.sam = None  # the shared SAM segmenter, once loaded
+        #: The SAM pre-computation started last (a background job), None once stopped.
+        self.precompute_job = None
+
+    def need_image(self) -> OpenImage:
+        """The image under annotation; a one-line error when there is none."""
+        if self.state.current is None:
+            raise CellseekError("choose an image layer first (Segment tab)")
+        return self.state.current
+
+    def current_plane(self):
+        """``(t, z)`` of the plane on screen in the current image."""
+        return self.need_image().current_key(self.viewer)
 
     # ------------------------------------------------------------------ segmentation
     def segment(self, config: SegmentConfig, *, whole_stack: bool = False):
         """Segment the current plane (or every plane) of the current image (a job)."""
-        item = self._need_image()
+        item = self.need_image()
         keys = item.planes() if whole_stack else [self.current_plane()]
         made = item.cells_layer is None
         self.registry.ensure_cells_layer(item)  # now, so that the result only fills planes
@@ -59,16 +95,17 @@ class SegmentingMixin:
 
         from cellseek.pipeline import Pipeline
 
-        pipeline = Pipeline(replace(self.config, segment=config), ())  # weights folder, device
+        # the weights folder and the device of the widget's settings
+        pipeline = Pipeline(replace(self.state.config, segment=config), ())
         raw = {}
         for i, key in enumerate(keys):
             yield Progress(i, len(keys) + 1, "segment", f"plane t={key[0]} z={key[1]}")
             raw[key] = yield from pipeline.segment_plane(item.plane(key))
         yield Progress(len(keys), len(keys) + 1, "segment", "numbering the cells")
         kept, table = [], None
-        if self.session is not None and item.image_id is not None:
-            kept = self.session.clear_planes(item.image_id, keys)
-            table = CellTable(self.session.image_cells(item.image_id))
+        if self.state.session is not None and item.image_id is not None:
+            kept = self.state.session.clear_planes(item.image_id, keys)
+            table = CellTable(self.state.session.image_cells(item.image_id))
             for key in kept:
                 raw.pop(key, None)
         layer = item.cells_layer
@@ -88,18 +125,19 @@ class SegmentingMixin:
             warn(f"{count_text(len(result.kept), 'plane')} already "
                  f"{'holds' if len(result.kept) == 1 else 'hold'} confirmed labels in the "
                  "reference set; their cells were kept as they are.")
-        self.message.emit(f"Segmentation ({result.method}) found {cells_text(result.n_cells)} "
-                          f"in {count_text(len(result.planes), 'plane')}.")
+        self.signals.message.emit(
+            f"Segmentation ({result.method}) found {cells_text(result.n_cells)} "
+            f"in {count_text(len(result.planes), 'plane')}.")
         if result.sam_reason:
-            self.sam_reason.emit(result.sam_reason)
-        self._show(item)
-        self.cells_changed.emit()
-        if self.session is not None and result.planes:
+            self.signals.sam_reason.emit(result.sam_reason)
+        self.view.show(item)
+        self.signals.cells_changed.emit()
+        if self.state.session is not None and result.planes:
             self.embed(item, result.planes)
 
     def embed(self, item: OpenImage | None = None, planes: dict | None = None):
         """Crop and embed the segmented cells of an image into the store (a job)."""
-        item = item or self._need_image()
+        item = item or self.need_image()
         if item.cells_layer is None:
             raise CellseekError("segment the image first: it has no cells yet")
 
@@ -111,18 +149,17 @@ class SegmentingMixin:
             image_id = yield from session.add_image(item.image, labels=labels)
             return image_id, CellTable(session.image_cells(image_id))
 
-        return self._session_job("Embedding cells", work,
+        return self.jobs.run("Embedding cells", work,
                                  on_returned=lambda r: self._embedded(item, *r))
 
     def _embedded(self, item: OpenImage, image_id: int, table: CellTable) -> None:
         item.image_id = int(image_id)
         item.table = table
-        self._keep_suggestions(item, table.ids())
-        self.message.emit(f"{cells_text(len(table))} of {item.image_layer.name} "
+        self.view.keep_suggestions(item, table.ids())
+        self.signals.message.emit(f"{cells_text(len(table))} of {item.image_layer.name} "
                           f"{'is' if len(table) == 1 else 'are'} in the reference set.")
-        self._show(item)
-        self.cells_changed.emit()
-        self.refresh_classes()
+        self.view.show(item)
+        self.signals.cells_changed.emit()
 
     def add_cell_mask(self, item: OpenImage, mask: np.ndarray, key) -> int | None:
         """Add one segmented cell (a boolean plane mask) to an image's cells layer."""
@@ -135,8 +172,8 @@ class SegmentingMixin:
         label_value = int(largest_value(layer.data)) + 1
         plane[free] = label_value
         layer.refresh()
-        self.cells_changed.emit()
-        if self.session is not None and item.image_id is not None:
+        self.signals.cells_changed.emit()
+        if self.state.session is not None and item.image_id is not None:
             image_id = item.image_id
             only = np.where(plane == label_value, label_value, 0).astype(np.int32)
 
@@ -145,7 +182,7 @@ class SegmentingMixin:
                                              pixel_size_um=item.image.pixel_size_um)
                 return image_id, CellTable(session.image_cells(image_id))
 
-            self._session_job("Embedding the new cell", work,
+            self.jobs.run("Embedding the new cell", work,
                               on_returned=lambda r: self._embedded(item, *r))
         return label_value
 
@@ -153,7 +190,7 @@ class SegmentingMixin:
         """Segment the cell at ``point`` (row, col) of a plane with a SAM point prompt (a job)."""
         from cellseek.zoo import weights_available
 
-        ok, hint = weights_available(f"sam_{config.sam_model}", self.config.embed.weights_dir)
+        ok, hint = weights_available(f"sam_{config.sam_model}", self.state.config.embed.weights_dir)
         if not ok:
             raise CellseekError(
                 f"click-to-segment needs the SAM {config.sam_model} weights. {hint}")
@@ -168,13 +205,13 @@ class SegmentingMixin:
     def _shared_sam(self, config: SegmentConfig):
         """The process's shared SAM segmenter (one model, one embedding cache for clicks and
         pre-computation), loaded on first use (call it from a worker: it imports torch)."""
-        if self._sam is None:
+        if self.sam is None:
             from cellseek.segment.sam import shared_segmenter
 
-            self._sam = shared_segmenter(config.sam_model,
-                                         weights_dir=self.config.embed.weights_dir,
-                                         device=self.config.embed.device)
-        return self._sam
+            self.sam = shared_segmenter(config.sam_model,
+                                         weights_dir=self.state.config.embed.weights_dir,
+                                         device=self.state.config.embed.device)
+        return self.sam
 
     def _sam_point_work(self, plane, point, config: SegmentConfig):
         """SAM point prompt on the shared segmenter."""
@@ -190,7 +227,8 @@ class SegmentingMixin:
         from cellseek.zoo.sam_choice import choose_sam_model
 
         try:
-            return choose_sam_model(self.config.embed.device, self.config.embed.weights_dir)
+            embed = self.state.config.embed
+            return choose_sam_model(embed.device, embed.weights_dir)
         except Exception as exc:  # noqa: BLE001 - the panel shows why, nothing else depends
             return None, f"SAM: {exc}"
 
@@ -209,11 +247,9 @@ class SegmentingMixin:
             background if no click loaded it yet, so the first click finds its plane encoded.
             Without it, nothing happens until SAM is loaded.
         """
-        item = self.current
-        if item is None or (self._sam is None and config is None):
+        item = self.state.current
+        if item is None or (self.sam is None and config is None):
             return
-        from napari.qt.threading import create_worker
-
         from cellseek.segment.sam import precompute_order
 
         self.stop_precompute()
@@ -224,17 +260,16 @@ class SegmentingMixin:
         order = precompute_order(keys, current)
 
         def work():
-            sam = self._shared_sam(config) if config is not None else self._sam
+            sam = self._shared_sam(config) if config is not None else self.sam
             return (yield from sam.precompute((k, (lambda k=k: item.plane(k))) for k in order))
 
-        self._precompute = create_worker(work, _start_thread=True)
+        self.precompute_job = self.runner.run("Preparing SAM for clicks", work,
+                                              lane="background", key=PRECOMPUTE)
 
     def stop_precompute(self) -> None:
         """Stop a pre-computation under way (the user moved, or the widget closes)."""
-        worker = getattr(self, "_precompute", None)
-        if worker is not None:
-            worker.quit()
-            self._precompute = None
+        self.runner.stop(PRECOMPUTE)
+        self.precompute_job = None
 
     def link_images(self, items=None):
         """Link open images to the store (a job): images it knows get their cells back
@@ -261,7 +296,7 @@ class SegmentingMixin:
                 found.append((item, (restored, CellTable(restored.cells), stack)))
             return found
 
-        return self._session_job("Looking for open images in the reference set", work,
+        return self.jobs.run("Looking for open images in the reference set", work,
                                  on_returned=self._linked)
 
     def _linked(self, found) -> None:
@@ -272,10 +307,10 @@ class SegmentingMixin:
                 self.registry.write_planes(item, stored.planes, stack)
                 item.image_id, item.table = stored.image_id, table
                 restored += len(table)
-                self._show(item)
+                self.view.show(item)
             elif item.cells_layer is not None and item.cells_layer.data.any():
                 self.embed(item)
         if restored:
             info(f"Restored {cells_text(restored)} of the open images from the reference set.")
-            self.cells_changed.emit()
+            self.signals.cells_changed.emit()
 

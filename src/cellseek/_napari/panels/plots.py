@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
+from cellseek._napari.notify import guarded
 from cellseek.annotation.composition import UNLABELLED, composition
 from cellseek.annotation.embedding_map import umap_available
-
-from ._workers import guarded
 
 
 class PlotsPanel(QWidget):
@@ -89,7 +88,7 @@ class PlotsPanel(QWidget):
         self.canvas.draw_idle()
         if self.controller.session is None:
             return None
-        return self.controller.embedding_map(self.method.currentData(), self._draw_map)
+        return self.controller.sets.embedding_map(self.method.currentData(), self._draw_map)
 
     def _draw_composition(self) -> None:
         ax = self.ax_comp

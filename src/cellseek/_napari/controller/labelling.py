@@ -8,17 +8,42 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from cellseek._napari.notify import info, warn
 from cellseek.annotation.review import ReviewQueue, shown_label, uncertain_first
 from cellseek.errors import CellseekError
 from cellseek.text import cells_text
 from cellseek.types import Progress
 
-from ._jobs import info, warn
-from ._layers import OpenImage
 
+class Labelling:
+    """Labels and suggestions: a part of the controller.
 
-class LabellingMixin:
-    """Labels and suggestions, for :class:`AnnotationController`."""
+    Parameters
+    ----------
+    jobs : SessionJobs
+        Jobs on the open reference set.
+    state : AnnotationState
+    signals : Signals
+    registry : LayerRegistry
+    view : CellsView
+    select : callable
+        ``select(cell_id, jump=...)``: selects a cell (the controller shows it and its gallery).
+    refresh_classes : callable
+        Reads the classes (and their counts) again.
+    current_plane : callable
+        ``(t, z)`` of the plane on screen of the current image.
+    """
+
+    def __init__(self, jobs, state, signals, registry, view, *, select, refresh_classes,
+                 current_plane) -> None:
+        self.jobs = jobs
+        self.state = state
+        self.signals = signals
+        self.registry = registry
+        self.view = view
+        self.select = select
+        self.refresh_classes = refresh_classes
+        self.current_plane = current_plane
 
     # ------------------------------------------------------------------ labels
     def label_cells(self, cell_ids, label: str, *, source: str = "user"):
@@ -32,13 +57,13 @@ class LabellingMixin:
             return [session.cell(c) for c in ids]
             yield  # a generator
 
-        return self._session_job(f"Labelling as {label}", work, on_returned=self._labels_done,
+        return self.jobs.run(f"Labelling as {label}", work, on_returned=self._labels_done,
                                  quiet=True)
 
     def accept(self, cell_ids=None, *, then_next: bool = False):
         """Confirm the current best guess for cells (default: the selected cell)."""
         ids = [int(c) for c in (cell_ids if cell_ids is not None else
-                                [self.selected] if self.selected is not None else [])]
+                                [self.state.selected] if self.state.selected is not None else [])]
         if not ids:
             raise CellseekError("click a cell first")
 
@@ -53,14 +78,14 @@ class LabellingMixin:
                       "cells yet); give it a class with the keys 1-9.")
                 return
             self._labels_done(cells)
-            if then_next and self.queue.order:
+            if then_next and self.state.queue.order:
                 self.review_step(1)
 
-        return self._session_job("Accepting the suggestion", work, on_returned=done, quiet=True)
+        return self.jobs.run("Accepting the suggestion", work, on_returned=done, quiet=True)
 
     def accept_all_above(self):
         """Confirm every shown suggestion whose confidence reaches the threshold (a job)."""
-        suggestions, threshold = dict(self.suggestions), self.threshold
+        suggestions, threshold = dict(self.state.suggestions), self.state.threshold
 
         def work(session):
             yield Progress(0, 1, "accept", f"{len(suggestions)} suggestions")
@@ -71,7 +96,7 @@ class LabellingMixin:
             self._labels_done(cells)
             info(f"Accepted {len(cells)} suggestions at confidence >= {threshold:.2f}.")
 
-        return self._session_job("Accepting suggestions", work, on_returned=done)
+        return self.jobs.run("Accepting suggestions", work, on_returned=done)
 
     def undo(self):
         """Undo the last labelling step (a job)."""
@@ -85,33 +110,19 @@ class LabellingMixin:
             if not cells:
                 info("Nothing to undo.")
                 return
-            self.queue.unmark(cleared)
+            self.state.queue.unmark(cleared)
             self._labels_done(cells, mark=False)
 
-        return self._session_job("Undo", work, on_returned=done, quiet=True)
+        return self.jobs.run("Undo", work, on_returned=done, quiet=True)
 
     def _labels_done(self, cells, *, mark: bool = True) -> None:
-        ids = [int(c["id"]) for c in cells]
-        for item in self.registry.images:
-            hit = [c for c in cells if c["id"] in item.table]
-            if hit:
-                item.table.update(hit)
-                self._keep_suggestions(item, [c["id"] for c in hit])
-                self._recolour(item)
-                self.registry.refresh_features(item, threshold=self.threshold,
-                                               cell_ids=[c["id"] for c in hit])
+        ids = self.view.update_cells(cells)
         if mark:
-            self.queue.mark_done(ids)
+            self.state.queue.mark_done(ids)
         self.refresh_classes()
-        self.labels_changed.emit()
-        if self.selected in ids:
-            self.selection_changed.emit(self.selected)
-
-    def _keep_suggestions(self, item: OpenImage, ids) -> None:
-        for cid in ids:
-            sugg = self.suggestions.get(cid)
-            if sugg is not None:
-                item.table.set_state(cid, suggestion=sugg.best_label, confidence=sugg.confidence)
+        self.signals.labels_changed.emit()
+        if self.state.selected in ids:
+            self.select(self.state.selected)  # its panel and gallery show the new class
 
     # ------------------------------------------------------------------ suggestions
     def suggest(self, *, scope: str = "plane"):
@@ -120,7 +131,9 @@ class LabellingMixin:
         The cells are chosen when the job starts, so a suggestion asked for while the cells
         are still being embedded covers them.
         """
-        item = None if scope == "store" else self._need_image()
+        if scope != "store" and self.state.current is None:
+            raise CellseekError("choose an image layer first (Segment tab)")
+        item = None if scope == "store" else self.state.current
         plane = self.current_plane() if scope == "plane" else None
 
         def work(session):
@@ -133,46 +146,46 @@ class LabellingMixin:
             ids = [c for c in item.table.ids_in_planes(planes) if not item.table.cell(c)["label"]]
             return session.suggest(ids)
 
-        return self._session_job("Suggestion", work, on_returned=self._after_suggest)
+        return self.jobs.run("Suggestion", work, on_returned=self._after_suggest)
 
     def _after_suggest(self, result: dict) -> None:
-        self.suggestions.update({int(k): v for k, v in result.items()})
+        self.state.suggestions.update({int(k): v for k, v in result.items()})
         for item in self.registry.images:
             hit = [c for c in result if c in item.table]
             if hit:
-                self._keep_suggestions(item, hit)
-                self._show(item, cell_ids=hit)
+                self.view.keep_suggestions(item, hit)
+                self.view.show(item, cell_ids=hit)
         self._rebuild_queue()
-        self.labels_changed.emit()
-        n_unc = sum(1 for s in result.values() if shown_label(s, self.threshold) is None)
+        self.signals.labels_changed.emit()
+        n_unc = sum(1 for s in result.values() if shown_label(s, self.state.threshold) is None)
         info(f"Suggested classes for {cells_text(len(result))}; {n_unc} "
              f"{'needs' if n_unc == 1 else 'need'} review.")
 
     def set_threshold(self, value: float) -> None:
         """Set the confidence threshold of the suggestions shown and accepted."""
-        self.threshold = float(value)
-        if self.session is not None:
-            cfg = self.session.config
-            self.session.config = replace(cfg, suggest=replace(cfg.suggest,
-                                                               threshold=self.threshold))
+        self.state.threshold = float(value)
+        if self.state.session is not None:
+            cfg = self.state.session.config
+            self.state.session.config = replace(
+                cfg, suggest=replace(cfg.suggest, threshold=self.state.threshold))
         self._rebuild_queue()
-        self.refresh_layers()
-        self.labels_changed.emit()
+        self.view.refresh_all()
+        self.signals.labels_changed.emit()
 
     def _rebuild_queue(self) -> None:
         labelled = {c for i in self.registry.images for c in i.table.ids()
                     if i.table.cell(c)["label"]}
-        pending = {k: v for k, v in self.suggestions.items() if k not in labelled}
-        order = [c for c in uncertain_first(pending, self.threshold)
-                 if shown_label(pending[c], self.threshold) is None]
-        self.queue = ReviewQueue(order)
+        pending = {k: v for k, v in self.state.suggestions.items() if k not in labelled}
+        order = [c for c in uncertain_first(pending, self.state.threshold)
+                 if shown_label(pending[c], self.state.threshold) is None]
+        self.state.queue = ReviewQueue(order)
 
     def review_step(self, direction: int = 1) -> int | None:
         """Select the next (or previous) uncertain cell and show it."""
-        cid = self.queue.next() if direction > 0 else self.queue.previous()
+        cid = self.state.queue.next() if direction > 0 else self.state.queue.previous()
         if cid is None:
-            self.message.emit("No more uncertain cells in the review queue." if direction > 0
-                              else "This is the first uncertain cell.")
+            self.signals.message.emit("No more uncertain cells in the review queue."
+                                      if direction > 0 else "This is the first uncertain cell.")
             return None
         self.select(cid, jump=True)
         return cid

@@ -19,9 +19,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek._napari.notify import guarded
 from cellseek.config import SegmentConfig
-
-from ._workers import guarded
 
 
 class SegmentPanel(QWidget):
@@ -175,7 +174,7 @@ class SegmentPanel(QWidget):
     @guarded("Segmentation")
     def run(self, *, whole_stack: bool = False):
         """Segment the current plane or the whole stack."""
-        return self.controller.segment(self.config(), whole_stack=whole_stack)
+        return self.controller.segmenting.segment(self.config(), whole_stack=whole_stack)
 
     def _show_sam_reason(self, reason: str) -> None:
         """Say which SAM model segments and why (after a SAM segmentation, or clicks on)."""
@@ -198,5 +197,5 @@ class SegmentPanel(QWidget):
             self.click_mode.setEnabled(False)
             self.click_mode.setToolTip("SAM weights missing: " + hint)
             return
-        self._show_sam_reason(self.controller.sam_choice()[1])
-        self.controller.precompute_sam(self.config())
+        self._show_sam_reason(self.controller.segmenting.sam_choice()[1])
+        self.controller.segmenting.precompute_sam(self.config())

@@ -20,10 +20,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek._napari.notify import guarded
 from cellseek.annotation.colours import hex_colour
 from cellseek.text import cells_text
-
-from ._workers import guarded
 
 STORE_FILTER = "cellseek reference sets (*.cellseek);;All files (*)"
 
@@ -98,22 +97,22 @@ class ReferencePanel(QWidget):
     def new_store(self, path) -> None:
         """Create a reference set for the models chosen in the Models tab."""
         preset, models = self.models_panel.selection()
-        self.controller.create_store(path, preset=preset, models=models)
+        self.controller.sets.create(path, preset=preset, models=models)
 
     @guarded("Opening the reference set")
     def open_store(self, path) -> None:
         """Open an existing reference set."""
-        self.controller.open_store(path)
+        self.controller.sets.open(path)
 
     @guarded("Import")
     def import_store(self, path):
         """Merge another reference set into the open one."""
-        return self.controller.import_store(path)
+        return self.controller.sets.import_store(path)
 
     @guarded("Import of labelled cells")
     def import_crops(self, csv_path):
         """Add labelled single-cell images listed in a CSV."""
-        return self.controller.import_labelled_csv(csv_path)
+        return self.controller.sets.import_labelled_csv(csv_path)
 
     def add_bundled_crops(self):
         """Add the bundled labelled blood cells (a starting reference set for smears)."""
@@ -124,7 +123,7 @@ class ReferencePanel(QWidget):
     @guarded("Export")
     def export(self, folder):
         """Export into a folder."""
-        return self.controller.export(folder)
+        return self.controller.sets.export(folder)
 
     def selected_classes(self) -> list[str]:
         """Names of the selected rows."""
@@ -133,7 +132,7 @@ class ReferencePanel(QWidget):
 
     @guarded("Adding a class")
     def _add(self, *args) -> None:
-        self.controller.add_class(self.name_edit.text())
+        self.controller.sets.add_class(self.name_edit.text())
         self.name_edit.clear()
 
     @guarded("Renaming a class")
@@ -141,7 +140,7 @@ class ReferencePanel(QWidget):
         sel = self.selected_classes()
         if len(sel) != 1:
             raise ValueError("select exactly one class to rename")
-        self.controller.rename_class(sel[0], self.name_edit.text())
+        self.controller.sets.rename_class(sel[0], self.name_edit.text())
 
     @guarded("Merging classes")
     def _merge(self, *args) -> None:
@@ -149,7 +148,7 @@ class ReferencePanel(QWidget):
         into = self.name_edit.text().strip() or (sel[0] if sel else "")
         if len(sel) < 2 and into in sel:
             raise ValueError("select the classes to merge (two or more)")
-        self.controller.merge_classes(sel, into)
+        self.controller.sets.merge_classes(sel, into)
 
     # ------------------------------------------------------------------ dialogs
     def _new_dialog(self) -> None:
