@@ -276,10 +276,12 @@ def bench_gallery(args) -> None:
 
             class _S(QObject):
                 selection_changed = __import__("qtpy.QtCore").QtCore.Signal(object)
+                gallery = __import__("qtpy.QtCore").QtCore.Signal(object)
 
             def __init__(self, session):
                 self._s = self._S()
                 self.selection_changed = self._s.selection_changed
+                self.gallery = self._s.gallery
                 self.session = session
                 self.selected = None
                 self.threshold = session.config.suggest.threshold
@@ -287,9 +289,6 @@ def bench_gallery(args) -> None:
 
             class runner:  # nothing runs in the background here
                 running, what = None, ""
-
-            def neighbours(self, cell_id, on_returned):  # synchronous here: timed directly
-                on_returned(neighbour_gallery(self.session, cell_id))
 
             def jump_to(self, cell_id):
                 return False
@@ -305,6 +304,7 @@ def bench_gallery(args) -> None:
             b = time.perf_counter()
             controller.selected = cid
             panel.show_cell(cid)  # what a click runs: the query again, then the drawing
+            panel.draw(neighbour_gallery(session, cid))
             app.processEvents()
             c = time.perf_counter()
             query_ms.append(1000 * (b - a))
