@@ -390,14 +390,19 @@ class Runner(QObject):
         list of Job
             The jobs stopped or dropped (the running one first).
         """
-        dropped, self._queue = self._queue, []
-        for job in dropped:
-            job.state = "cancelled"
-            self._cancelled(job)
+        dropped = self.drop_waiting()
         current = self._current
         if current is not None and current.worker is not None:
             current.worker.quit()
         return ([current] if current is not None else []) + dropped
+
+    def drop_waiting(self) -> list[Job]:
+        """Drop the waiting queue jobs (the running one goes on)."""
+        dropped, self._queue = self._queue, []
+        for job in dropped:
+            job.state = "cancelled"
+            self._cancelled(job)
+        return dropped
 
     def close(self, then: Callable | None = None) -> None:
         """Stop every job and deliver nothing more (the widget is going away).

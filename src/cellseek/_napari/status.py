@@ -84,7 +84,10 @@ class StatusBar(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.line)
         layout.addLayout(bar)
-        self._said = False
+        self._notice = ""  # the last line a step or an action said
+        self._transient = False  # the line says what runs or waits (not a notice)
+        #: The last line shown in napari's status bar (on_text), to take back on closing.
+        self.mirrored = ""
         self._last_progress = 0.0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -99,19 +102,43 @@ class StatusBar(QWidget):
         return self.line.text()
 
     def say(self, text: str) -> None:
-        """Show a line (a result or a notice)."""
-        self._said = True
+        """Show a line a step or an action said (a result, a notice); it stays until the next
+        one, the next user action (:meth:`clear`) or the next work that reports progress."""
+        self._notice = text
+        self._transient = False
         self._show(text)
+        self._mirror(text)
+
+    def clear(self) -> None:
+        """A new user action: what the last one said is no longer news."""
+        showing = bool(self._notice) and self.line.text() == self._notice
+        self._notice = ""
+        if showing:
+            self._show("")
+        if self.mirrored:
+            self._mirror("")
 
     def _show(self, text: str) -> None:
         self.line.setText(text)
-        if self.on_text is not None:
+
+    def _mirror(self, text: str) -> None:
+        """Notices go to napari's status bar too (what runs or waits does not: it would stay
+        there once it stopped being true)."""
+        if self.on_text is not None and text != self.mirrored:
+            self.mirrored = text
             self.on_text(text)
 
+    def _resting(self) -> str:
+        """What the line says when no work reports: the last notice, else nothing."""
+        return self._notice
+
     def _on_started(self, job) -> None:
-        self._said = False
         if not job.quiet:
-            self.line.setText(job.what + " …")
+            self._notice = ""
+            self._show(job.what + " …")
+        elif self._transient:  # a "waits" line of a job that started meanwhile
+            self._show(self._resting())
+        self._transient = not job.quiet
         self.progress.setRange(0, 0)
         self._timer.start(PROGRESS_DELAY_MS)
 
@@ -125,30 +152,50 @@ class StatusBar(QWidget):
         if now - self._last_progress < PROGRESS_EVERY_S and p.done != p.total:
             return  # a few updates a second are enough to read
         self._last_progress = now
-        if p.total:
-            # QProgressBar.setValue repaints at once (17-46 ms beside napari's OpenGL canvas on
-            # a software renderer); painted with the next regular update instead
-            self.progress.setUpdatesEnabled(False)
+        # QProgressBar.setValue repaints at once (17-46 ms beside napari's OpenGL canvas on a
+        # software renderer); painted with the next regular update instead
+        self.progress.setUpdatesEnabled(False)
+        if p.total and p.done < p.total:
             self.progress.setRange(0, p.total)
             self.progress.setValue(p.done)
-            self.progress.setUpdatesEnabled(True)
-            self.progress.update()
+        else:  # unknown, or a stage finished while the job goes on: busy, not "100 %"
+            self.progress.setRange(0, 0)
+        self.progress.setUpdatesEnabled(True)
+        self.progress.update()
         job = self.runner.running
         if job is not None and not job.quiet:
-            self.line.setText(" ".join(x for x in (job.what, p.stage, p.message) if x))
+            self._show(" ".join(x for x in (job.what, p.stage, p.message) if x))
+            self._transient = True
 
     def _on_queued(self, job) -> None:
+        """Say that a job waits, when it is one the user waits for (not a key press or a
+        gallery look-up behind another) and what it waits for is long work."""
         runner = self.runner
-        self.say(f"{job.what} waits until {runner.what.lower()} has finished "
-                 f"({len(runner.waiting)} waiting).")
+        running = runner.running
+        if job.quiet or running is None or running.quiet:
+            return
+        waiting = [j for j in runner.waiting if not j.quiet]
+        self._show(f"{job.what} waits until {lower_first(running.what)} has finished "
+                   f"({len(waiting)} waiting).")
+        self._transient = True
 
     def _on_finished(self, job) -> None:
         if not self.runner.busy:
             self._timer.stop()
             self.progress.setVisible(False)
             self.cancel_button.setVisible(False)
-        if job.state == "done" and self._said:
-            return  # the job's result said something more useful than "done"
+        if self._notice and job.state == "done":
+            if self._transient and not self.runner.busy:
+                self._show(self._notice)  # what the job's result said
+                self._transient = False
+            return
         if not job.quiet or job.state != "done":
             words = {"done": "done", "failed": "failed", "cancelled": "cancelled"}
-            self.line.setText(f"{job.what}: {words.get(job.state, job.state)}")
+            self._notice = f"{job.what}: {words.get(job.state, job.state)}"
+            self._show(self._notice)
+            if job.state != "done":
+                self._mirror(self._notice)
+            self._transient = False
+        elif self._transient and not self.runner.busy:
+            self._show(self._resting())  # nothing runs or waits any more
+            self._transient = False

@@ -8,7 +8,7 @@ from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import QLabel, QSizePolicy, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from .controller import AnnotationController
-from .keys import KeyFilter, shortcuts_html
+from .keys import OWN_HELP, KeyFilter, help_without, shortcuts_html
 from .notify import guarded
 from .panels import (
     ModelsPanel,
@@ -18,7 +18,7 @@ from .panels import (
     SegmentPanel,
     SuggestPanel,
 )
-from .status import StatusBar
+from .status import StatusBar, lower_first
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class CellseekWidget(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self._closed = False
+        self._helping = False
         self.controller = c = AnnotationController(viewer, self)
         self.segment = SegmentPanel(c)
         self.models = ModelsPanel(c)
@@ -73,11 +74,13 @@ class CellseekWidget(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(keys)
         c.message.connect(self.say)
+        c.classes_changed.connect(lambda: self._fit_tabs(self.tabs.currentIndex()))
         self.keys = KeyFilter(self, {
             "accept": self.accept, "class": self.assign_class, "next": lambda: self.step(1),
             "previous": lambda: self.step(-1), "undo": self.undo,
         })
         self.keys.install()
+        viewer.events.help.connect(self._on_help)
         viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.destroyed.connect(lambda *_: _teardown(self))
 
@@ -88,11 +91,12 @@ class CellseekWidget(QWidget):
 
     def _to_viewer(self, text: str) -> None:
         try:
-            self.viewer.status = text
+            self.viewer.status = text or "Ready"
         except (AttributeError, RuntimeError):  # a viewer model without a status
             pass
 
     def _selected_or_say(self, what: str) -> int | None:
+        self.status.clear()
         c = self.controller
         if c.session is None:
             self.say("Open or create a reference set first (Reference set tab).")
@@ -125,11 +129,13 @@ class CellseekWidget(QWidget):
     @guarded("Review")
     def step(self, direction: int):
         """Next (+1) or previous (-1) uncertain cell (keys N, Shift-N)."""
+        self.status.clear()
         return self.controller.labelling.review_step(direction)
 
     @guarded("Undo")
     def undo(self):
         """Undo the last labelling step (key U)."""
+        self.status.clear()
         if self.controller.session is None:
             self.say("Nothing to undo: no reference set is open.")
             return None
@@ -141,16 +147,44 @@ class CellseekWidget(QWidget):
         stopped = self.controller.runner.cancel()
         if stopped:
             rest = f"; dropped {len(stopped) - 1} waiting" if len(stopped) > 1 else ""
-            self.say(f"Cancelling {stopped[0].what.lower()} (it stops at its next step; a "
+            self.say(f"Cancelling {lower_first(stopped[0].what)} (it stops at its next step; a "
                      f"single step such as a merge or an export finishes){rest}.")
         return stopped
 
     @guarded("Selecting a cell")
     def handle_click(self, position):
         """Select the cell under a world ``position`` (or segment one there in SAM click mode)."""
+        self.status.clear()
         clicks = self.segment.click_mode.isChecked()
         return self.controller.click(position,
                                      segment_config=self.segment.config() if clicks else None)
+
+    # ------------------------------------------------------------------ napari's help line
+    def _on_help(self, event=None) -> None:
+        """While the keys are ours, napari's help line does not offer its own meaning of them."""
+        if self._helping:
+            return
+        text = self.viewer.help
+        if self.keys.active:
+            wanted = help_without(text)
+        else:
+            wanted = text if OWN_HELP not in text else _napari_help(self.viewer)
+        if wanted != text:
+            self._helping = True
+            try:
+                self.viewer.help = wanted
+            finally:
+                self._helping = False
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().showEvent(event)
+        if not self._closed:
+            self._on_help()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().hideEvent(event)
+        if not self._closed:
+            self._on_help()  # hidden: the keys are napari's again, and so is the help line
 
     # ------------------------------------------------------------------ layout
     def _fit_tabs(self, index: int) -> None:
@@ -207,6 +241,11 @@ def _teardown(widget: CellseekWidget) -> None:
     widget._closed = True
     steps = (
         widget.keys.remove,
+        lambda: widget.viewer.events.help.disconnect(widget._on_help),
+        lambda: setattr(widget.viewer, "help", _napari_help(widget.viewer))
+        if OWN_HELP in widget.viewer.help else None,
+        lambda: setattr(widget.viewer, "status", "Ready")  # our last line, not napari's
+        if widget.status.mirrored and widget.viewer.status == widget.status.mirrored else None,
         lambda: widget.viewer.mouse_drag_callbacks.remove(widget._on_mouse)
         if widget._on_mouse in widget.viewer.mouse_drag_callbacks else None,
         widget.segment.close_panel,
@@ -217,3 +256,9 @@ def _teardown(widget: CellseekWidget) -> None:
             step()
         except (RuntimeError, ValueError, TypeError) as exc:  # Qt object already deleted
             logger.debug("cleanup step failed: %s", exc)
+
+
+def _napari_help(viewer) -> str:
+    """napari's own help line: the active layer's."""
+    active = viewer.layers.selection.active
+    return active.help if active is not None else ""

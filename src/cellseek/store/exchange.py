@@ -24,6 +24,7 @@ from cellseek.store.connection import translate_error
 from cellseek.store.files import fsync_dir, publish, remove_quietly, temp_next_to
 from cellseek.store.meta import check_same_versions, read_models, read_value, read_versions
 from cellseek.text import spreadsheet_row
+from cellseek.types import cell_state
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,12 @@ CSV_COLUMNS = (
     "centroid_row",
     "centroid_col",
     "area",
-    "label",
-    "label_source",
+    "class",
+    "class_source",
     "state",
     "suggestion",
     "confidence",
-    "best_label",
+    "best_guess",
 )
 #: Name of the label image of plane ``(t, z)`` of image ``image_id`` in an export folder.
 LABEL_IMAGE_NAME = "labels_image{image_id}_t{t}_z{z}.tif"
@@ -287,18 +288,6 @@ def merge(src: sqlite3.Connection, dst: sqlite3.Connection, *, src_path, dst_pat
 
 
 # ---------------------------------------------------------------------------- CSV export
-
-
-def cell_state(label, suggestion, confidence) -> str:
-    """``confirmed`` (a label), ``suggested`` (a suggestion above the threshold),
-    ``uncertain`` (the vote ran but abstained) or ``unlabelled`` (never suggested)."""
-    if label is not None:
-        return "confirmed"
-    if suggestion is not None:
-        return "suggested"
-    if confidence is not None:
-        return "uncertain"
-    return "unlabelled"
 
 
 def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,

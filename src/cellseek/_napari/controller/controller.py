@@ -18,9 +18,11 @@ import numpy as np
 
 from cellseek._napari.runner import Runner, call_work
 
+from .images import same_layer
 from .jobs import SessionJobs
 from .labelling import Labelling
 from .layers import LayerRegistry
+from .marker import SelectionMarker
 from .segmenting import Segmenting
 from .sets import ReferenceSets
 from .state import AnnotationState, Signals
@@ -77,6 +79,8 @@ class AnnotationController:
         self.labelling = Labelling(jobs, state, signals, self.registry, view, select=self.select,
                                    refresh_classes=self.sets.refresh_classes,
                                    current_plane=self.segmenting.current_plane)
+        self.marker = SelectionMarker(viewer)
+        signals.cells_changed.connect(self._mark_selected)
         self.registry.on_plane_changed = view.recolour
         self.registry.on_shown = self._on_image_shown
         viewer.dims.events.current_step.connect(self._on_step)
@@ -116,9 +120,27 @@ class AnnotationController:
             self.segmenting.precompute_sam()  # SAM is in use: the new image's planes next
         return item
 
+    def choose_image(self, layer):
+        """The user chose an image layer (the Segment tab): it becomes the image under
+        annotation, is shown (see :meth:`show_image`) and is the active layer."""
+        item = self.set_image_layer(layer)
+        if item is not None:
+            self.show_image(item)
+            self._activate(item)
+        return item
+
+    def _activate(self, item) -> None:
+        """Make an image's layer the active one, unless one of its layers already is (its
+        cells layer, for painting)."""
+        selection = self.viewer.layers.selection
+        if not any(same_layer(selection.active, ly)
+                   for ly in (item.image_layer, item.cells_layer)):
+            selection.active = item.image_layer
+
     def show_image(self, item) -> None:
         """Make an open image the current one and show it (its layers on, the other images'
-        layers that overlap it off), so that nothing is drawn over the wrong image."""
+        layers that overlap it off), so that nothing is drawn over the wrong image; the active
+        layer follows when the image changes."""
         for other in self.registry.images:
             if other is not item and other.contains(_centre(item)):
                 for layer in (other.image_layer, other.cells_layer):
@@ -130,6 +152,7 @@ class AnnotationController:
         if item is not self.state.current:
             self.state.current = item
             self.signals.current_changed.emit(item)
+            self._activate(item)
 
     # ------------------------------------------------------------------ clicks and selection
     def cell_at(self, position):
@@ -185,9 +208,18 @@ class AnnotationController:
         self.state.selected = None if cell_id is None else int(cell_id)
         if jump and cell_id is not None:
             self.jump_to(cell_id)
+        self._mark_selected()
         self.signals.selection_changed.emit(self.state.selected)
         if self.state.selected is not None and self.state.session is not None:
             self._look_up_gallery(self.state.selected)
+
+    def _mark_selected(self) -> None:
+        """Mark the selected cell where it lies in an open image (nothing marked otherwise)."""
+        cid = self.state.selected
+        item = next((i for i in self.registry.images if cid is not None and cid in i.table),
+                    None)
+        if item is None or not self.marker.show(item, item.table.cell(cid)):
+            self.marker.clear()
 
     def _look_up_gallery(self, cell_id: int):
         from cellseek.annotation.gallery import neighbour_gallery
@@ -240,6 +272,7 @@ class AnnotationController:
 
         self.viewer.dims.events.current_step.disconnect(self._on_step)
         self.segmenting.stop_precompute()
+        self.marker.close()
         self.registry.close()
         self.runner.close(then=release)
 

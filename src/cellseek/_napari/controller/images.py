@@ -15,6 +15,18 @@ from cellseek.types import ImageData
 PlaneKey = tuple[int, int]
 
 
+def same_layer(a, b) -> bool:
+    """Whether two references name the same napari layer.
+
+    napari hands a plugin's widget proxies of its viewer and layers, a new proxy on every
+    access, while its events carry the layers themselves: ``is`` tells nothing, the layer's
+    ``unique_id`` does.
+    """
+    if a is None or b is None:
+        return a is b
+    return a is b or a.unique_id == b.unique_id
+
+
 def meta_of(layer) -> dict:
     """The cellseek part of a layer's metadata (empty when there is none)."""
     return ((getattr(layer, "metadata", None) or {}).get("cellseek") or {})

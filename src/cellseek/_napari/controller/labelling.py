@@ -57,8 +57,11 @@ class Labelling:
             return [session.cell(c) for c in ids]
             yield  # a generator
 
-        return self.jobs.run(f"Labelling as {label}", work, on_returned=self._labels_done,
-                                 quiet=True)
+        def done(cells):
+            self._labels_done(cells)
+            self._say_labelled(cells, "confirmed as")
+
+        return self.jobs.run(f"Labelling as {label}", work, on_returned=done, quiet=True)
 
     def accept(self, cell_ids=None, *, then_next: bool = False):
         """Confirm the current best guess for cells (default: the selected cell)."""
@@ -74,10 +77,11 @@ class Labelling:
 
         def done(cells):
             if not cells:
-                warn("No suggestion to accept for this cell (the reference set has no labelled "
-                      "cells yet); give it a class with the keys 1-9.")
+                warn("No suggestion to accept for this cell (the reference set has no confirmed "
+                     "cells yet); give it a class with the keys 1-9.")
                 return
             self._labels_done(cells)
+            self._say_labelled(cells, "accepted as")
             if then_next and self.state.queue.order:
                 self.review_step(1)
 
@@ -112,8 +116,22 @@ class Labelling:
                 return
             self.state.queue.unmark(cleared)
             self._labels_done(cells, mark=False)
+            if len(cells) == 1:
+                cell = cells[0]
+                now = f"is {cell['label']} again" if cell["label"] else "has no class again"
+                self.signals.message.emit(f"Undone: cell {cell['id']} {now}.")
+            else:
+                self.signals.message.emit(f"Undone: {cells_text(len(cells))} as before.")
 
         return self.jobs.run("Undo", work, on_returned=done, quiet=True)
+
+    def _say_labelled(self, cells, how: str) -> None:
+        """One status line for a labelling step ("Cell 12 confirmed as HT1080.")."""
+        if len(cells) == 1:
+            self.signals.message.emit(f"Cell {cells[0]['id']} {how} {cells[0]['label']}.")
+        elif cells:
+            self.signals.message.emit(f"{cells_text(len(cells)).capitalize()} {how} "
+                                      f"{', '.join(sorted({c['label'] for c in cells}))}.")
 
     def _labels_done(self, cells, *, mark: bool = True) -> None:
         ids = self.view.update_cells(cells)

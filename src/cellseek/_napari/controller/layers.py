@@ -15,7 +15,7 @@ from qtpy.QtCore import QTimer
 
 from cellseek.annotation.colours import cell_colour, unlabelled_colour
 
-from .images import OpenImage, image_data_from_layer, layer_axes, meta_of
+from .images import OpenImage, image_data_from_layer, layer_axes, meta_of, same_layer
 
 #: Default outline width (data pixels) of the cells layers; 0 draws filled cells.
 OUTLINE_WIDTH = 2
@@ -68,12 +68,12 @@ class LayerRegistry:
     def _on_removed(self, event) -> None:
         layer = event.value
         for item in list(self.images):
-            if item.image_layer is layer:
+            if same_layer(item.image_layer, layer):
                 self.images.remove(item)
-                for hook in [h for h in self._visible_hooks if h[0] is layer]:
+                for hook in [h for h in self._visible_hooks if same_layer(h[0], layer)]:
                     layer.events.visible.disconnect(hook[1])
                     self._visible_hooks.remove(hook)
-            elif item.cells_layer is layer:
+            elif same_layer(item.cells_layer, layer):
                 item.cells_layer = None
                 item.coloured_plane = None
 
@@ -109,7 +109,7 @@ class LayerRegistry:
     def for_image_layer(self, layer, *, create: bool = True) -> OpenImage | None:
         """The entry of an image layer (made on first use when ``create``)."""
         for item in self.images:
-            if item.image_layer is layer:
+            if same_layer(item.image_layer, layer):
                 return item
         if not create:
             return None
@@ -139,28 +139,22 @@ class LayerRegistry:
         """Entries for every image layer that already has a cellseek cells layer."""
         return [self.for_image_layer(ly) for ly in self.image_layers() if self._adopt(ly)]
 
-    def for_cells_layer(self, layer) -> OpenImage | None:
-        """The entry whose cells layer this is, or None (not ours)."""
-        return next((i for i in self.images if i.cells_layer is layer and layer is not None), None)
-
     def for_image_id(self, image_id: int) -> OpenImage | None:
         """The open image with this store id, or None."""
         return next((i for i in self.images if i.image_id == image_id), None)
 
-    def owns(self, layer) -> bool:
-        """Whether the plugin made this layer."""
-        return any(i.cells_layer is layer for i in self.images)
-
     def at(self, world) -> list[OpenImage]:
         """Open images with a visible cells layer under a world position, top layer first."""
-        order = {id(ly): i for i, ly in enumerate(self.viewer.layers)}
+        order = {ly.unique_id: i for i, ly in enumerate(self.viewer.layers)}
         hits = [i for i in self.images if i.cells_layer is not None and i.cells_layer.visible
                 and i.contains(world)]
-        return sorted(hits, key=lambda i: -order.get(id(i.cells_layer), -1))
+        return sorted(hits, key=lambda i: -order.get(i.cells_layer.unique_id, -1))
 
     # ------------------------------------------------------------------ cells layers
     def ensure_cells_layer(self, item: OpenImage, data: np.ndarray | None = None):
         """The cells layer of an image, made when missing (empty, or holding ``data``)."""
+        if item.cells_layer is not None and item.cells_layer not in self.viewer.layers:
+            item.cells_layer = None  # removed by the user (or by napari) meanwhile
         if item.cells_layer is None:
             src = item.image_layer
             n = len(item.labels_shape)
@@ -269,8 +263,9 @@ class LayerRegistry:
         return float(np.clip((values.mean() - lo) / max(hi - lo, 1e-12), 0, 1))
 
     def refresh_features(self, item: OpenImage, *, threshold=None, cell_ids=None) -> None:
-        """The hover table of a cells layer (class, state, confidence); only the rows of
-        ``cell_ids`` when given and the table is already there."""
+        """The hover table of a cells layer (class, state, confidence, best guess: see
+        :meth:`CellTable.features`); only the rows of ``cell_ids`` when given and the table is
+        already there. A suggestion below ``threshold`` shows as an uncertain cell."""
         layer = item.cells_layer
         if layer is None:
             return
@@ -282,10 +277,12 @@ class LayerRegistry:
                     states[c["id"]] = {"suggestion": None}
         features = layer.features
         few = cell_ids is not None and len(cell_ids) <= FEATURE_ROWS_IN_PLACE
-        if few and len(features) == len(item.table) + 1 and "cell_id" in features:
+        columns = ("class", "state", "confidence", "best_guess")
+        if few and len(features) == len(item.table) + 1 and \
+                all(c in features for c in ("cell_id", *columns)):
             rows = {int(v): r for r, v in enumerate(features["cell_id"].to_numpy())}
             part = item.table.features(states, cell_ids=[i for i in cell_ids if i in rows])
-            for col in ("class", "state", "confidence"):
+            for col in columns:
                 position = features.columns.get_loc(col)
                 for cid, value in zip(part["cell_id"][1:], part[col][1:]):
                     features.iat[rows[int(cid)], position] = value

@@ -24,6 +24,29 @@ from .images import OpenImage
 PRECOMPUTE = "sam-precompute"
 
 
+def sam_missing(sam_model: str, weights_dir=None) -> str | None:
+    """Why SAM cannot run here, in one line (None when its weights are on this machine).
+
+    Parameters
+    ----------
+    sam_model : str
+        ``SegmentConfig.sam_model``: a SAM model (``"vit_b"``) or ``"auto"`` (any of them).
+    weights_dir : path, optional
+        The weights folder of the settings.
+    """
+    from cellseek.zoo import weights_available
+    from cellseek.zoo.sam_loader import SAM_MODELS
+
+    ok, _ = weights_available(f"sam_{sam_model}", weights_dir)
+    if ok:
+        return None
+    if sam_model == "auto":
+        return ("no SAM weights are on this machine: `cellseek models pull "
+                f"sam_{SAM_MODELS[0]}` gets the lightest (for a CPU)")
+    return (f"the SAM {sam_model} weights are not on this machine: `cellseek models pull "
+            f"sam_{sam_model}` gets them")
+
+
 @dataclass
 class Segmented:
     """What a segmentation job hands back to the GUI thread."""
@@ -78,29 +101,30 @@ class Segmenting:
         """Segment the current plane (or every plane) of the current image (a job)."""
         item = self.need_image()
         keys = item.planes() if whole_stack else [self.current_plane()]
-        made = item.cells_layer is None
-        self.registry.ensure_cells_layer(item)  # now, so that the result only fills planes
-
-        def failed(_exc=None):
-            if made and item.cells_layer is not None and not item.cells_layer.data.any():
-                self.viewer.layers.remove(item.cells_layer)
-
+        # the cells layer is made (or filled) when the result arrives: a cancelled or failed
+        # segmentation leaves nothing behind to clean up
         return self.runner.run(
             "Segmentation", lambda: self._segment_work(item, keys, config),
-            on_returned=lambda result: self._apply_segmentation(item, result), on_error=failed,
-            on_cancel=failed)
+            on_returned=lambda result: self._apply_segmentation(item, result))
 
     def _segment_work(self, item: OpenImage, keys, config: SegmentConfig):
         from dataclasses import replace
 
         from cellseek.pipeline import Pipeline
 
+        if config.method == "sam":  # one line naming what is missing, before any work
+            missing = sam_missing(config.sam_model, self.state.config.embed.weights_dir)
+            if missing is not None:
+                raise CellseekError(f"segmenting with SAM needs its weights, but {missing}")
         # the weights folder and the device of the widget's settings
         pipeline = Pipeline(replace(self.state.config, segment=config), ())
         raw = {}
+        total = len(keys) + 1
         for i, key in enumerate(keys):
-            yield Progress(i, len(keys) + 1, "segment", f"plane t={key[0]} z={key[1]}")
-            raw[key] = yield from pipeline.segment_plane(item.plane(key))
+            where = f"plane t={key[0]} z={key[1]}"
+            yield Progress(i, total, "segment", where)
+            raw[key] = yield from _at_step(pipeline.segment_plane(item.plane(key)), i, total,
+                                           where)
         yield Progress(len(keys), len(keys) + 1, "segment", "numbering the cells")
         kept, table = [], None
         if self.state.session is not None and item.image_id is not None:
@@ -111,7 +135,8 @@ class Segmenting:
         layer = item.cells_layer
         taken = largest_value(layer.data, [item.index_of(k) for k in raw]) if layer else 0
         planes, top = relabel_planes(raw, taken)
-        stack = item.stack_with(planes)
+        stack = item.stack_with(planes) if layer is not None else \
+            stack_from_planes(item.labels_shape, item.index_of, planes)
         yield Progress(len(keys) + 1, len(keys) + 1, "segment", "done")
         method = pipeline.segment_method()
         reason = self.sam_choice()[1] if method == "sam" else ""  # torch is loaded by now
@@ -156,8 +181,9 @@ class Segmenting:
         item.image_id = int(image_id)
         item.table = table
         self.view.keep_suggestions(item, table.ids())
-        self.signals.message.emit(f"{cells_text(len(table))} of {item.image_layer.name} "
-                          f"{'is' if len(table) == 1 else 'are'} in the reference set.")
+        self.signals.message.emit(
+            f"Embedded {cells_text(len(table))} of {item.image_layer.name} into the reference "
+            "set; confirm a few of each class, then Suggest.")
         self.view.show(item)
         self.signals.cells_changed.emit()
 
@@ -188,12 +214,9 @@ class Segmenting:
 
     def segment_at(self, item: OpenImage, key, point, config: SegmentConfig):
         """Segment the cell at ``point`` (row, col) of a plane with a SAM point prompt (a job)."""
-        from cellseek.zoo import weights_available
-
-        ok, hint = weights_available(f"sam_{config.sam_model}", self.state.config.embed.weights_dir)
-        if not ok:
-            raise CellseekError(
-                f"click-to-segment needs the SAM {config.sam_model} weights. {hint}")
+        missing = sam_missing(config.sam_model, self.state.config.embed.weights_dir)
+        if missing is not None:
+            raise CellseekError(f"click-to-segment needs SAM, but {missing}")
         plane = item.plane(key)
         return self.runner.run("Click-to-segment", self._sam_point_work(plane, point, config),
                                on_returned=lambda mask: self._clicked(item, mask, key))
@@ -314,3 +337,17 @@ class Segmenting:
             info(f"Restored {cells_text(restored)} of the open images from the reference set.")
             self.signals.cells_changed.emit()
 
+
+def _at_step(work, done: int, total: int, where: str):
+    """Run a plane's work, reporting its steps as step ``done`` of the whole job (its own
+    "1 of 1" would read as a finished job); returns what the work returns."""
+    try:
+        while True:
+            try:
+                p = next(work)
+            except StopIteration as stop:
+                return stop.value
+            detail = getattr(p, "message", "")
+            yield Progress(done, total, "segment", f"{where}: {detail}" if detail else where)
+    finally:
+        work.close()  # stopped (Cancel): the plane's work stops too

@@ -7,6 +7,7 @@ tell the panels through the signals.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from cellseek._napari.notify import info
 from cellseek._napari.runner import call_work
@@ -15,6 +16,39 @@ from cellseek.annotation.review import ReviewQueue
 from cellseek.errors import CellseekError
 from cellseek.text import count_text
 from cellseek.types import Progress
+
+
+def weights_refusal(preset: str, models=(), weights_dir=None) -> str | None:
+    """Why a new reference set for a preset (or chosen models) is refused, in one sentence;
+    None when every model's weights are on this machine.
+
+    A set's models are fixed for its life, so a set whose weights are missing could never
+    embed a cell. The default preset is offered when its weights are all here.
+    """
+    from cellseek.config import EmbedConfig
+    from cellseek.zoo import PRESETS, weights_available
+
+    names = tuple(models) or tuple(PRESETS.get(preset, ()))
+    missing = [m for m in names if not weights_available(m, weights_dir)[0]]
+    if not missing:
+        return None
+    what = "the chosen models need" if models else f"the preset {preset!r} needs"
+    default = EmbedConfig().preset
+    offer = ""
+    if (models or preset != default) and all(
+            weights_available(m, weights_dir)[0] for m in PRESETS.get(default, ("?",))):
+        offer = f"choose the {default!r} preset, whose models are all here, or "
+    return (f"{what} weights that are not on this machine ({', '.join(missing)}): {offer}get "
+            "them with `cellseek models pull NAME`; no reference set was created")
+
+
+#: The counts of an import, in the glossary's words.
+IMPORT_WORDS = {
+    "images_added": "images added", "images_matched": "images already there",
+    "cells_added": "cells added", "cells_matched": "cells already there",
+    "labels_added": "classes confirmed", "labels_unchanged": "classes already the same",
+    "label_conflicts": "class conflicts",
+}
 
 
 class ReferenceSets:
@@ -55,14 +89,25 @@ class ReferenceSets:
         old = self.detach()
 
         def work():
-            yield Progress(0, 1, "store", "creating the reference set")
+            yield Progress(0, 2, "store", "looking for the models' weights")
+            refused = weights_refusal(embed.preset, embed.models, embed.weights_dir)
+            if refused is not None:
+                raise CellseekError(refused)
+            yield Progress(1, 2, "store", "creating the reference set")
             from cellseek.session import Session  # imports scipy and skimage: not on the GUI
 
             if old is not None:
                 old.close()
             return Session.create(path, config, overwrite=True)
 
-        return self._store_job("Creating the reference set", work)
+        def refused(_exc):
+            # nothing was created and the set that was open is still open: it stays, and what
+            # was asked for the new set meanwhile is dropped
+            self.jobs.runner.drop_waiting()
+            if old is not None and self.state.session is None:
+                self.attach(old)
+
+        return self._store_job("Creating the reference set", work, on_error=refused)
 
     def open(self, path):
         """Open an existing reference set (a job)."""
@@ -79,8 +124,8 @@ class ReferenceSets:
 
         return self._store_job("Opening the reference set", work)
 
-    def _store_job(self, what, work):
-        job = self.jobs.runner.run(what, work, on_returned=self.attach)
+    def _store_job(self, what, work, on_error=None):
+        job = self.jobs.runner.run(what, work, on_returned=self.attach, on_error=on_error)
         self.jobs.track_store_job(job)
         return job
 
@@ -121,10 +166,17 @@ class ReferenceSets:
 
     # ------------------------------------------------------------------ import / export
     def export(self, folder):
-        """Export the store copy, the cells CSV and the label images (a job)."""
+        """Export the store copy, the cells CSV and the label images into an empty or new
+        folder (a job)."""
+        def work(session):
+            target = Path(folder)
+            if target.is_dir() and any(target.iterdir()):
+                raise CellseekError(f"{target} already holds files; choose an empty or new "
+                                    "folder (nothing was written)")
+            return (yield from call_work(session.export, target))
+
         return self.jobs.run(
-            "Export", lambda s: call_work(s.export, folder),
-            on_returned=lambda paths: info(
+            "Export", work, on_returned=lambda paths: info(
                 f"Exported {count_text(len(paths), 'file')} to {folder}"))
 
     def import_store(self, path):
@@ -133,20 +185,23 @@ class ReferenceSets:
                              on_returned=self._after_import)
 
     def import_labelled_csv(self, path):
-        """Add labelled single-cell images (``path,label[,source]`` CSV) as reference cells."""
+        """Add single-cell images with their classes (a ``path,class[,source]`` CSV) as
+        confirmed cells."""
 
         def work(session):
             from cellseek.reference import add_labelled_csv  # in the worker: heavy imports
 
             return (yield from add_labelled_csv(session, path))
 
-        return self.jobs.run("Import of labelled cells", work, on_returned=self._after_import)
+        return self.jobs.run("Import of crops", work, on_returned=self._after_import)
 
     def _after_import(self, result) -> None:
         if isinstance(result, dict):
-            info("Imported: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items()))
+            said = [f"{v} {IMPORT_WORDS.get(k, k.replace('_', ' '))}" for k, v in result.items()
+                    if v]
+            info("Imported: " + (", ".join(said) or "nothing new") + ".")
         else:
-            info(f"Imported {count_text(result, 'labelled cell')}.")
+            info(f"Imported {count_text(result, 'crop')} as confirmed cells.")
         self.reload_tables()
 
     def reload_tables(self):

@@ -66,7 +66,7 @@ class ModelsPanel(QWidget):
         self.weights_grid = QGridLayout(self.weights_box)
         self.recompute = QPushButton("Recompute weights")
         self.recompute.setToolTip(
-            "Entropy-guided weights from the labelled cells; rebuilds the index")
+            "Entropy-guided weights from the confirmed cells; rebuilds the index")
         self.recompute.clicked.connect(self.recompute_weights)
         layout = QVBoxLayout(self)
         layout.addWidget(choose)

@@ -7,6 +7,8 @@ reference cell framed in its class colour, its class and its similarity.
 
 from __future__ import annotations
 
+from html import escape
+
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 from qtpy.QtWidgets import (
@@ -21,8 +23,11 @@ from qtpy.QtWidgets import (
 )
 
 from cellseek._napari.notify import guarded
+from cellseek._napari.status import lower_first
 from cellseek.annotation.colours import hex_colour
 
+#: Who confirmed a cell, by its stored source.
+BY = {"user": "by you", "accepted": "accepted", "import": "imported"}
 #: Default tile size (px) and its range.
 TILE = 96
 TILE_RANGE = (48, 224)
@@ -63,7 +68,7 @@ class _Gallery(QScrollArea):
 
 
 class NeighboursPanel(QWidget):
-    """Shows the selected cell and its k nearest labelled reference cells.
+    """Shows the selected cell and its k nearest reference cells.
 
     Parameters
     ----------
@@ -120,7 +125,8 @@ class NeighboursPanel(QWidget):
             self.info.setText("Click a cell to see its nearest reference cells.")
             return
         runner = self.controller.runner
-        waiting = f" (after {runner.what.lower()})" if runner.running is not None else ""
+        waiting = f" (after {lower_first(runner.what)})" \
+            if runner.running is not None and not runner.running.quiet else ""
         self.info.setText(f"cell {cell_id}: looking up its nearest reference cells{waiting} …")
 
     def draw(self, g) -> None:
@@ -178,18 +184,25 @@ class NeighboursPanel(QWidget):
         return self._pool[i]
 
     def _describe(self, g) -> str:
+        """The cell's state in the glossary's words, and what its neighbours say."""
         cell, s = g.cell, g.suggestion
         thr = self.controller.threshold
         lines = [f"<b>cell {cell['id']}</b> (t={cell['t']}, z={cell['z']}, {cell['area']} px)"]
         if cell["label"]:
-            lines.append(f"confirmed: <b>{cell['label']}</b> ({cell['label_source']})")
-        if s.best_label is None:
-            lines.append("no suggestion: the reference set has no labelled cells yet")
+            by = BY.get(cell["label_source"], cell["label_source"])
+            lines.append(f"confirmed: <b>{escape(cell['label'])}</b> ({by})")
+        elif s.best_label is None:
+            lines.append("unlabelled: the reference set has no confirmed cells yet")
         else:
-            verdict = "suggested" if s.confidence >= thr else "uncertain, best guess"
-            lines.append(f"{verdict}: <b>{s.best_label}</b> (confidence {s.confidence:.2f})")
+            state, rel = ("suggested", "≥") if s.confidence >= thr else ("uncertain", "<")
+            lines.append(f"{state}: best guess <b>{escape(s.best_label)}</b>, confidence "
+                         f"{s.confidence:.2f} {rel} threshold {thr:.2f}")
+        if s.best_label is not None:
+            share = s.votes.get(s.best_label, 0.0)
             votes = sorted(s.votes.items(), key=lambda kv: -kv[1])[:4]
-            lines.append("votes: " + ", ".join(f"{k} {v:.2f}" for k, v in votes))
+            lines.append("vote shares: " + ", ".join(f"{escape(k)} {v:.0%}" for k, v in votes))
+            lines.append(f"confidence {s.confidence:.2f} = share {share:.2f} × familiarity "
+                         f"{s.familiarity:.2f}")
         return "<br>".join(lines)
 
     @guarded("Going to the cell")

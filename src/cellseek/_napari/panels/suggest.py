@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
 from cellseek._napari.notify import guarded
 from cellseek.text import cells_text
 
-SCOPES = {"plane": "current plane", "stack": "whole stack", "store": "every unlabelled cell"}
+SCOPES = {"plane": "current plane", "stack": "whole stack", "store": "every unconfirmed cell"}
 
 
 class SuggestPanel(QWidget):
@@ -101,6 +101,7 @@ class SuggestPanel(QWidget):
         self.threshold_label.setText(f"{c.threshold:.2f}")
         n_sugg = len(c.suggestions)
         self.queue_label.setText(
-            f"{cells_text(n_sugg)} suggested; {len(c.queue)} uncertain left to review"
-            if n_sugg else "No suggestions yet: label a few cells of each class, then Suggest."
+            f"{cells_text(n_sugg)} with a best guess; {len(c.queue)} uncertain left to review"
+            if n_sugg else "No suggestions yet: confirm a few cells of each class (keys 1-9), "
+            "then Suggest."
         )
