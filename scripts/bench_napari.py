@@ -1,6 +1,6 @@
 """How responsive the napari plugin stays, measured in the real threaded window.
 
-Two benchmarks:
+Three benchmarks:
 
 ``stack`` (default; issue 11 item 6)
     A 24 x 904 x 1224 stack with about 15,000 cells, in a shown napari window with the widget
@@ -16,10 +16,15 @@ Two benchmarks:
     colour, and the longest freeze from the press until then. Two "napari alone" lines give
     napari's own cost in the same run (a redraw of the cells layer, a slider step).
 
+``loop``
+    The annotation loop on the bundled sample (New, Bundled crops, Segment plane and stack,
+    Suggest, label keys, N): per phase the longest freeze and how much of it was the plugin's
+    work and napari's redraw (``scripts/napari_gaps.py``).
+
 ``gallery``
     Click -> neighbour gallery latency with a synthetic store of N labelled reference cells.
 
-Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/bench_napari.py [stack|gallery]``
+Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/bench_napari.py [stack|loop|gallery]``
 (``--help`` for sizes). Figures are in docs/benchmarks.md.
 """
 
@@ -320,7 +325,7 @@ def bench_gallery(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench", nargs="?", default="stack", choices=("stack", "gallery"))
+    parser.add_argument("bench", nargs="?", default="stack", choices=("stack", "loop", "gallery"))
     parser.add_argument("--planes", type=int, default=24, help="stack: planes")
     parser.add_argument("--height", type=int, default=904, help="stack: plane height")
     parser.add_argument("--width", type=int, default=1224, help="stack: plane width")
@@ -334,10 +339,16 @@ def main(argv=None) -> None:
                         help="stack: outline width of the cells (0: filled; default: the "
                              "widget's)")
     parser.add_argument("--clicks", type=int, default=50, help="gallery: clicks")
+    parser.add_argument("--verbose", action="store_true",
+                        help="loop: name the plugin's longest steps inside each freeze")
     args = parser.parse_args(argv)
     if args.bench == "stack":
         args.cells = args.cells or 15_000
         bench_stack(args)
+    elif args.bench == "loop":
+        from napari_gaps import bench_loop  # a sibling of this script
+
+        bench_loop(args.keys, verbose=args.verbose)
     else:
         args.cells = args.cells or 20_000
         bench_gallery(args)

@@ -240,3 +240,29 @@ def test_index_build_progress_reaches_the_widget_on_the_gui_thread(sample_viewer
         assert all(on_gui for _, on_gui in seen)
     finally:
         w.cleanup()
+
+
+def test_a_running_worker_shortens_the_thread_switch_interval(widget, qtbot):
+    """A worker computing in Python holds the GIL up to the switch interval whenever the GUI
+    thread asks for it: the interval is short while a worker runs, Python's own after."""
+    import sys
+
+    from cellseek._napari.runner import SWITCH_S
+
+    runner = widget.controller.runner
+    qtbot.waitUntil(lambda: runner._workers == 0, timeout=30_000)  # the widget's warm-up
+    before = sys.getswitchinterval()
+    assert before > SWITCH_S
+    seen = []
+
+    def work():
+        for i in range(5):
+            seen.append(sys.getswitchinterval())
+            yield Progress(i, 5, "x")
+            time.sleep(0.01)
+        return 1
+
+    with qtbot.waitSignal(runner.idle, timeout=10_000):
+        runner.run("Test", work())
+    assert seen and max(seen) <= SWITCH_S
+    qtbot.waitUntil(lambda: sys.getswitchinterval() == before, timeout=5_000)

@@ -22,12 +22,18 @@ everything when the widget closes. Every job goes into one of three lanes:
 Queue jobs are given as factories where their input must be read when they start (e.g. the
 cells a suggestion covers, which the embedding before it creates). Like stardist-napari, the
 environment switch ``CELLSEEK_SYNC=1`` runs the same generators synchronously for debugging.
+
+While a worker runs, Python's thread switch interval is shortened to :data:`SWITCH_S` (and put
+back once none runs): a worker computing in Python holds the GIL for up to the interval each
+time the GUI thread asks for it, and the GUI thread asks for it at every call into Qt while it
+paints, so with the default 5 ms a repaint waited many times 5 ms.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Generator
 
@@ -43,6 +49,8 @@ logger = logging.getLogger(__name__)
 SYNC_ENV = "CELLSEEK_SYNC"
 #: The lanes of :meth:`Runner.run`.
 LANES = ("queue", "side", "background")
+#: Python's thread switch interval (s) while a worker runs (the default is 0.005).
+SWITCH_S = 0.001
 
 
 def sync_mode() -> bool:
@@ -128,6 +136,8 @@ class Runner(QObject):
         self._draining = False
         self._follow_at: int | None = None  # queue position for follow-ups while delivering
         self._beside: list[Job] = []  # side and background jobs that run
+        self._workers = 0  # workers running now
+        self._switch: float | None = None  # the thread switch interval to put back
         #: Thread the last queue job's generator ran on (for tests and diagnostics).
         self.last_thread: threading.Thread | None = None
 
@@ -287,12 +297,26 @@ class Runner(QObject):
             return completed[0]
 
         worker = create_worker(run, _start_thread=False, _ignore_errors=True)
+        self._worker_started()
+        worker.finished.connect(self._worker_ended)
         worker.yielded.connect(lambda value: self._on_yield(job, value))
         worker.returned.connect(lambda value: self._returned(job, value))
         worker.errored.connect(lambda exc: self._errored(job, exc))
         worker.finished.connect(lambda: self._worker_finished(job, completed))
         job.worker = worker
         worker.start()
+
+    def _worker_started(self) -> None:
+        if self._workers == 0:
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch, SWITCH_S))
+        self._workers += 1
+
+    def _worker_ended(self) -> None:
+        self._workers -= 1
+        if self._workers == 0 and self._switch is not None:
+            sys.setswitchinterval(self._switch)
+            self._switch = None
 
     def _returned(self, job: Job, value) -> None:
         job.result = value
@@ -414,6 +438,9 @@ class Runner(QObject):
             close the store the job may still be writing to.
         """
         self._closed = True
+        if self._switch is not None:  # the GUI goes away: the interval is Python's again
+            sys.setswitchinterval(self._switch)
+            self._switch = None
         for job in self._queue:
             job.state = "cancelled"
         self._queue = []

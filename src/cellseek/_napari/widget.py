@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import QLabel, QSizePolicy, QSplitter, QTabWidget, QVBoxLayout, QWidget
@@ -18,6 +20,7 @@ from .panels import (
     SegmentPanel,
     SuggestPanel,
 )
+from .runner import call_work
 from .status import StatusBar, lower_first
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,10 @@ class CellseekWidget(QWidget):
             "previous": lambda: self.step(-1), "undo": self.undo,
         })
         self.keys.install()
+        freeze_new_imports()  # napari's and Qt's objects so far
+        self._warm = None
+        c.runner.started.connect(self._warm_up)
+        c.runner.idle.connect(freeze_new_imports)
         viewer.events.help.connect(self._on_help)
         viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.destroyed.connect(lambda *_: _teardown(self))
@@ -158,6 +165,15 @@ class CellseekWidget(QWidget):
         clicks = self.segment.click_mode.isChecked()
         return self.controller.click(position,
                                      segment_config=self.segment.config() if clicks else None)
+
+    def _warm_up(self, *_) -> None:
+        """With the first work asked for: import, beside the GUI thread, what its result will
+        make the GUI thread import (pandas, for napari's first cells layer, froze the window
+        0.2-0.8 s), then take it out of the garbage collector's sight."""
+        if self._warm is None:
+            self._warm = self.controller.runner.run(
+                "Preparing", call_work(_warm_imports), on_returned=freeze_new_imports,
+                lane="side")
 
     # ------------------------------------------------------------------ napari's help line
     def _on_help(self, event=None) -> None:
@@ -262,3 +278,30 @@ def _napari_help(viewer) -> str:
     """napari's own help line: the active layer's."""
     active = viewer.layers.selection.active
     return active.help if active is not None else ""
+
+
+def _warm_imports() -> None:
+    """Import what the GUI thread would import on first use (napari's layer features need
+    pandas; the ring on the selected cell, skimage's contours)."""
+    import pandas  # noqa: F401
+    import skimage.measure  # noqa: F401
+
+
+_modules_frozen = [0]
+
+
+def freeze_new_imports(*_) -> None:
+    """Take what was imported since the last call out of the garbage collector's sight.
+
+    A full collection scans every object alive; with napari, Qt, pandas, scipy, scikit-image
+    and scikit-learn loaded it stopped the GUI thread for 0.1-0.46 s, several times in a
+    session (``scripts/bench_napari.py loop``, docs/benchmarks.md). Modules, their classes and
+    functions live as long as the process: ``gc.freeze`` moves everything alive now into a
+    generation the collector skips. Called when new modules appeared since the last call, so
+    the objects of work in progress are frozen rarely (a frozen object in a reference cycle
+    that dies later is not reclaimed).
+    """
+    n = len(sys.modules)
+    if n > _modules_frozen[0]:
+        gc.freeze()
+        _modules_frozen[0] = n

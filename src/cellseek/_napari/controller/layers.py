@@ -13,7 +13,7 @@ import time
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from cellseek.annotation.colours import cell_colour, unlabelled_colour
+from cellseek.annotation.colours import UNLABELLED_ALPHA, cell_colour, unlabelled_colour
 
 from .images import OpenImage, image_data_from_layer, layer_axes, meta_of, same_layer
 
@@ -75,7 +75,7 @@ class LayerRegistry:
                     self._visible_hooks.remove(hook)
             elif same_layer(item.cells_layer, layer):
                 item.cells_layer = None
-                item.coloured_plane = None
+                item.coloured_plane, item.colour_cache = None, {}
 
     def _on_dims(self, event=None) -> None:
         """The plane on screen changed. Its cells already have their colours when it is next
@@ -173,7 +173,7 @@ class LayerRegistry:
                                        "layer_axes": item.layer_axes.replace("S", "")}},
             )
             item.cells_layer.contour = self.outline_width
-            item.coloured_plane = None
+            item.coloured_plane, item.colour_cache = None, {}
             layers = self.viewer.layers  # right above its image: an image on top hides both
             here, target = layers.index(item.cells_layer), layers.index(src) + 1
             if here != target:
@@ -231,19 +231,18 @@ class LayerRegistry:
         ids = item.table.ids() if planes == "all" else item.table.ids_in_planes(covered)
         if planes != item.coloured_plane or item.neutral is None:
             item.neutral = unlabelled_colour(self._brightness(item, planes))
-        neutral = item.neutral
-        table = {}
+        default = (*item.neutral, UNLABELLED_ALPHA)  # every cell without a class
+        color_dict = {None: default, 0: (0.0, 0.0, 0.0, 0.0)}
         for cid in ids:
             cell = item.table.cell(cid)
-            table[int(cell["label_value"])] = cell_colour(cell, colours, threshold=threshold,
-                                                          unlabelled=neutral)
-        key = (planes, neutral)
-        if item.coloured_plane == planes and item.colour_cache == {"key": key, "table": table}:
-            return
+            colour = cell_colour(cell, colours, threshold=threshold, unlabelled=item.neutral)
+            if colour != default:  # a cell without a class takes the default: no entry, so
+                color_dict[int(cell["label_value"])] = colour  # embedding one changes nothing
         item.coloured_plane = planes
         item.covered = covered
-        item.colour_cache = {"key": key, "table": table}
-        color_dict = {None: (*neutral, 0.8), 0: (0.0, 0.0, 0.0, 0.0), **table}
+        if item.colour_cache == color_dict:
+            return  # napari would re-slice the layer (its outlines) for the same colours
+        item.colour_cache = color_dict
         layer.colormap = DirectLabelColormap(color_dict=color_dict)
 
     def _brightness(self, item: OpenImage, planes) -> float:
