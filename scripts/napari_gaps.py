@@ -164,6 +164,32 @@ class Attribution:
         return sum(ms for ms, _ in self._inside(kind, start, stop))
 
 
+class CollectorLog:
+    """The garbage collector's full (generation 2) collections: CPU time and thread."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.full: list[tuple[float, bool]] = []  # (CPU ms, on the GUI thread)
+        self._cpu = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._cpu = time.thread_time()
+        elif info["generation"] == 2:
+            self.full.append((1000 * (time.thread_time() - self._cpu),
+                              threading.current_thread() is threading.main_thread()))
+
+    def summary(self) -> str:
+        """``"n full collections, total and longest CPU ms, how many on the GUI thread"``."""
+        if not self.full:
+            return "no full collection"
+        cpu = [ms for ms, _ in self.full]
+        return (f"{len(cpu)} full collections, {sum(cpu):.0f} ms CPU in all, longest "
+                f"{max(cpu):.0f} ms, {sum(gui for _, gui in self.full)} on the GUI thread")
+
+
 def pump(app, until, timeout_s: float = 3600.0) -> None:
     """Process events until ``until()`` holds."""
     end = time.perf_counter() + timeout_s
@@ -207,6 +233,7 @@ def bench_loop(keys: int = 10, verbose: bool = False) -> list[tuple]:
     for _ in range(20):
         app.processEvents()
     meter = GapMeter()
+    collections = CollectorLog()
     rows: dict[str, tuple[float, ...]] = {}
 
     def phase(name, action):
@@ -256,4 +283,5 @@ def bench_loop(keys: int = 10, verbose: bool = False) -> list[tuple]:
         values = (gap, plugin, asked, redraw, gui, max(gap - gui, 0.0), workers)
         print(f"{name:<42}" + "".join(f"{v:>9.0f}" for v in values))
         out.append((name, *values))
+    print(f"garbage collector during the phases: {collections.summary()}")
     return out

@@ -77,7 +77,8 @@ class CellseekWidget(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(keys)
         c.message.connect(self.say)
-        c.classes_changed.connect(lambda: self._fit_tabs(self.tabs.currentIndex()))
+        for grows in (c.classes_changed, self.plots.grew):  # the page on show asks for more
+            grows.connect(lambda: self._fit_tabs(self.tabs.currentIndex()))
         self.keys = KeyFilter(self, {
             "accept": self.accept, "class": self.assign_class, "next": lambda: self.step(1),
             "previous": lambda: self.step(-1), "undo": self.undo,

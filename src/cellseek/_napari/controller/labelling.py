@@ -176,8 +176,10 @@ class Labelling:
         self._rebuild_queue()
         self.signals.labels_changed.emit()
         n_unc = sum(1 for s in result.values() if shown_label(s, self.state.threshold) is None)
-        info(f"Suggested classes for {cells_text(len(result))}; {n_unc} "
-             f"{'needs' if n_unc == 1 else 'need'} review.")
+        said = (f"Suggested classes for {cells_text(len(result))}; {n_unc} uncertain "
+                f"{'needs' if n_unc == 1 else 'need'} review.")
+        info(said)
+        self.signals.message.emit(said)
 
     def set_threshold(self, value: float) -> None:
         """Set the confidence threshold of the suggestions shown and accepted."""

@@ -28,6 +28,8 @@ from cellseek.annotation.colours import hex_colour
 
 #: Who confirmed a cell, by its stored source.
 BY = {"user": "by you", "accepted": "accepted", "import": "imported"}
+#: Size (px) of the selected cell's crop beside its description.
+CROP = 144
 #: Default tile size (px) and its range.
 TILE = 96
 TILE_RANGE = (48, 224)
@@ -81,7 +83,7 @@ class NeighboursPanel(QWidget):
         self.gallery = None
         self.tile_size = TILE
         self.crop = QLabel()
-        self.crop.setFixedSize(2 * TILE, 2 * TILE)
+        self.crop.setFixedSize(CROP, CROP)
         self.crop.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.info = QLabel("Click a cell to see its nearest reference cells.")
         self.info.setWordWrap(True)
@@ -133,7 +135,7 @@ class NeighboursPanel(QWidget):
         """Draw the gallery of the selected cell."""
         self._clear()
         self.gallery = g
-        self.crop.setPixmap(pixmap(g.thumbnail, 2 * TILE))
+        self.crop.setPixmap(pixmap(g.thumbnail, CROP))
         self.info.setText(self._describe(g))
         for i, tile in enumerate(g.tiles):
             b = self._tile(i)
@@ -194,7 +196,7 @@ class NeighboursPanel(QWidget):
         elif s.best_label is None:
             lines.append("unlabelled: the reference set has no confirmed cells yet")
         else:
-            state, rel = ("suggested", "≥") if s.confidence >= thr else ("uncertain", "<")
+            state, rel = ("suggested", "≥") if s.confidence >= thr else ("uncertain", "&lt;")
             lines.append(f"{state}: best guess <b>{escape(s.best_label)}</b>, confidence "
                          f"{s.confidence:.2f} {rel} threshold {thr:.2f}")
         if s.best_label is not None:

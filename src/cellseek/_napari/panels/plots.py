@@ -8,6 +8,7 @@ the axes, never over the data; an image of one plane gets one bar per class.
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from cellseek._napari.notify import guarded
@@ -31,7 +32,14 @@ class PlotsPanel(QWidget):
     Parameters
     ----------
     controller : AnnotationController
+
+    Signals
+    -------
+    grew()
+        The canvas was made: the panel asks for more height.
     """
+
+    grew = Signal()
 
     def __init__(self, controller, parent=None) -> None:
         super().__init__(parent)
@@ -88,6 +96,7 @@ class PlotsPanel(QWidget):
             self.canvas.setMinimumHeight(380)
             self.canvas.mpl_connect("pick_event", self._on_pick)
             self._layout.addWidget(self.canvas, 1)
+            self.grew.emit()
         return self.canvas
 
     @guarded("Drawing the plots")

@@ -211,7 +211,7 @@ class ReferencePanel(QWidget):
             return
         info = c.session.summary()
         self.path_label.setText(f"{info['path'].name}: {cells_text(info['n_cells'])}, "
-                                f"{info['n_labelled']} labelled; models "
+                                f"{info['n_labelled']} confirmed; models "
                                 f"{', '.join(info['models'])}")
         self.path_label.setToolTip(str(info["path"]))
         if self.table.rowCount() != len(c.classes):
