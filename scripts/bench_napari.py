@@ -21,11 +21,15 @@ Three benchmarks:
     Suggest, label keys, N): per phase the longest freeze and how much of it was the plugin's
     work and napari's redraw (``scripts/napari_gaps.py``).
 
+``gil``
+    How long the workers' steps hold the GIL (no window): a pure-Python loop on the main thread
+    beside a worker that imports crops, embeds a field and suggests, at two switch intervals.
+
 ``gallery``
     Click -> neighbour gallery latency with a synthetic store of N labelled reference cells.
 
-Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/bench_napari.py [stack|loop|gallery]``
-(``--help`` for sizes). Figures are in docs/benchmarks.md.
+Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/bench_napari.py BENCH``, BENCH one
+of stack, loop, gil, gallery (``--help`` for sizes). Figures are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -325,7 +329,8 @@ def bench_gallery(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench", nargs="?", default="stack", choices=("stack", "loop", "gallery"))
+    parser.add_argument("bench", nargs="?", default="stack",
+                        choices=("stack", "loop", "gil", "gallery"))
     parser.add_argument("--planes", type=int, default=24, help="stack: planes")
     parser.add_argument("--height", type=int, default=904, help="stack: plane height")
     parser.add_argument("--width", type=int, default=1224, help="stack: plane width")
@@ -349,6 +354,10 @@ def main(argv=None) -> None:
         from napari_gaps import bench_loop  # a sibling of this script
 
         bench_loop(args.keys, verbose=args.verbose)
+    elif args.bench == "gil":
+        from napari_gaps import gil_holds
+
+        gil_holds()
     else:
         args.cells = args.cells or 20_000
         bench_gallery(args)

@@ -285,3 +285,50 @@ def bench_loop(keys: int = 10, verbose: bool = False) -> list[tuple]:
         out.append((name, *values))
     print(f"garbage collector during the phases: {collections.summary()}")
     return out
+
+
+def gil_holds(intervals=(0.005, 0.001), late_ms: float = 20.0) -> None:
+    """How long the workers' steps hold the GIL, without Qt: a pure-Python loop on the main
+    thread (1 ms sleeps) beside a worker thread that imports the bundled crops, embeds a field
+    and suggests; a step of the loop later than ``late_ms`` names where the worker was. Run in
+    a fresh process (first imports included), once per thread switch interval."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from cellseek.config import Config
+    from cellseek.data import sample_fields, sample_reference_csv
+    from cellseek.io import read_image
+    from cellseek.reference import add_labelled_csv
+    from cellseek.session import Session
+    from cellseek.types import run_work
+
+    def measure(name, work):
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (work(), done.set()))
+        late, last = [], time.perf_counter()
+        worker.start()
+        while not done.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            if now - last > late_ms / 1000:
+                stack = [s for s in worker_stacks(4) if "wait" not in s][:1]
+                late.append((1000 * (now - last), stack))
+            last = now
+        worker.join()
+        longest = max((ms for ms, _ in late), default=0.0)
+        print(f"  {name}: {len(late)} steps later than {late_ms:.0f} ms, longest {longest:.0f} "
+              f"ms" + (f" ({max(late)[1][0]})" if late and max(late)[1] else ""))
+
+    for interval in intervals:
+        sys.setswitchinterval(interval)
+        print(f"thread switch interval {1000 * interval:g} ms")
+        with tempfile.TemporaryDirectory() as tmp:
+            session = Session.create(Path(tmp) / "gil.cellseek", Config(), overwrite=True)
+            image = read_image(sample_fields()[0])
+            measure("import 30 crops", lambda s=session: run_work(
+                add_labelled_csv(s, sample_reference_csv())))
+            measure("add a field (segment, embed)",
+                    lambda s=session, i=image: run_work(s.add_image(i)))
+            measure("suggest", lambda s=session: run_work(s.suggest(None)))
+            session.close()

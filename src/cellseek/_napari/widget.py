@@ -169,8 +169,8 @@ class CellseekWidget(QWidget):
 
     def _warm_up(self, *_) -> None:
         """With the first work asked for: import, beside the GUI thread, what its result will
-        make the GUI thread import (pandas, for napari's first cells layer, froze the window
-        0.2-0.8 s), then take it out of the garbage collector's sight."""
+        make the GUI thread import (pandas, for napari's first cells layer: 0.85 s in a
+        profile), then take it out of the garbage collector's sight."""
         if self._warm is None:
             self._warm = self.controller.runner.run(
                 "Preparing", call_work(_warm_imports), on_returned=freeze_new_imports,
@@ -295,8 +295,8 @@ def freeze_new_imports(*_) -> None:
     """Take what was imported since the last call out of the garbage collector's sight.
 
     A full collection scans every object alive; with napari, Qt, pandas, scipy, scikit-image
-    and scikit-learn loaded it stopped the GUI thread for 0.1-0.46 s, several times in a
-    session (``scripts/bench_napari.py loop``, docs/benchmarks.md). Modules, their classes and
+    and scikit-learn loaded it took up to 0.19 s of CPU, the GUI thread stopped
+    (``scripts/bench_napari.py loop``, docs/benchmarks.md). Modules, their classes and
     functions live as long as the process: ``gc.freeze`` moves everything alive now into a
     generation the collector skips. Called when new modules appeared since the last call, so
     the objects of work in progress are frozen rarely (a frozen object in a reference cycle
