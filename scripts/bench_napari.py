@@ -1,6 +1,6 @@
 """How responsive the napari plugin stays, measured in the real threaded window.
 
-Two benchmarks:
+Three benchmarks:
 
 ``stack`` (default; issue 11 item 6)
     A 24 x 904 x 1224 stack with about 15,000 cells, in a shown napari window with the widget
@@ -16,11 +16,20 @@ Two benchmarks:
     colour, and the longest freeze from the press until then. Two "napari alone" lines give
     napari's own cost in the same run (a redraw of the cells layer, a slider step).
 
+``loop``
+    The annotation loop on the bundled sample (New, Bundled crops, Segment plane and stack,
+    Suggest, label keys, N): per phase the longest freeze and how much of it was the plugin's
+    work and napari's redraw (``scripts/napari_gaps.py``).
+
+``gil``
+    How long the workers' steps hold the GIL (no window): a pure-Python loop on the main thread
+    beside a worker that imports crops, embeds a field and suggests, at two switch intervals.
+
 ``gallery``
     Click -> neighbour gallery latency with a synthetic store of N labelled reference cells.
 
-Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/bench_napari.py [stack|gallery]``
-(``--help`` for sizes). Figures are in docs/benchmarks.md.
+Run: ``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/bench_napari.py BENCH``, BENCH one
+of stack, loop, gil, gallery (``--help`` for sizes). Figures are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -257,7 +266,7 @@ def bench_gallery(args) -> None:
     """Click -> gallery: the kNN look-up (now a job) and the drawing of the tiles."""
     from qtpy.QtWidgets import QApplication
 
-    from cellseek._napari._neighbours_panel import NeighboursPanel
+    from cellseek._napari.panels.neighbours import NeighboursPanel
     from cellseek.annotation.colours import class_colours
     from cellseek.annotation.gallery import neighbour_gallery
 
@@ -276,10 +285,12 @@ def bench_gallery(args) -> None:
 
             class _S(QObject):
                 selection_changed = __import__("qtpy.QtCore").QtCore.Signal(object)
+                gallery = __import__("qtpy.QtCore").QtCore.Signal(object)
 
             def __init__(self, session):
                 self._s = self._S()
                 self.selection_changed = self._s.selection_changed
+                self.gallery = self._s.gallery
                 self.session = session
                 self.selected = None
                 self.threshold = session.config.suggest.threshold
@@ -287,9 +298,6 @@ def bench_gallery(args) -> None:
 
             class runner:  # nothing runs in the background here
                 running, what = None, ""
-
-            def neighbours(self, cell_id, on_returned):  # synchronous here: timed directly
-                on_returned(neighbour_gallery(self.session, cell_id))
 
             def jump_to(self, cell_id):
                 return False
@@ -305,6 +313,7 @@ def bench_gallery(args) -> None:
             b = time.perf_counter()
             controller.selected = cid
             panel.show_cell(cid)  # what a click runs: the query again, then the drawing
+            panel.draw(neighbour_gallery(session, cid))
             app.processEvents()
             c = time.perf_counter()
             query_ms.append(1000 * (b - a))
@@ -320,7 +329,8 @@ def bench_gallery(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench", nargs="?", default="stack", choices=("stack", "gallery"))
+    parser.add_argument("bench", nargs="?", default="stack",
+                        choices=("stack", "loop", "gil", "gallery"))
     parser.add_argument("--planes", type=int, default=24, help="stack: planes")
     parser.add_argument("--height", type=int, default=904, help="stack: plane height")
     parser.add_argument("--width", type=int, default=1224, help="stack: plane width")
@@ -334,10 +344,20 @@ def main(argv=None) -> None:
                         help="stack: outline width of the cells (0: filled; default: the "
                              "widget's)")
     parser.add_argument("--clicks", type=int, default=50, help="gallery: clicks")
+    parser.add_argument("--verbose", action="store_true",
+                        help="loop: name the plugin's longest steps inside each freeze")
     args = parser.parse_args(argv)
     if args.bench == "stack":
         args.cells = args.cells or 15_000
         bench_stack(args)
+    elif args.bench == "loop":
+        from napari_gaps import bench_loop  # a sibling of this script
+
+        bench_loop(args.keys, verbose=args.verbose)
+    elif args.bench == "gil":
+        from napari_gaps import gil_holds
+
+        gil_holds()
     else:
         args.cells = args.cells or 20_000
         bench_gallery(args)

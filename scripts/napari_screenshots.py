@@ -2,11 +2,12 @@
 
 Runs the loop on the bundled sample (classical segmentation, offline preset) as a user would,
 every step in the plugin's worker threads (no ``CELLSEEK_SYNC``), waiting for the jobs between
-shots, and saves PNGs into ``docs/images/``. Then the outlines on a brightfield, a
-phase-contrast and a quantitative-phase image from ../shared/data, and a synthetic Gen5 plate
-(a time well and a z well) opened through the reader. napari's pop-up notifications are turned
-off for the shots (their text is in the widget's status line). Needs a display; on a headless
-machine: ``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/napari_screenshots.py``.
+shots, and saves PNGs into ``docs/images/``; the selected cell carries its yellow ring. Then the
+outlines on a brightfield, a phase-contrast and a quantitative-phase image from ../shared/data,
+and a synthetic Gen5 plate (a time well and a z well) opened through the reader. napari's
+pop-up notifications are turned off for the shots (their text is in the widget's status line).
+Needs a display; on a headless machine:
+``xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/napari_screenshots.py``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     import napari
-    from cellseek._napari._sample import sample_smear
+    from cellseek._napari.hooks.sample import sample_smear
 
     OUT.mkdir(parents=True, exist_ok=True)
     get_settings().application.gui_notification_level = "error"  # no pop-ups over shots
@@ -105,11 +106,13 @@ def main() -> None:
     _settle(app, widget)
     viewer.dims.set_point(0, 2)
     cid = item.table.ids_in_plane((2, 0))[0]
-    c.select(cid, jump=True)
-    viewer.scene.camera.zoom = 0.9
+    c.select(cid, jump=True)  # the yellow ring marks the selected cell
+    viewer.scene.camera.zoom = 1.4
     shot(viewer, widget, "03_suggest_neighbours.png")
-    widget.step(1)
-    shot(viewer, widget, "04_review_queue.png", whole=False)
+    widget.step(1)  # the next uncertain cell: its image plane shown, the ring on it
+    _settle(app, widget)
+    viewer.scene.camera.zoom = 1.4
+    shot(viewer, widget, "04_review_queue.png")
     widget.tabs.setCurrentWidget(widget.plots)
     widget.plots.update_plots()
     shot(viewer, widget, "05_plots.png", whole=False)

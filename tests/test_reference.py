@@ -80,7 +80,7 @@ def test_duplicated_row_is_refused_before_anything_is_written(tmp_path, capsys):
     # the fixed CSV adds everything
     csv.write_text("\n".join(lines) + "\n")
     assert main(["reference", str(csv), "--store", str(store), "-q"]) == 0
-    assert "added 6 labelled cells" in capsys.readouterr().out
+    assert "added 6 confirmed cells" in capsys.readouterr().out
 
 
 def test_unreadable_image_and_contradicting_copies_are_refused(tmp_path):
@@ -171,7 +171,7 @@ def _kill_and_rerun(csv: Path, labels: dict[str, str], store: Path, delay: float
     done = subprocess.run(_cli("reference", str(csv), "--store", str(store), "-q"),
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    added = int(re.search(r"added (\d+) labelled cells? ", done.stdout).group(1))
+    added = int(re.search(r"added (\d+) confirmed cells? ", done.stdout).group(1))
     assert added == len(labels) - before  # the rerun's count is honest
     assert _stored_labels(store) == labels  # every label of the CSV, none lost
     with ReferenceStore.open(store, readonly=True) as s:

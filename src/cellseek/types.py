@@ -186,6 +186,26 @@ class Suggestion:
         return self.label is None
 
 
+#: The states of a cell, as the glossary of the user guide defines them.
+CELL_STATES = ("confirmed", "suggested", "uncertain", "unlabelled")
+
+
+def cell_state(label, suggestion, confidence) -> str:
+    """The state of a cell (:data:`CELL_STATES`).
+
+    ``confirmed``: it has a class (given, accepted or imported); ``suggested``: a suggestion
+    is shown (its confidence reaches the threshold); ``uncertain``: the vote ran but its best
+    guess stays below the threshold; ``unlabelled``: neither confirmed nor suggested yet.
+    """
+    if label:
+        return "confirmed"
+    if suggestion:
+        return "suggested"
+    if confidence is not None and confidence == confidence:  # not NaN
+        return "uncertain"
+    return "unlabelled"
+
+
 def run_work(work: Work[T], callback=None) -> T:
     """Run a long-running generator to completion and return its result.
 

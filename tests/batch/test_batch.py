@@ -281,7 +281,7 @@ def test_suggest_many_writes_csv(images, all_shards, tmp_path):
 
     rows = list(csv.DictReader(open(out["csv"])))
     assert len(rows) == out["n_suggested"] == 2  # two new images, one cell each; dup skipped
-    assert {r["best_label"] for r in rows} <= {"neutrophil", "lymphocyte"}
+    assert {r["best_guess"] for r in rows} <= {"neutrophil", "lymphocyte"}
 
 
 def test_suggestions_csv_never_holds_a_formula(tmp_path):
@@ -300,9 +300,9 @@ def test_suggestions_csv_never_holds_a_formula(tmp_path):
     out = suggest_many(fields, store, csv_path=tmp_path / "sugg.csv", **kw)
     rows = list(csv.DictReader(open(out["csv"], newline="", encoding="utf-8")))
     assert rows and out["n_suggested"] == len(rows)
-    assert {r["best_label"] for r in rows} == {"'" + evil}
+    assert {r["best_guess"] for r in rows} == {"'" + evil}
     assert {r["suggestion"] for r in rows} <= {"'" + evil, ""}
-    text = [v for r in rows for k, v in r.items() if k in ("input", "suggestion", "best_label")]
+    text = [v for r in rows for k, v in r.items() if k in ("input", "suggestion", "best_guess")]
     assert not any(v.startswith(("=", "+", "-", "@")) for v in text)
 
 

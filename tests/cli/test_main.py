@@ -166,7 +166,7 @@ def test_reference_evaluate_and_suggest_on_real_crops(tmp_path, capsys):
     assert result["macro_accuracy"] > 0.7  # two very different classes
     store = tmp_path / "ref.cellseek"
     assert main(["reference", str(csv), "--store", str(store), "-q"]) == 0
-    assert "added 40 labelled cells" in capsys.readouterr().out
+    assert "added 40 confirmed cells" in capsys.readouterr().out
 
 
 def _bundled_rows(tmp_path, name, per_class):
@@ -184,12 +184,12 @@ def _bundled_rows(tmp_path, name, per_class):
 
 
 def test_reference_of_one_row_says_one_cell(tmp_path, capsys):
-    """'added 1 labelled cells'."""
+    """'added 1 confirmed cell', not 'added 1 confirmed cells'."""
     one = _bundled_rows(tmp_path, "one_row.csv", {"basophil": 1})
     store = tmp_path / "s.cellseek"
     assert main(["reference", str(one), "--store", str(store), "-q"]) == 0
     out = capsys.readouterr().out
-    assert f"{store}: added 1 labelled cell (0 labelled before, 1 now)" in out
+    assert f"{store}: added 1 confirmed cell (0 confirmed before, 1 now)" in out
 
 
 def test_evaluate_with_fewer_cells_per_class_than_folds_is_one_line(tmp_path, capsys):

@@ -32,6 +32,17 @@ def test_load_with_and_without_source(tmp_path):
     assert load_labelled_set(csv2).sources == (DEFAULT_SOURCE,)
 
 
+def test_the_class_column_is_read_as_the_label_column_was(tmp_path):
+    _write_png(tmp_path / "img" / "a.png")
+    csv = tmp_path / "classes.csv"
+    csv.write_text("path,class,source\nimg/a.png,HT1080,dev\n")
+    ls = load_labelled_set(csv)
+    assert ls.labels == ("HT1080",) and ls.sources == ("dev",)
+    csv.write_text("path,class\nimg/a.png,\n")
+    with pytest.raises(CellseekError, match="row 2.*empty 'class'"):
+        load_labelled_set(csv)
+
+
 @pytest.mark.parametrize(
     ("content", "match"),
     [

@@ -62,7 +62,7 @@ def wait(qtbot):
 @pytest.fixture
 def sample_viewer(make_napari_viewer):
     """A viewer holding the bundled smear fields (one stack, 6 planes)."""
-    from cellseek._napari._sample import sample_smear
+    from cellseek._napari.hooks.sample import sample_smear
 
     viewer = make_napari_viewer()
     (data, kwargs, _), = sample_smear()
@@ -79,3 +79,30 @@ def widget(sample_viewer, qtbot):
     sample_viewer.window.add_dock_widget(w, name="cellseek", area="right")
     yield w
     w.cleanup()
+
+
+@pytest.fixture
+def plugin_widget(make_napari_viewer, qtbot):
+    """The widget as a user gets it: a shown window, the sample opened from File > Open Sample
+    and the dock from the Plugins menu (napari then hands the widget proxies of its viewer
+    and layers, a new proxy on every access)."""
+    from _plugin import register_manifest
+
+    register_manifest()
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1600, 1000)
+    viewer.open_sample("cellseek", "smear")
+    _, w = viewer.window.add_plugin_dock_widget("cellseek", "cellseek annotator")
+    qtbot.waitExposed(viewer.window._qt_window)
+    yield w
+    w.cleanup()
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """An empty weights folder and empty caches: no model's weights are on this machine."""
+    empty = tmp_path / "no-weights"
+    for var in ("CELLSEEK_WEIGHTS_DIR", "CELLSEEK_CACHE_DIR", "TORCH_HOME", "MICROSAM_CACHEDIR",
+                "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(empty / var.lower()))
+    return empty

@@ -62,7 +62,12 @@ def test_cell_table_lookups_and_features():
     feats = table.features()
     assert feats["index"] == [0, 5, 6]
     assert feats["class"] == ["", "x", "y"] and feats["state"][1:] == ["confirmed", "suggested"]
-    assert table.features({2: {"suggestion": None}})["state"][2] == "unlabelled"
+    # a suggestion hidden below the threshold leaves the cell uncertain (the glossary's word,
+    # issue 22), with its best guess; a cell never suggested is unlabelled
+    hidden = table.features({2: {"suggestion": None}})
+    assert hidden["state"][2] == "uncertain" and hidden["best_guess"][2] == "y"
+    assert hidden["class"][2] == ""
+    assert CellTable([_cell(3, 8)]).features()["state"][1] == "unlabelled"
     table.set_state(2, label="y")
     assert table.cell(2)["label"] == "y"
 
@@ -71,7 +76,8 @@ def test_composition_counts_and_fractions():
     cells = [_cell(1, 1, t=0, label="a"), _cell(2, 2, t=0, suggestion="b", confidence=0.9),
              _cell(3, 3, t=1, suggestion="b", confidence=0.1), _cell(4, 4, t=1, label="a")]
     comp = composition(cells, threshold=0.5)
-    assert comp.frames == (0, 1) and comp.classes == ("a", "b", "unlabelled")
+    # cell 3 was suggested below the threshold: uncertain, the glossary's word (issue 22)
+    assert comp.frames == (0, 1) and comp.classes == ("a", "b", "uncertain")
     assert comp.counts.tolist() == [[1, 1, 0], [1, 0, 1]]
     assert np.allclose(comp.fractions.sum(axis=1), 1)
     confirmed = composition(cells, suggestions=False, unlabelled=False)

@@ -37,7 +37,8 @@ def test_click_on_background_runs_sam_and_adds_its_mask(widget, wait, small_sam,
     from cellseek.segment.sam import SamSegmenter
 
     c = widget.controller
-    monkeypatch.setattr(type(c), "precompute_sam", lambda self, config=None: None)  # below
+    # pre-computation is tested below
+    monkeypatch.setattr(type(c.segmenting), "precompute_sam", lambda self, config=None: None)
     widget.segment.method.setCurrentText("classical")
     widget.segment.run()
     wait(widget)
@@ -77,7 +78,7 @@ def test_click_on_background_runs_sam_and_adds_its_mask(widget, wait, small_sam,
     else:  # nothing usable: the layer is unchanged
         np.testing.assert_array_equal(after, before)
     # a second click on the same plane reuses the cached image embedding: no encoder run
-    encoder = c._sam.model.image_encoder
+    encoder = c.segmenting.sam.model.image_encoder
     runs = []
     monkeypatch.setattr(encoder, "forward", lambda x: runs.append(x) or None)
     rows, cols = np.nonzero(after[plane_index] == 0)
@@ -104,8 +105,9 @@ def test_the_next_planes_are_encoded_in_the_background(widget, wait, small_sam, 
     wait(widget, timeout=300_000)
     keys = item.planes()
     assert len(keys) > 1
-    sam = c._sam
-    qtbot.waitUntil(lambda: c._precompute is None or not c._precompute.is_running,
+    sam = c.segmenting.sam
+    qtbot.waitUntil(lambda: c.segmenting.precompute_job is None
+                    or c.segmenting.precompute_job.state != "running",
                     timeout=300_000)
     # every plane is now in the segmenter's cache: a click on the last one encodes nothing
     runs = []
@@ -115,7 +117,7 @@ def test_the_next_planes_are_encoded_in_the_background(widget, wait, small_sam, 
         last = keys[-1]
         index = item.index_of(last)
         rows, cols = np.nonzero(np.asarray(layer.data)[index] == 0)
-        c.segment_at(item, last, (int(rows[0]), int(cols[0])), widget.segment.config())
+        c.segmenting.segment_at(item, last, (int(rows[0]), int(cols[0])), widget.segment.config())
         wait(widget)
     finally:
         sam.model.image_encoder.forward = original
@@ -131,20 +133,22 @@ def test_switching_clicks_on_encodes_the_stack_before_the_first_click(widget, wa
     widget.segment.run()
     wait(widget)
     item = c.current
-    assert c._sam is None  # no click yet: nothing loaded
+    assert c.segmenting.sam is None  # no click yet: nothing loaded
     widget.segment.click_mode.setChecked(True)
-    qtbot.waitUntil(lambda: c._sam is not None and c._precompute is not None, timeout=60_000)
-    qtbot.waitUntil(lambda: c._precompute is None or not c._precompute.is_running,
+    qtbot.waitUntil(lambda: c.segmenting.sam is not None
+                    and c.segmenting.precompute_job is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: c.segmenting.precompute_job is None
+                    or c.segmenting.precompute_job.state != "running",
                     timeout=300_000)
-    sam = c._sam
+    sam = c.segmenting.sam
     assert all(sam.is_embedded(item.plane(k)) for k in item.planes())
     runs = []
     original = sam.model.image_encoder.forward
     sam.model.image_encoder.forward = lambda x: runs.append(x) or original(x)
     try:
-        key = c.current_plane()
+        key = c.segmenting.current_plane()
         rows, cols = np.nonzero(np.asarray(item.cells_layer.data)[item.index_of(key)] == 0)
-        c.segment_at(item, key, (int(rows[0]), int(cols[0])), widget.segment.config())
+        c.segmenting.segment_at(item, key, (int(rows[0]), int(cols[0])), widget.segment.config())
         wait(widget)
     finally:
         sam.model.image_encoder.forward = original

@@ -90,7 +90,7 @@ def test_clicks_and_review_queue_across_images(plate_session, wait):
     # showing the image of each cell (the other one hidden, so no mask over the wrong image)
     w.suggest.run("store")
     wait(w)
-    c.set_threshold(1.01)
+    c.labelling.set_threshold(1.01)
     seen = set()
     for _ in range(len(c.queue.order)):
         cid = w.step(1)

@@ -72,7 +72,7 @@ def test_closing_the_dock_releases_and_reopening_adopts(sample_viewer, wait, tmp
 
 
 def test_closing_the_viewer_closes_the_store(make_napari_viewer, wait, tmp_path, qtbot):
-    from cellseek._napari._sample import sample_smear
+    from cellseek._napari.hooks.sample import sample_smear
 
     viewer = make_napari_viewer()
     (data, kwargs, _), = sample_smear()

@@ -67,7 +67,7 @@ def test_full_loop(widget, wait, tmp_path):
     assert sims == sorted(sims, reverse=True)
     assert all(t.label in names for t in gallery.tiles)
     # clicking a neighbour that lies in the open image jumps there
-    c.label_cells([by_t[1]], types[fields[1]])
+    c.labelling.label_cells([by_t[1]], types[fields[1]])
     wait(widget)
     widget.handle_click(_pos(item, other))
     wait(widget)
@@ -89,8 +89,8 @@ def test_full_loop(widget, wait, tmp_path):
     wait(widget)
     assert c.session.store.cell(other)["label"] is None
     # accept all above a threshold
-    c.set_threshold(0.0)
-    c.accept_all_above()
+    c.labelling.set_threshold(0.0)
+    c.labelling.accept_all_above()
     wait(widget)
     assert c.session.store.cell(other)["label"] == c.suggestions[other].best_label
     # export, then re-open the store
@@ -108,7 +108,7 @@ def test_reopened_store_restores_the_cells_layer(widget, wait, tmp_path, make_na
                                                   qtbot):
     from napari.layers import Labels
 
-    from cellseek._napari._sample import sample_smear
+    from cellseek._napari.hooks.sample import sample_smear
     from cellseek._napari.widget import CellseekWidget
 
     _classical(widget)
@@ -126,7 +126,7 @@ def test_reopened_store_restores_the_cells_layer(widget, wait, tmp_path, make_na
     w2 = CellseekWidget(viewer)
     qtbot.addWidget(w2)
     try:
-        w2.controller.open_store(tmp_path / "ref.cellseek")
+        w2.controller.sets.open(tmp_path / "ref.cellseek")
         wait(w2)
         item = w2.controller.current
         assert item.cells_layer is not None and item.image_id is not None

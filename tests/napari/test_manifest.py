@@ -35,7 +35,7 @@ def test_every_python_name_imports(python_name):
 
 
 def test_sample_data_is_the_bundled_fields():
-    from cellseek._napari._sample import sample_smear
+    from cellseek._napari.hooks.sample import sample_smear
 
     (data, kwargs, kind), = sample_smear()
     assert kind == "image" and kwargs["rgb"] and data.shape == (6, 480, 640, 3)
@@ -43,7 +43,7 @@ def test_sample_data_is_the_bundled_fields():
 
 
 def test_writer_writes_labels_and_cells_table(tmp_path):
-    from cellseek._napari._writer import write_labels
+    from cellseek._napari.hooks.writer import write_labels
     from cellseek.io import read_labels
 
     labels = np.zeros((2, 40, 50), np.int32)
@@ -62,7 +62,7 @@ def test_writer_cells_table_never_holds_a_formula(tmp_path):
     """Class names went into the CSV raw: a spreadsheet ran '=HYPERLINK(...)' as a formula."""
     import csv
 
-    from cellseek._napari._writer import write_labels
+    from cellseek._napari.hooks.writer import write_labels
 
     labels = np.zeros((30, 30), np.int32)
     labels[2:8, 2:8], labels[12:18, 12:18], labels[22:28, 2:8] = 1, 2, 3
@@ -98,7 +98,7 @@ def test_opening_the_widget_imports_no_torch_or_faiss():
 
 
 def test_writer_does_not_double_the_cells_suffix(tmp_path):
-    from cellseek._napari._writer import cells_table_path, write_labels
+    from cellseek._napari.hooks.writer import cells_table_path, write_labels
 
     assert cells_table_path(tmp_path / "A1_cells.tif").name == "A1_cells.csv"
     assert cells_table_path(tmp_path / "A1 cells.tif").name == "A1 cells.csv"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellseek._napari._reader import get_reader
+from cellseek._napari.hooks.reader import get_reader
 
 
 def _lionheart_folder(folder):
@@ -106,7 +106,7 @@ def test_time_well_and_z_well_get_their_own_sliders(make_napari_viewer, tmp_path
     command line's does, so a store made by either recognises it."""
     from _gen5_plate import write_plate
 
-    from cellseek._napari._layers import image_data_from_layer
+    from cellseek._napari.controller.images import image_data_from_layer
     from cellseek.io import content_hash, read_all
 
     _register_manifest()

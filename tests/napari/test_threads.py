@@ -80,7 +80,7 @@ def test_segmentation_queues_its_embedding(widget, wait, tmp_path):
     c = widget.controller
     item = c.current
     assert c.runner.last_thread is not threading.main_thread()
-    n_cells = len(np.unique(item.labels_of(c.current_plane()))) - 1
+    n_cells = len(np.unique(item.labels_of(c.segmenting.current_plane()))) - 1
     assert n_cells >= 1 and len(item.table) == n_cells == c.session.store.n_cells()
     # a second Segment of the same plane replaces the unlabelled cells (no duplicates)
     widget.segment.run(whole_stack=False)
@@ -109,7 +109,7 @@ def test_a_new_reference_set_while_cells_are_embedded_gets_the_cells(widget, wai
     cid = item.table.ids()[0]
     assert c.session.image_path(int(c.session.cell(cid)["image_id"])) == \
         c.session.image_path(item.image_id)
-    c.label_cells([cid], c.classes[0].name)
+    c.labelling.label_cells([cid], c.classes[0].name)
     wait(widget)
     assert c.session.cell(cid)["label"] == c.classes[0].name
 
@@ -174,9 +174,9 @@ def test_debug_switch_runs_the_same_queue_on_the_calling_thread(widget, monkeypa
     """``CELLSEEK_SYNC=1`` (debugging) runs the same generators in the same order on the
     calling thread; tested through the runner's switch, not the environment, so that every
     widget test still runs threaded."""
-    from cellseek._napari import _workers
+    from cellseek._napari import runner as runner_module
 
-    monkeypatch.setattr(_workers, "sync_mode", lambda: True)
+    monkeypatch.setattr(runner_module, "sync_mode", lambda: True)
     runner = widget.controller.runner
     order = []
 
@@ -195,7 +195,7 @@ def test_cancel_during_a_single_step_job_keeps_its_result(widget, qtbot):
     not called "cancelled"."""
     import threading as _threading
 
-    from cellseek._napari._jobs import call_work
+    from cellseek._napari.runner import call_work
 
     runner = widget.controller.runner
     started, release, got = _threading.Event(), _threading.Event(), []
@@ -217,16 +217,17 @@ def test_index_build_progress_reaches_the_widget_on_the_gui_thread(sample_viewer
                                                                     tmp_path, monkeypatch):
     """The index build is one blocking call; it reports through the runner's signal, which
     must reach the widget on the GUI thread (Qt widgets are not thread-safe)."""
+    from cellseek._napari.status import StatusBar
     from cellseek._napari.widget import CellseekWidget
 
     seen = []
-    original = CellseekWidget._on_progress
+    original = StatusBar._on_progress
 
     def record(self, p):
         seen.append((p.stage, threading.current_thread() is threading.main_thread()))
         original(self, p)
 
-    monkeypatch.setattr(CellseekWidget, "_on_progress", record)
+    monkeypatch.setattr(StatusBar, "_on_progress", record)
     w = CellseekWidget(sample_viewer)
     sample_viewer.window.add_dock_widget(w, name="cellseek", area="right")
     try:
@@ -239,3 +240,29 @@ def test_index_build_progress_reaches_the_widget_on_the_gui_thread(sample_viewer
         assert all(on_gui for _, on_gui in seen)
     finally:
         w.cleanup()
+
+
+def test_a_running_worker_shortens_the_thread_switch_interval(widget, qtbot):
+    """A worker computing in Python holds the GIL up to the switch interval whenever the GUI
+    thread asks for it: the interval is short while a worker runs, Python's own after."""
+    import sys
+
+    from cellseek._napari.runner import SWITCH_S
+
+    runner = widget.controller.runner
+    qtbot.waitUntil(lambda: runner._workers == 0, timeout=30_000)  # the widget's warm-up
+    before = sys.getswitchinterval()
+    assert before > SWITCH_S
+    seen = []
+
+    def work():
+        for i in range(5):
+            seen.append(sys.getswitchinterval())
+            yield Progress(i, 5, "x")
+            time.sleep(0.01)
+        return 1
+
+    with qtbot.waitSignal(runner.idle, timeout=10_000):
+        runner.run("Test", work())
+    assert seen and max(seen) <= SWITCH_S
+    qtbot.waitUntil(lambda: sys.getswitchinterval() == before, timeout=5_000)

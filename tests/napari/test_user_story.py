@@ -1,10 +1,11 @@
 """The main user story, end to end, in the normal threaded napari window (issue 11, item 2).
 
 Open a Gen5 (Lionheart) plate folder through the reader -> open the dock widget from the
-plugin -> New reference set -> import a small reference CSV -> Segment stack -> Suggest ->
-click a cell (a real mouse event on the canvas) -> the gallery shows neighbours with labels and
-similarity -> A, a number key, U, N (real key events) -> export -> close -> reopen the store in a
-fresh viewer and find the confirmed labels. Buttons are clicked; file dialogs answer with paths.
+plugin -> New reference set -> import a small reference CSV -> Segment stack, Cancel ->
+Segment stack -> Suggest -> click a cell (a real mouse event on the canvas) -> the gallery
+shows neighbours with labels and similarity -> A, a number key, U, N (real key events) ->
+export -> close -> reopen the store in a fresh viewer and find the confirmed labels. Buttons
+are clicked; file dialogs answer with paths.
 
 Run alone: ``pytest tests/napari/test_user_story.py``.
 """
@@ -90,14 +91,22 @@ def test_user_story(make_napari_viewer, wait, qtbot, tmp_path, monkeypatch):
     qtbot.mouseClick(_button(w.reference, "New…"), LEFT)
     _answer(monkeypatch, "getOpenFileName", (str(reference_csv), ""))
     qtbot.mouseClick(_button(w.reference, "Import crops…"), LEFT)
-    # Segment stack (queued behind the import), Suggest for the whole stack (queued behind the
-    # segmentation and its embedding)
+    # Segment stack, then Cancel while it runs: nothing is left behind (issue 22, item 1)
     w.segment.method.setCurrentText("classical")
+    qtbot.mouseClick(w.segment.stack_button, LEFT)
+    qtbot.waitUntil(lambda: c.runner.what == "Segmentation", timeout=120_000)
+    qtbot.waitUntil(lambda: not w.cancel_button.isHidden(), timeout=10_000)
+    qtbot.mouseClick(w.cancel_button, LEFT)
+    wait(w)
+    assert "cancelled" in w.status.text()
+    # Segment stack again, Suggest for the whole stack (queued behind the segmentation and its
+    # embedding)
     qtbot.mouseClick(w.segment.stack_button, LEFT)
     w.suggest.scope.setCurrentIndex(w.suggest.scope.findData("stack"))
     qtbot.mouseClick(w.suggest.run_button, LEFT)
     wait(w)
     item = c.current
+    assert item.cells_layer in viewer.layers and item.cells_layer.visible  # the one drawn
     assert store.exists() and c.session.models == ("classical",)
     # classes in the order the CSV brought them in (its first row is a round cell)
     assert c.class_names() == ["round", "elongated"] and [k.key for k in c.classes] == [1, 2]
@@ -171,7 +180,8 @@ def test_user_story(make_napari_viewer, wait, qtbot, tmp_path, monkeypatch):
     assert len(rows) == n_cells + 9  # the plate's cells and the 9 reference crops
     assert (export / store.name).exists() and list(export.glob("*.tif"))
 
-    # close napari; the store is closed with it
+    # close napari; the store is closed with it (and the layers go)
+    saved = np.array(item.cells_layer.data)
     viewer.close()
     qtbot.waitUntil(lambda: not store.with_name(store.name + "-wal").exists(), timeout=10_000)
 
@@ -187,5 +197,4 @@ def test_user_story(make_napari_viewer, wait, qtbot, tmp_path, monkeypatch):
     features = again.cells_layer.features
     states = dict(zip(features["cell_id"], features["state"]))
     assert all(states[cid] == "confirmed" for cid in confirmed)
-    np.testing.assert_array_equal(np.asarray(again.cells_layer.data),
-                                  np.asarray(item.cells_layer.data))
+    np.testing.assert_array_equal(np.asarray(again.cells_layer.data), saved)

@@ -127,7 +127,7 @@ def test_class_keys_and_gallery_layout(suggested, wait, qtbot):
     after = {table.item(r, 2).text(): table.item(r, 0).text() for r in range(table.rowCount())}
     assert after["aaa first by name"] == "6"
     assert {k: after[k] for k in before} == before
-    assert c.class_of_key(6) == "aaa first by name"
+    assert c.sets.class_of_key(6) == "aaa first by name"
     # the gallery: tiles with class and similarity, reflowing when they grow
     item = c.current
     widget.viewer.window.show()

@@ -51,10 +51,10 @@ def test_cells_csv_has_the_best_suggestion_of_every_cell_and_joins_label_images(
     for row in rows:
         cid = int(row["cell_id"])
         if row["state"] == "confirmed":
-            assert row["label"] in ("red", "blue")
+            assert row["class"] in ("red", "blue")
             continue
         s = suggestions[cid]
-        assert row["best_label"] == s.best_label and row["best_label"] in ("red", "blue")
+        assert row["best_guess"] == s.best_label and row["best_guess"] in ("red", "blue")
         assert abs(float(row["confidence"]) - s.confidence) < 1e-9
         assert row["suggestion"] == (s.label or "")
         assert row["state"] == ("uncertain" if s.uncertain else "suggested")

@@ -572,23 +572,23 @@ def test_export_cells_csv(filled, tmp_path):
         "centroid_row",
         "centroid_col",
         "area",
-        "label",
-        "label_source",
+        "class",
+        "class_source",
         "state",
         "suggestion",
         "confidence",
-        "best_label",
+        "best_guess",
     ]
     assert rows[0]["cell_id"] == str(ids[0]) and rows[0]["image"] == "plate/a.tif"
     assert rows[0]["image_id"] == str(image_id) and rows[0]["t"] == "0"
-    assert rows[0]["image_hash"] == "hash-a" and rows[0]["label"] == "x"
-    assert rows[0]["label_source"] == "accepted" and rows[0]["centroid_row"] == "5.5"
+    assert rows[0]["image_hash"] == "hash-a" and rows[0]["class"] == "x"
+    assert rows[0]["class_source"] == "accepted" and rows[0]["centroid_row"] == "5.5"
     assert rows[0]["area"] == "50" and rows[0]["suggestion"] == ""
     assert rows[0]["label_image"] == "a_t0_z0_labels.tif"  # after plate/a.tif and its plane
     assert [r["state"] for r in rows[:4]] == ["confirmed", "suggested", "uncertain", "unlabelled"]
     assert rows[1]["suggestion"] == "y" and float(rows[1]["confidence"]) == 0.75
-    assert rows[1]["best_label"] == "y"  # best_labels default to the suggestions
-    assert rows[2]["suggestion"] == "" and rows[2]["best_label"] == "z"
+    assert rows[1]["best_guess"] == "y"  # best_labels default to the suggestions
+    assert rows[2]["suggestion"] == "" and rows[2]["best_guess"] == "z"
     assert float(rows[2]["confidence"]) == 0.4
     assert rows[10]["label_image"] == ""  # image b has no stored label image
     assert store.export_cells_csv(out, image_id=other) == 2  # replaces the file
@@ -607,7 +607,7 @@ def test_export_cells_csv_escapes_formulas(filled, tmp_path):
     store.export_cells_csv(out)
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    got = [r["label"] for r in rows][: len(labels)]
+    got = [r["class"] for r in rows][: len(labels)]
     assert got == ["'=HYPERLINK(\"http://x\")", "'+1", "'-cmd", "'@SUM(A1)", "CD4+", "ok"]
     assert [r["suggestion"] for r in rows[8:]] == ["'=1", "'@x"]
     with open(out, newline="") as fh:
@@ -768,7 +768,7 @@ def test_schema_3_store_reads_read_only_and_upgrades_writable(filled, tmp_path):
         assert old.check() == []
     with open(tmp_path / "cells.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows[1]["best_label"] == "y" and rows[1]["state"] == "suggested"
+    assert rows[1]["best_guess"] == "y" and rows[1]["state"] == "suggested"
     assert not (tmp_path / "refs.cellseek.schema3.bak").exists()  # read-only: no upgrade
     with ReferenceStore.open(path) as new:
         assert new.schema_version == SCHEMA_VERSION == 5

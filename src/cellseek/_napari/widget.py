@@ -2,63 +2,28 @@
 
 from __future__ import annotations
 
+import gc
 import logging
-import time
+import sys
 
-from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import (
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
-    QSplitter,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
+from qtpy.QtCore import QEvent, Qt
+from qtpy.QtWidgets import QLabel, QSizePolicy, QSplitter, QTabWidget, QVBoxLayout, QWidget
+
+from .controller import AnnotationController
+from .keys import OWN_HELP, KeyFilter, help_without, shortcuts_html
+from .notify import guarded
+from .panels import (
+    ModelsPanel,
+    NeighboursPanel,
+    PlotsPanel,
+    ReferencePanel,
+    SegmentPanel,
+    SuggestPanel,
 )
-
-from ._controller import AnnotationController
-from ._keys import KeyFilter, shortcuts_html
-from ._models_panel import ModelsPanel
-from ._neighbours_panel import NeighboursPanel
-from ._plots_panel import PlotsPanel
-from ._reference_panel import ReferencePanel
-from ._segment_panel import SegmentPanel
-from ._suggest_panel import SuggestPanel
-from ._workers import guarded
+from .runner import call_work
+from .status import StatusBar, lower_first
 
 logger = logging.getLogger(__name__)
-
-#: A job's progress bar and Cancel button show once it has run this long (ms).
-PROGRESS_DELAY_MS = 300
-#: The progress bar and status follow a job's progress at most this often (s).
-PROGRESS_EVERY_S = 0.15
-
-
-class _StatusLine(QLabel):
-    """One line of status text: elided when too long (the whole text in its tooltip), so it
-    never changes the height of the widget."""
-
-    def __init__(self) -> None:
-        super().__init__("")
-        self._full = ""
-        self.setMinimumWidth(50)
-        self.setFixedHeight(self.fontMetrics().height() + 4)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt name
-        self._full = text
-        self.setToolTip(text)
-        width = max(self.width() - 4, 50)
-        super().setText(self.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, width))
-
-    def text(self) -> str:
-        """The whole status text (not the elided one on screen)."""
-        return self._full
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
-        super().resizeEvent(event)
-        self.setText(self._full)
 
 
 class CellseekWidget(QWidget):
@@ -78,7 +43,7 @@ class CellseekWidget(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self._closed = False
-        self._said = False
+        self._helping = False
         self.controller = c = AnnotationController(viewer, self)
         self.segment = SegmentPanel(c)
         self.models = ModelsPanel(c)
@@ -102,57 +67,44 @@ class CellseekWidget(QWidget):
         self.split.splitterMoved.connect(self._on_split_moved)
         self.tabs.currentChanged.connect(self._fit_tabs)
         self._fit_tabs(self.tabs.currentIndex())
-        # The status line, the progress bar and Cancel keep their size whatever they show: a
-        # layout change would resize (and redraw) the whole window, canvas included.
-        self.status = _StatusLine()
-        self.progress = QProgressBar()
-        self.cancel_button = QPushButton("Cancel")
-        for w in (self.progress, self.cancel_button):
-            policy = w.sizePolicy()
-            policy.setRetainSizeWhenHidden(True)
-            w.setSizePolicy(policy)
-            w.setVisible(False)
-        self.cancel_button.setToolTip("Stop the work in progress and the work waiting after it")
-        self.cancel_button.clicked.connect(lambda: self.cancel())
-        bar = QHBoxLayout()
-        bar.addWidget(self.progress, 1)
-        bar.addWidget(self.cancel_button)
+        self.status = StatusBar(c.runner, on_cancel=self.cancel, on_text=self._to_viewer)
+        self.progress, self.cancel_button = self.status.progress, self.status.cancel_button
         keys = QLabel(shortcuts_html())
         keys.setWordWrap(True)
         keys.setToolTip("Keys work whichever layer is selected (not while typing in a field)")
         layout = QVBoxLayout(self)
         layout.addWidget(self.split, 1)
         layout.addWidget(self.status)
-        layout.addLayout(bar)
         layout.addWidget(keys)
-        self._last_progress = 0.0
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setSingleShot(True)
-        self._progress_timer.timeout.connect(self._show_progress)
-        c.runner.started.connect(self._on_started)
-        c.runner.progress.connect(self._on_progress)
-        c.runner.finished.connect(self._on_finished)
-        c.runner.queued.connect(self._on_queued)
         c.message.connect(self.say)
+        for grows in (c.classes_changed, self.plots.grew):  # the page on show asks for more
+            grows.connect(lambda: self._fit_tabs(self.tabs.currentIndex()))
         self.keys = KeyFilter(self, {
             "accept": self.accept, "class": self.assign_class, "next": lambda: self.step(1),
             "previous": lambda: self.step(-1), "undo": self.undo,
         })
         self.keys.install()
+        freeze_new_imports()  # napari's and Qt's objects so far
+        self._warm = None
+        c.runner.started.connect(self._warm_up)
+        c.runner.idle.connect(freeze_new_imports)
+        viewer.events.help.connect(self._on_help)
         viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.destroyed.connect(lambda *_: _teardown(self))
 
     # ------------------------------------------------------------------ actions (keys, tests)
     def say(self, text: str) -> None:
         """Show a line in the widget's status and in napari's status bar."""
-        self._said = True
-        self.status.setText(text)
+        self.status.say(text)
+
+    def _to_viewer(self, text: str) -> None:
         try:
-            self.viewer.status = text
+            self.viewer.status = text or "Ready"
         except (AttributeError, RuntimeError):  # a viewer model without a status
             pass
 
     def _selected_or_say(self, what: str) -> int | None:
+        self.status.clear()
         c = self.controller
         if c.session is None:
             self.say("Open or create a reference set first (Reference set tab).")
@@ -167,7 +119,7 @@ class CellseekWidget(QWidget):
         """Accept the suggestion of the selected cell (key A), then go to the next one."""
         if self._selected_or_say("A") is None:
             return None
-        return self.controller.accept(then_next=True)
+        return self.controller.labelling.accept(then_next=True)
 
     @guarded("Labelling")
     def assign_class(self, number: int):
@@ -180,20 +132,22 @@ class CellseekWidget(QWidget):
             self.say(f"There is no class {number}: the reference set has {len(c.classes)} "
                      "classes. Add classes in the Reference set tab.")
             return None
-        return c.label_cells([cell], c.class_of_key(number))
+        return c.labelling.label_cells([cell], c.sets.class_of_key(number))
 
     @guarded("Review")
     def step(self, direction: int):
         """Next (+1) or previous (-1) uncertain cell (keys N, Shift-N)."""
-        return self.controller.review_step(direction)
+        self.status.clear()
+        return self.controller.labelling.review_step(direction)
 
     @guarded("Undo")
     def undo(self):
         """Undo the last labelling step (key U)."""
+        self.status.clear()
         if self.controller.session is None:
             self.say("Nothing to undo: no reference set is open.")
             return None
-        return self.controller.undo()
+        return self.controller.labelling.undo()
 
     @guarded("Cancelling")
     def cancel(self) -> list:
@@ -201,28 +155,53 @@ class CellseekWidget(QWidget):
         stopped = self.controller.runner.cancel()
         if stopped:
             rest = f"; dropped {len(stopped) - 1} waiting" if len(stopped) > 1 else ""
-            self.say(f"Cancelling {stopped[0].what.lower()} (it stops at its next step; a "
+            self.say(f"Cancelling {lower_first(stopped[0].what)} (it stops at its next step; a "
                      f"single step such as a merge or an export finishes){rest}.")
         return stopped
 
     @guarded("Selecting a cell")
     def handle_click(self, position):
         """Select the cell under a world ``position`` (or segment one there in SAM click mode)."""
-        c = self.controller
-        item, cell_id, label_value, key = c.cell_at(position)
-        if item is None or key is None:
-            return None
-        if label_value == 0 and self.segment.click_mode.isChecked():
-            data = item.cells_layer.world_to_data(position[-item.cells_layer.ndim:])
-            return c.segment_at(item, key, (float(data[-2]), float(data[-1])),
-                                self.segment.config())
-        if item is not c.current:
-            c.show_image(item)
-        if cell_id is None and label_value:
-            self.say("This cell is not in the reference set yet: create or open one (Reference "
-                     "set tab); its cells are embedded then.")
-        c.select(cell_id)
-        return cell_id
+        self.status.clear()
+        clicks = self.segment.click_mode.isChecked()
+        return self.controller.click(position,
+                                     segment_config=self.segment.config() if clicks else None)
+
+    def _warm_up(self, *_) -> None:
+        """With the first work asked for: import, beside the GUI thread, what its result will
+        make the GUI thread import (pandas, for napari's first cells layer: 0.85 s in a
+        profile), then take it out of the garbage collector's sight."""
+        if self._warm is None:
+            self._warm = self.controller.runner.run(
+                "Preparing", call_work(_warm_imports), on_returned=freeze_new_imports,
+                lane="side")
+
+    # ------------------------------------------------------------------ napari's help line
+    def _on_help(self, event=None) -> None:
+        """While the keys are ours, napari's help line does not offer its own meaning of them."""
+        if self._helping:
+            return
+        text = self.viewer.help
+        if self.keys.active:
+            wanted = help_without(text)
+        else:
+            wanted = text if OWN_HELP not in text else _napari_help(self.viewer)
+        if wanted != text:
+            self._helping = True
+            try:
+                self.viewer.help = wanted
+            finally:
+                self._helping = False
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().showEvent(event)
+        if not self._closed:
+            self._on_help()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().hideEvent(event)
+        if not self._closed:
+            self._on_help()  # hidden: the keys are napari's again, and so is the help line
 
     # ------------------------------------------------------------------ layout
     def _fit_tabs(self, index: int) -> None:
@@ -254,52 +233,6 @@ class CellseekWidget(QWidget):
         if not dragged:
             self.handle_click(tuple(event.position))
 
-    def _on_started(self, job) -> None:
-        self._said = False
-        if not job.quiet:
-            self.status.setText(job.what + " …")
-        self.progress.setRange(0, 0)
-        self._progress_timer.start(PROGRESS_DELAY_MS)
-
-    def _show_progress(self) -> None:
-        if self.controller.runner.running is not None:
-            self.progress.setVisible(True)
-            self.cancel_button.setVisible(True)
-
-    def _on_progress(self, p) -> None:
-        now = time.monotonic()
-        if now - self._last_progress < PROGRESS_EVERY_S and p.done != p.total:
-            return  # a few updates a second are enough to read
-        self._last_progress = now
-        if p.total:
-            # QProgressBar.setValue repaints at once (17-46 ms beside napari's OpenGL canvas on
-            # a software renderer); painted with the next regular update instead
-            self.progress.setUpdatesEnabled(False)
-            self.progress.setRange(0, p.total)
-            self.progress.setValue(p.done)
-            self.progress.setUpdatesEnabled(True)
-            self.progress.update()
-        job = self.controller.runner.running
-        if job is not None and not job.quiet:
-            self.status.setText(" ".join(x for x in (job.what, p.stage, p.message) if x))
-
-    def _on_queued(self, job) -> None:
-        runner = self.controller.runner
-        self.say(f"{job.what} waits until {runner.what.lower()} has finished "
-                 f"({len(runner.waiting)} waiting).")
-
-    def _on_finished(self, job) -> None:
-        runner = self.controller.runner
-        if not runner.busy:
-            self._progress_timer.stop()
-            self.progress.setVisible(False)
-            self.cancel_button.setVisible(False)
-        if job.state == "done" and self._said:
-            return  # the job's result said something more useful than "done"
-        if not job.quiet or job.state != "done":
-            words = {"done": "done", "failed": "failed", "cancelled": "cancelled"}
-            self.status.setText(f"{job.what}: {words.get(job.state, job.state)}")
-
     def event(self, event) -> bool:  # noqa: D102 - Qt
         # napari's dock close button (x) takes the widget out of its dock: clean up then
         if (event.type() == QEvent.Type.ParentChange and self.parent() is None
@@ -325,6 +258,11 @@ def _teardown(widget: CellseekWidget) -> None:
     widget._closed = True
     steps = (
         widget.keys.remove,
+        lambda: widget.viewer.events.help.disconnect(widget._on_help),
+        lambda: setattr(widget.viewer, "help", _napari_help(widget.viewer))
+        if OWN_HELP in widget.viewer.help else None,
+        lambda: setattr(widget.viewer, "status", "Ready")  # our last line, not napari's
+        if widget.status.mirrored and widget.viewer.status == widget.status.mirrored else None,
         lambda: widget.viewer.mouse_drag_callbacks.remove(widget._on_mouse)
         if widget._on_mouse in widget.viewer.mouse_drag_callbacks else None,
         widget.segment.close_panel,
@@ -335,3 +273,36 @@ def _teardown(widget: CellseekWidget) -> None:
             step()
         except (RuntimeError, ValueError, TypeError) as exc:  # Qt object already deleted
             logger.debug("cleanup step failed: %s", exc)
+
+
+def _napari_help(viewer) -> str:
+    """napari's own help line: the active layer's."""
+    active = viewer.layers.selection.active
+    return active.help if active is not None else ""
+
+
+def _warm_imports() -> None:
+    """Import what the GUI thread would import on first use (napari's layer features need
+    pandas; the ring on the selected cell, skimage's contours)."""
+    import pandas  # noqa: F401
+    import skimage.measure  # noqa: F401
+
+
+_modules_frozen = [0]
+
+
+def freeze_new_imports(*_) -> None:
+    """Take what was imported since the last call out of the garbage collector's sight.
+
+    A full collection scans every object alive; with napari, Qt, pandas, scipy, scikit-image
+    and scikit-learn loaded it took up to 0.19 s of CPU, the GUI thread stopped
+    (``scripts/bench_napari.py loop``, docs/benchmarks.md). Modules, their classes and
+    functions live as long as the process: ``gc.freeze`` moves everything alive now into a
+    generation the collector skips. Called when new modules appeared since the last call, so
+    the objects of work in progress are frozen rarely (a frozen object in a reference cycle
+    that dies later is not reclaimed).
+    """
+    n = len(sys.modules)
+    if n > _modules_frozen[0]:
+        gc.freeze()
+        _modules_frozen[0] = n

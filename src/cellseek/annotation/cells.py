@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from cellseek.types import cell_state
+
 PlaneKey = tuple[int, int]
 
 
@@ -150,30 +152,32 @@ class CellTable:
     def features(
         self, states: Mapping[int, Mapping] | None = None, *, cell_ids: Iterable[int] | None = None
     ) -> dict[str, list]:
-        """A features table (one row per cell) for a napari Labels layer.
+        """A features table (one row per cell) for a napari Labels layer: what hovering a cell
+        shows, in the words of the user guide's glossary.
 
         The ``index`` column holds label values so napari shows a row on hover (row 0 is the
-        background). ``states`` may override ``label``/``suggestion``/``confidence`` per cell
-        id; ``cell_ids`` limits the rows to those cells.
+        background). ``class`` is the confirmed or suggested class, ``state`` one of
+        :data:`CELL_STATES`, ``best_guess`` the class with the largest vote share (also for an
+        uncertain cell). ``states`` may override ``label``/``suggestion``/``confidence`` per cell
+        id (a suggestion below the threshold is hidden with ``{"suggestion": None}``: the cell is
+        then uncertain); ``cell_ids`` limits the rows to those cells.
         """
         cols: dict[str, list] = {
             "index": [0], "cell_id": [-1], "class": [""], "state": ["background"],
-            "confidence": [np.nan],
+            "confidence": [np.nan], "best_guess": [""],
         }
         cells = self.cells() if cell_ids is None else [self._by_id[int(i)] for i in cell_ids]
         for cell in cells:
             state = dict(cell) | dict((states or {}).get(cell["id"], {}))
+            conf = state.get("confidence")
+            name = cell_state(state.get("label"), state.get("suggestion"), conf)
             cols["index"].append(int(cell["label_value"]))
             cols["cell_id"].append(int(cell["id"]))
-            if state.get("label"):
-                cols["class"].append(state["label"])
-                cols["state"].append("confirmed")
-            elif state.get("suggestion"):
-                cols["class"].append(state["suggestion"])
-                cols["state"].append("suggested")
-            else:
-                cols["class"].append("")
-                cols["state"].append("unlabelled")
-            conf = state.get("confidence")
+            cols["class"].append(state.get("label") or state.get("suggestion") or "")
+            cols["state"].append(name)
             cols["confidence"].append(float(conf) if conf is not None else np.nan)
+            cols["best_guess"].append(
+                "" if name in ("confirmed", "unlabelled")
+                else cell.get("suggestion") or cell.get("best_label") or "")
         return cols
+

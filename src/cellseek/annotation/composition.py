@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Column name for cells without a (confirmed or shown) class.
+#: Column names for cells without a class shown: suggested below the threshold, and not
+#: suggested at all (the glossary's states, :data:`cellseek.types.CELL_STATES`).
+UNCERTAIN = "uncertain"
 UNLABELLED = "unlabelled"
 
 
@@ -20,7 +22,7 @@ class Composition:
     frames : tuple of int
         Frame (t or z) indices, sorted.
     classes : tuple of str
-        Class names (``"unlabelled"`` last when present).
+        Class names (``"uncertain"``, then ``"unlabelled"``, last when present).
     counts : ndarray
         ``(n_frames, n_classes)`` int counts.
     """
@@ -62,7 +64,8 @@ def composition(
     classes : sequence of str, optional
         Class order (default: sorted classes found).
     unlabelled : bool
-        Add an ``"unlabelled"`` column for cells without a class.
+        Add ``"uncertain"`` (a suggestion below ``threshold``) and ``"unlabelled"`` (no
+        suggestion) columns for the cells without a class.
 
     Returns
     -------
@@ -73,22 +76,25 @@ def composition(
     rows = []
     for cell in cells:
         name = cell.get("label")
-        if name is None and suggestions:
-            conf = cell.get("confidence")
+        conf = cell.get("confidence")
+        if name is None and suggestions and cell.get("suggestion"):
             if threshold is None or (conf is not None and conf >= threshold):
                 name = cell.get("suggestion")
-        rows.append((int(cell[axis]), name))
-    found = sorted({n for _, n in rows if n is not None})
+        if name is None:
+            name = UNCERTAIN if suggestions and conf is not None else UNLABELLED
+            rows.append((int(cell[axis]), name, True))
+        else:
+            rows.append((int(cell[axis]), name, False))
+    found = sorted({n for _, n, none in rows if not none})
     order = list(classes) if classes is not None else found
     order += [n for n in found if n not in order]
-    has_none = unlabelled and any(n is None for _, n in rows)
-    names = tuple(order) + ((UNLABELLED,) if has_none else ())
-    frames = tuple(sorted({f for f, _ in rows}))
+    present = {n for _, n, none in rows if none} if unlabelled else set()
+    names = tuple(order) + tuple(n for n in (UNCERTAIN, UNLABELLED) if n in present)
+    frames = tuple(sorted({f for f, _, _ in rows}))
     counts = np.zeros((len(frames), len(names)), np.int64)
     f_index = {f: i for i, f in enumerate(frames)}
     c_index = {c: i for i, c in enumerate(names)}
-    for frame, name in rows:
-        key = UNLABELLED if name is None else name
-        if key in c_index:
-            counts[f_index[frame], c_index[key]] += 1
+    for frame, name, _ in rows:
+        if name in c_index:
+            counts[f_index[frame], c_index[name]] += 1
     return Composition(frames, names, counts)

@@ -72,20 +72,26 @@ def neighbour_gallery(session, cell_id: int, *, k: int | None = None) -> Gallery
     -------
     Gallery
     """
-    store = session.store
-    cell = store.cell(int(cell_id))
+    cell_id = int(cell_id)
     with few_threads(1):
-        suggestion = session.suggest_cells([int(cell_id)], k=k)[0]
-    images: dict[int, str] = {}
+        suggestion = session.suggest_cells([cell_id], k=k)[0]
+    found = session.store.cells_for_display([cell_id, *(n.cell_id for n in suggestion.neighbours)])
+    if cell_id not in found:
+        from cellseek.errors import StoreError
+
+        raise StoreError(f"{session.store.path}: there is no cell with id {cell_id} in this store")
     tiles = []
     for n in suggestion.neighbours:
-        ref = store.cell(n.cell_id)
-        iid = int(ref["image_id"])
-        if iid not in images:
-            images[iid] = Path(store.image(iid)["path"]).name
+        ref = found.get(int(n.cell_id))
+        if ref is None:  # deleted since the index was built
+            continue
         tiles.append(Tile(
-            cell_id=n.cell_id, label=n.label, similarity=n.similarity, image_id=iid,
-            image_name=images[iid], t=int(ref["t"]), z=int(ref["z"]),
-            centroid=tuple(ref["centroid"]), thumbnail=store.thumbnail(n.cell_id),
+            cell_id=n.cell_id, label=n.label, similarity=n.similarity,
+            image_id=int(ref["image_id"]), image_name=Path(ref["image_path"]).name,
+            t=int(ref["t"]), z=int(ref["z"]), centroid=tuple(ref["centroid"]),
+            thumbnail=ref["thumbnail"],
         ))
-    return Gallery(cell, suggestion, store.thumbnail(int(cell_id)), tuple(tiles))
+    cell = found[cell_id]
+    thumbnail = cell.pop("thumbnail")
+    cell.pop("image_path")
+    return Gallery(cell, suggestion, thumbnail, tuple(tiles))

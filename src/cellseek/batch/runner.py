@@ -277,7 +277,7 @@ def build_saved_index(store_path, config: Config) -> str | None:
 
 
 SUGGESTION_COLUMNS = ("input", "image_hash", "cell_id", "t", "z", "label_value", "centroid_row",
-                      "centroid_col", "area", "suggestion", "confidence", "best_label",
+                      "centroid_col", "area", "suggestion", "confidence", "best_guess",
                       "entropy", "uncertain")
 
 

@@ -189,7 +189,7 @@ def cmd_embed(args) -> int:
     try:
         _add_images(session, paths, args, tally)
         print(f"{tally.summary()}; {args.store}: {cells_text(session.store.n_cells())}, "
-              f"{session.store.n_cells(labelled=True)} labelled")
+              f"{session.store.n_cells(labelled=True)} confirmed")
     finally:
         empty = session.store.n_cells() == 0 and not session.store.images()
         session.close()
@@ -209,7 +209,7 @@ def cmd_reference(args) -> int:
         n = run_with_progress(add_labelled_csv(session, args.csv, checked=checked),
                               quiet=args.quiet)
         total = session.store.n_cells(labelled=True)
-        print(f"{args.store}: added {count_text(n, 'labelled cell')} ({before} labelled before, "
+        print(f"{args.store}: added {count_text(n, 'confirmed cell')} ({before} confirmed before, "
               f"{total} now); classes: {classes_text(session.store.classes())}")
     finally:
         empty = session.store.n_cells() == 0
@@ -244,8 +244,8 @@ def cmd_suggest(args) -> int:
             _add_images(session, paths, args, tally)
             print(tally.summary())
         if not session.store.n_cells(labelled=True):
-            raise CellseekError(f"{args.store}: no confirmed cells to suggest from; add a "
-                                "labelled set first (cellseek reference CSV --store ...)")
+            raise CellseekError(f"{args.store}: no confirmed cells to suggest from; add a CSV "
+                                "of classified crops first (cellseek reference CSV --store ...)")
         weights = session.model_weights(refresh=True)
         sugg = run_with_progress(session.suggest(), quiet=args.quiet)
         n_uncertain = sum(s.uncertain for s in sugg.values())

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cellseek",
         description="Annotate cells by similarity search: segment, embed through a model zoo, "
-        "suggest labels from a reference set of labelled cells.",
+        "suggest classes from a reference set of confirmed cells.",
     )
     parser.add_argument("--version", action="version", version=f"cellseek {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -97,14 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p, segment=True)
     p.set_defaults(func=cmd_embed)
 
-    p = sub.add_parser("reference", help="add a labelled set of single-cell images "
-                       "(CSV path,label[,source]) to a reference store")
-    p.add_argument("csv", help="CSV with columns path,label[,source]; paths relative to it")
+    p = sub.add_parser("reference", help="add single-cell images with their classes "
+                       "(CSV path,class[,source]) to a reference store as confirmed cells")
+    p.add_argument("csv", help="CSV with columns path,class[,source] (a label column is read as "
+                   "class); paths relative to it")
     p.add_argument("--store", required=True, help="reference store file (created if missing)")
     add_common(p)
     p.set_defaults(func=cmd_reference)
 
-    p = sub.add_parser("suggest", help="suggest labels for the unlabelled cells of a store")
+    p = sub.add_parser("suggest", help="suggest classes for the unconfirmed cells of a store")
     p.add_argument("images", nargs="*", help="images to add first (optional): files, folders, "
                    "glob patterns or list files")
     p.add_argument("--store", required=True, help="reference store file")
@@ -126,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("evaluate", help="measure macro accuracy on labelled data")
-    p.add_argument("--reference", required=True, help="labelled CSV (path,label[,source]) or "
-                   "store (opened read-only: never changed)")
+    p.add_argument("--reference", required=True,
+                   help="CSV of classified crops (path,class[,source]) or store (opened "
+                   "read-only: never changed)")
     p.add_argument("--query", help="labelled set from another source (transfer; it must "
                    "share at least 2 classes with --reference)")
     p.add_argument("--folds", type=at_least(2), default=5,
@@ -194,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("other", help="the store to import")
     p.add_argument("--store", required=True, help="the store to merge into")
     p.add_argument("--labels-only", action="store_true",
-                   help="only copy labels onto cells both stores already share")
+                   help="only copy classes onto cells both stores already share")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("models", help="list, download or check the model zoo")

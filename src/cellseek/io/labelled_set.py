@@ -65,7 +65,8 @@ class LabelledSet:
 
 
 def load_labelled_set(csv_path, *, check_files: bool = True) -> LabelledSet:
-    """Read a labelled set from a CSV with columns ``path,label[,source]``.
+    """Read a labelled set from a CSV with columns ``path,class[,source]`` (a ``label`` column,
+    the name of earlier versions, is read as the class).
 
     Parameters
     ----------
@@ -99,11 +100,13 @@ def load_labelled_set(csv_path, *, check_files: bool = True) -> LabelledSet:
     with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in ("path", "label") if c not in columns]
+        # the class column is "class" (the glossary's word); "label" is read as before
+        name = "class" if "class" in columns else "label"
+        missing = [c for c in ("path", name) if c not in columns]
         if missing:
             raise CellseekError(
                 f"{csv_path}: missing column(s) {', '.join(missing)}; the header must contain "
-                f"'path' and 'label' (found: {', '.join(columns) or 'nothing'})"
+                f"'path' and 'class' (found: {', '.join(columns) or 'nothing'})"
             )
         paths, labels, sources = [], [], []
         for row_no, row in enumerate(reader, start=2):
@@ -114,12 +117,11 @@ def load_labelled_set(csv_path, *, check_files: bool = True) -> LabelledSet:
             row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
             if not row["path"]:
                 raise CellseekError(f"{csv_path}, row {row_no}: empty 'path'")
-            if not row["label"]:
-                raise CellseekError(f"{csv_path}, row {row_no}: empty 'label' for {row['path']}")
-            for column in ("label", "source"):
+            if not row[name]:
+                raise CellseekError(f"{csv_path}, row {row_no}: empty '{name}' for {row['path']}")
+            for column, value in ((name, row[name]), ("source", row.get("source") or "")):
                 # the rule every store applies to what it holds (cellseek.store.rules)
-                problem = (label_problem if column == "label" else text_problem)(
-                    row.get(column) or "")
+                problem = (label_problem if column == name else text_problem)(value)
                 if problem:
                     raise CellseekError(f"{csv_path}, row {row_no}: the {column} of "
                                         f"{row['path'][:200]} cannot be stored: {problem}")
@@ -129,7 +131,7 @@ def load_labelled_set(csv_path, *, check_files: bool = True) -> LabelledSet:
             if check_files and not path.is_file():
                 raise CellseekError(f"{csv_path}, row {row_no}: image file not found: {path}")
             paths.append(path)
-            labels.append(row["label"])
+            labels.append(row[name])
             sources.append(row.get("source") or DEFAULT_SOURCE)
     if not paths:
         raise CellseekError(f"{csv_path}: no rows below the header")

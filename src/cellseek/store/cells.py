@@ -260,6 +260,34 @@ def read_thumbnail(conn: sqlite3.Connection, cell_id: int, where) -> bytes | Non
     return data
 
 
+def select_for_display(conn: sqlite3.Connection, version: int, cell_ids: Sequence[int],
+                       where) -> dict[int, dict]:
+    """Cells by id with their image's path and thumbnail: one query per :data:`CHUNK` ids.
+
+    Ids the store does not hold are left out. A thumbnail that is refused (see
+    :func:`read_thumbnail`) reads as None.
+    """
+    best = "c.best_label AS best_label" if version >= 4 else "NULL AS best_label"
+    columns = ", ".join(f"c.{name} AS {name}" for name in _CELL_FIELDS.split(", "))
+    sql = (f"SELECT {columns}, {best}, i.path AS image_path, th.data AS thumbnail FROM cells c "
+           "JOIN images i ON i.id = c.image_id LEFT JOIN thumbnails th ON th.cell_id = c.id "
+           "WHERE c.id IN ({})")
+    out: dict[int, dict] = {}
+    for chunk in chunks(sorted({int(c) for c in cell_ids})):
+        for row in conn.execute(sql.format(marks(len(chunk))), tuple(chunk)):
+            cell = cell_dict(row)
+            cell["image_path"] = row["image_path"]
+            data = None if row["thumbnail"] is None else bytes(row["thumbnail"])
+            problem = None if data is None else thumbnail_problem(data)
+            if problem is not None:
+                logger.warning("%s: the thumbnail of cell %s is not shown: %s", where,
+                               cell["id"], problem)
+                data = None
+            cell["thumbnail"] = data
+            out[int(cell["id"])] = cell
+    return out
+
+
 def delete_cells(conn: sqlite3.Connection, ids: Sequence[int], where) -> None:
     """Delete cells with their embeddings and thumbnails; one audit row each (not undoable)."""
     batch_id = new_batch(conn, "delete", undoable=False)

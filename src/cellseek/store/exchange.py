@@ -25,6 +25,7 @@ from cellseek.store.files import copy_database, remove_quietly, temp_next_to
 from cellseek.store.label_files import label_file, label_stems
 from cellseek.store.meta import check_same_versions, read_models, read_value, read_versions
 from cellseek.text import spreadsheet_row
+from cellseek.types import cell_state
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +42,12 @@ CSV_COLUMNS = (
     "centroid_row",
     "centroid_col",
     "area",
-    "label",
-    "label_source",
+    "class",
+    "class_source",
     "state",
     "suggestion",
     "confidence",
-    "best_label",
+    "best_guess",
 )
 
 _CELL_COPY_COLUMNS = (
@@ -286,18 +287,6 @@ def merge(src: sqlite3.Connection, dst: sqlite3.Connection, *, src_path, dst_pat
 
 
 # ---------------------------------------------------------------------------- CSV export
-
-
-def cell_state(label, suggestion, confidence) -> str:
-    """``confirmed`` (a label), ``suggested`` (a suggestion above the threshold),
-    ``uncertain`` (the vote ran but abstained) or ``unlabelled`` (never suggested)."""
-    if label is not None:
-        return "confirmed"
-    if suggestion is not None:
-        return "suggested"
-    if confidence is not None:
-        return "uncertain"
-    return "unlabelled"
 
 
 def export_cells_csv(conn: sqlite3.Connection, version: int, path, *,

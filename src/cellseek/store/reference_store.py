@@ -461,6 +461,19 @@ class ReferenceStore:
         with self._tx.read() as conn:
             return cell_ops.read_thumbnail(conn, cell_id, self.path)
 
+    def cells_for_display(self, cell_ids: Sequence[int]) -> dict[int, dict]:
+        """Cells with their image's path and thumbnail, read together (a gallery of k cells
+        costs one query, whatever k up to 900).
+
+        Returns
+        -------
+        dict
+            Cell id -> the dict of :meth:`cells` plus ``image_path`` and ``thumbnail`` (PNG
+            bytes or None); ids the store does not hold are left out.
+        """
+        with self._tx.read() as conn:
+            return cell_ops.select_for_display(conn, self.schema_version, cell_ids, self.path)
+
     def delete_cells(self, cell_ids: Sequence[int]) -> None:
         """Delete cells with their embeddings and thumbnails (audit-logged, not undoable).
 

@@ -1,18 +1,29 @@
 """Plots panel: class composition per frame / z slice and a clickable embedding map.
 
 The composition follows the image on screen; the map shows the cells in the space the
-suggestions search (:func:`cellseek.annotation.embedding_map.session_map`).
+suggestions search (:func:`cellseek.annotation.embedding_map.session_map`). Legends sit beside
+the axes, never over the data; an image of one plane gets one bar per class.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from cellseek.annotation.composition import UNLABELLED, composition
+from cellseek._napari.notify import guarded
+from cellseek.annotation.composition import UNCERTAIN, UNLABELLED, composition
 from cellseek.annotation.embedding_map import umap_available
 
-from ._workers import guarded
+#: Colours of the cells without a class shown (light and darker grey).
+NO_CLASS = {UNCERTAIN: (0.6, 0.6, 0.6), UNLABELLED: (0.82, 0.82, 0.82)}
+#: Longest image name in a plot title (longer ones are shortened in the middle).
+TITLE_CHARS = 34
+
+
+def short(name: str, n: int = TITLE_CHARS) -> str:
+    """``name`` shortened in the middle to at most ``n`` characters."""
+    return name if len(name) <= n else name[: n // 2 - 1] + "…" + name[-(n - n // 2):]
 
 
 class PlotsPanel(QWidget):
@@ -21,7 +32,14 @@ class PlotsPanel(QWidget):
     Parameters
     ----------
     controller : AnnotationController
+
+    Signals
+    -------
+    grew()
+        The canvas was made: the panel asks for more height.
     """
+
+    grew = Signal()
 
     def __init__(self, controller, parent=None) -> None:
         super().__init__(parent)
@@ -71,11 +89,14 @@ class PlotsPanel(QWidget):
             from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
             from matplotlib.figure import Figure
 
-            self.figure = Figure(figsize=(4, 6), tight_layout=True)
+            # constrained layout keeps titles, tick labels and the legends beside the axes
+            # inside the figure
+            self.figure = Figure(figsize=(4, 6), layout="constrained")
             self.canvas = FigureCanvasQTAgg(self.figure)
             self.canvas.setMinimumHeight(380)
             self.canvas.mpl_connect("pick_event", self._on_pick)
             self._layout.addWidget(self.canvas, 1)
+            self.grew.emit()
         return self.canvas
 
     @guarded("Drawing the plots")
@@ -89,52 +110,72 @@ class PlotsPanel(QWidget):
         self.canvas.draw_idle()
         if self.controller.session is None:
             return None
-        return self.controller.embedding_map(self.method.currentData(), self._draw_map)
+        return self.controller.sets.embedding_map(self.method.currentData(), self._draw_map)
+
+    def _colour(self, name: str):
+        return NO_CLASS.get(name) or self.controller.colours.get(name, (0.5, 0.5, 0.5))
 
     def _draw_composition(self) -> None:
         ax = self.ax_comp
         item = self.controller.current
         if item is None or not len(item.table):
             ax.set_title("Class composition: no cells in the reference set yet", fontsize=9)
+            ax.set_axis_off()
             return
-        ax.set_title(f"{item.image_layer.name}: classes (confirmed + suggested)", fontsize=9)
+        name = short(item.image_layer.name)
         self.comp = comp = composition(item.table.cells(), axis=self.axis.currentData(),
                                        threshold=self.controller.threshold)
         values = comp.fractions if self.kind.currentText() == "fractions" else comp.counts
+        ax.tick_params(labelsize=7)
+        if len(comp.frames) == 1:  # one plane: one bar per class, not a one-bar time course
+            y = np.arange(len(comp.classes))
+            ax.barh(y, values[0], color=[self._colour(c) for c in comp.classes])
+            ax.set_yticks(y, list(comp.classes))
+            ax.invert_yaxis()
+            ax.set_xlabel(self.kind.currentText(), fontsize=8)
+            ax.set_title(f"{name}\nclasses (confirmed and suggested)", fontsize=9)
+            return
         bottom = np.zeros(len(comp.frames))
         x = np.arange(len(comp.frames))
-        for j, name in enumerate(comp.classes):
-            colour = (0.75, 0.75, 0.75) if name == UNLABELLED else self.controller.colours.get(
-                name, (0.5, 0.5, 0.5))
-            ax.bar(x, values[:, j], bottom=bottom, color=colour, label=name)
+        for j, cls in enumerate(comp.classes):
+            ax.bar(x, values[:, j], bottom=bottom, color=self._colour(cls), label=cls)
             bottom += values[:, j]
+        axis = self.axis.currentData()
         ax.set_xticks(x, [str(f) for f in comp.frames])
-        ax.set_xlabel(self.axis.currentText().split(" (")[0].replace("per ", ""), fontsize=8)
+        ax.set_xlabel("time point (t)" if axis == "t" else "z slice", fontsize=8)
         ax.set_ylabel(self.kind.currentText(), fontsize=8)
-        ax.legend(fontsize=7, loc="upper right", framealpha=0.6)
-        ax.tick_params(labelsize=7)
+        ax.set_title(f"{name}\nclasses per {'frame' if axis == 't' else 'z slice'}",
+                     fontsize=9)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
     def _draw_map(self, data) -> None:
+        from matplotlib.lines import Line2D
+
         ids, xy, labels, suggestions = data.ids, data.xy, data.labels, data.suggestions
         self.map_ids = ids
         ax = self.ax_map
         ax.clear()
+        grey = NO_CLASS[UNCERTAIN]
         colours = self.controller.colours
-        grey = (0.7, 0.7, 0.7)
-        lab_c = [colours.get(lab, grey) if lab else grey for lab in labels]
         ref = np.array([lab is not None for lab in labels], bool)
-        sug_c = [colours.get(s, grey) if s else grey for s in suggestions]
+        lab_c = [colours.get(lab, grey) for lab, r in zip(labels, ref) if r]
+        sug_c = [colours.get(s, grey) if s else grey for s, r in zip(suggestions, ref) if not r]
         if len(ids):
-            ax.scatter(xy[~ref, 0], xy[~ref, 1], s=18, facecolors="none",
-                       edgecolors=[c for c, r in zip(sug_c, ref) if not r], linewidths=1,
-                       label="query (suggested)")
-            ax.scatter(xy[ref, 0], xy[ref, 1], s=14, c=[c for c, r in zip(lab_c, ref) if r],
-                       label="reference (confirmed)")
+            ax.scatter(xy[~ref, 0], xy[~ref, 1], s=18, facecolors="none", edgecolors=sug_c,
+                       linewidths=1)
+            ax.scatter(xy[ref, 0], xy[ref, 1], s=14, c=lab_c)
             # one invisible pickable layer in id order so the index maps back to a cell
             ax.scatter(xy[:, 0], xy[:, 1], s=20, alpha=0.0, picker=True, pickradius=4)
+        shown = [c for c in colours if c in set(labels) | set(suggestions)]
+        handles = [Line2D([], [], ls="", marker="s", ms=6, color=colours[c], label=c)
+                   for c in shown]
+        handles += [Line2D([], [], ls="", marker="o", ms=5, color="0.3", label="confirmed"),
+                    Line2D([], [], ls="", marker="o", ms=6, mfc="none", mec="0.3",
+                           label="suggested")]
         ax.set_title(f"Embedding map ({self.method.currentText()}); click a point", fontsize=9)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, loc="best", framealpha=0.6)
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  frameon=False)
         self.canvas.draw_idle()
 
     def _on_pick(self, event) -> None:

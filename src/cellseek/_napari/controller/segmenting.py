@@ -11,14 +11,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellseek._napari.notify import info, warn
 from cellseek.annotation.cells import CellTable, largest_value, relabel_planes, stack_from_planes
 from cellseek.config import SegmentConfig
 from cellseek.errors import CellseekError
 from cellseek.text import cells_text, count_text
 from cellseek.types import Progress
 
-from ._jobs import info, warn
-from ._layers import OpenImage
+from .images import OpenImage
+
+#: Key of the SAM pre-computation in the runner's background lane.
+PRECOMPUTE = "sam-precompute"
+
+
+def sam_missing(sam_model: str, weights_dir=None) -> str | None:
+    """Why SAM cannot run here, in one line (None when its weights are on this machine).
+
+    Parameters
+    ----------
+    sam_model : str
+        ``SegmentConfig.sam_model``: a SAM model (``"vit_b"``) or ``"auto"`` (any of them).
+    weights_dir : path, optional
+        The weights folder of the settings.
+    """
+    from cellseek.zoo import weights_available
+    from cellseek.zoo.sam_loader import SAM_MODELS
+
+    ok, _ = weights_available(f"sam_{sam_model}", weights_dir)
+    if ok:
+        return None
+    if sam_model == "auto":
+        return ("no SAM weights are on this machine: `cellseek models pull "
+                f"sam_{SAM_MODELS[0]}` gets the lightest (for a CPU)")
+    return (f"the SAM {sam_model} weights are not on this machine: `cellseek models pull "
+            f"sam_{sam_model}` gets them")
 
 
 @dataclass
@@ -34,47 +60,83 @@ class Segmented:
     sam_reason: str = ""  # with SAM: which model and why
 
 
-class SegmentingMixin:
-    """Segmentation, embedding and restoring of images, for :class:`AnnotationController`."""
+class Segmenting:
+    """Segmentation, embedding and restoring of images: a part of the controller.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    jobs : SessionJobs
+        Jobs on the open reference set; ``jobs.runner`` runs the others.
+    state : AnnotationState
+    signals : Signals
+    registry : LayerRegistry
+    view : CellsView
+    """
+
+    def __init__(self, viewer, jobs, state, signals, registry, view) -> None:
+        self.viewer = viewer
+        self.jobs = jobs
+        self.runner = jobs.runner
+        self.state = state
+        self.signals = signals
+        self.registry = registry
+        self.view = view
+        self.sam = None  # the shared SAM segmenter, once loaded
+        #: The SAM pre-computation started last (a background job), None once stopped.
+        self.precompute_job = None
+
+    def need_image(self) -> OpenImage:
+        """The image under annotation; a one-line error when there is none."""
+        if self.state.current is None:
+            raise CellseekError("choose an image layer first (Segment tab)")
+        return self.state.current
+
+    def current_plane(self):
+        """``(t, z)`` of the plane on screen in the current image."""
+        return self.need_image().current_key(self.viewer)
 
     # ------------------------------------------------------------------ segmentation
     def segment(self, config: SegmentConfig, *, whole_stack: bool = False):
         """Segment the current plane (or every plane) of the current image (a job)."""
-        item = self._need_image()
+        item = self.need_image()
         keys = item.planes() if whole_stack else [self.current_plane()]
-        made = item.cells_layer is None
-        self.registry.ensure_cells_layer(item)  # now, so that the result only fills planes
-
-        def failed(_exc=None):
-            if made and item.cells_layer is not None and not item.cells_layer.data.any():
-                self.viewer.layers.remove(item.cells_layer)
-
+        # the cells layer is made (or filled) when the result arrives: a cancelled or failed
+        # segmentation leaves nothing behind to clean up
         return self.runner.run(
             "Segmentation", lambda: self._segment_work(item, keys, config),
-            on_returned=lambda result: self._apply_segmentation(item, result), on_error=failed,
-            on_cancel=failed)
+            on_returned=lambda result: self._apply_segmentation(item, result))
 
     def _segment_work(self, item: OpenImage, keys, config: SegmentConfig):
         from dataclasses import replace
 
         from cellseek.pipeline import Pipeline
 
-        pipeline = Pipeline(replace(self.config, segment=config), ())  # weights folder, device
+        if config.method == "sam":  # one line naming what is missing, before any work
+            missing = sam_missing(config.sam_model, self.state.config.embed.weights_dir)
+            if missing is not None:
+                raise CellseekError(f"segmenting with SAM needs its weights, but {missing}")
+        # the weights folder and the device of the widget's settings
+        pipeline = Pipeline(replace(self.state.config, segment=config), ())
         raw = {}
+        total = len(keys) + 1
         for i, key in enumerate(keys):
-            yield Progress(i, len(keys) + 1, "segment", f"plane t={key[0]} z={key[1]}")
-            raw[key] = yield from pipeline.segment_plane(item.plane(key))
+            where = f"plane t={key[0]} z={key[1]}"
+            yield Progress(i, total, "segment", where)
+            raw[key] = yield from _at_step(pipeline.segment_plane(item.plane(key)), i, total,
+                                           where)
         yield Progress(len(keys), len(keys) + 1, "segment", "numbering the cells")
         kept, table = [], None
-        if self.session is not None and item.image_id is not None:
-            kept = self.session.clear_planes(item.image_id, keys)
-            table = CellTable(self.session.image_cells(item.image_id))
+        if self.state.session is not None and item.image_id is not None:
+            kept = self.state.session.clear_planes(item.image_id, keys)
+            table = CellTable(self.state.session.image_cells(item.image_id))
             for key in kept:
                 raw.pop(key, None)
         layer = item.cells_layer
         taken = largest_value(layer.data, [item.index_of(k) for k in raw]) if layer else 0
         planes, top = relabel_planes(raw, taken)
-        stack = item.stack_with(planes)
+        stack = item.stack_with(planes) if layer is not None else \
+            stack_from_planes(item.labels_shape, item.index_of, planes)
         yield Progress(len(keys) + 1, len(keys) + 1, "segment", "done")
         method = pipeline.segment_method()
         reason = self.sam_choice()[1] if method == "sam" else ""  # torch is loaded by now
@@ -88,18 +150,19 @@ class SegmentingMixin:
             warn(f"{count_text(len(result.kept), 'plane')} already "
                  f"{'holds' if len(result.kept) == 1 else 'hold'} confirmed labels in the "
                  "reference set; their cells were kept as they are.")
-        self.message.emit(f"Segmentation ({result.method}) found {cells_text(result.n_cells)} "
-                          f"in {count_text(len(result.planes), 'plane')}.")
+        self.signals.message.emit(
+            f"Segmentation ({result.method}) found {cells_text(result.n_cells)} "
+            f"in {count_text(len(result.planes), 'plane')}.")
         if result.sam_reason:
-            self.sam_reason.emit(result.sam_reason)
-        self._show(item)
-        self.cells_changed.emit()
-        if self.session is not None and result.planes:
+            self.signals.sam_reason.emit(result.sam_reason)
+        self.view.show(item)
+        self.signals.cells_changed.emit()
+        if self.state.session is not None and result.planes:
             self.embed(item, result.planes)
 
     def embed(self, item: OpenImage | None = None, planes: dict | None = None):
         """Crop and embed the segmented cells of an image into the store (a job)."""
-        item = item or self._need_image()
+        item = item or self.need_image()
         if item.cells_layer is None:
             raise CellseekError("segment the image first: it has no cells yet")
 
@@ -111,18 +174,18 @@ class SegmentingMixin:
             image_id = yield from session.add_image(item.image, labels=labels)
             return image_id, CellTable(session.image_cells(image_id))
 
-        return self._session_job("Embedding cells", work,
+        return self.jobs.run("Embedding cells", work,
                                  on_returned=lambda r: self._embedded(item, *r))
 
     def _embedded(self, item: OpenImage, image_id: int, table: CellTable) -> None:
         item.image_id = int(image_id)
         item.table = table
-        self._keep_suggestions(item, table.ids())
-        self.message.emit(f"{cells_text(len(table))} of {item.image_layer.name} "
-                          f"{'is' if len(table) == 1 else 'are'} in the reference set.")
-        self._show(item)
-        self.cells_changed.emit()
-        self.refresh_classes()
+        self.view.keep_suggestions(item, table.ids())
+        self.signals.message.emit(
+            f"Embedded {cells_text(len(table))} of {item.image_layer.name} into the reference "
+            "set; confirm a few of each class, then Suggest.")
+        self.view.show(item)
+        self.signals.cells_changed.emit()
 
     def add_cell_mask(self, item: OpenImage, mask: np.ndarray, key) -> int | None:
         """Add one segmented cell (a boolean plane mask) to an image's cells layer."""
@@ -135,8 +198,8 @@ class SegmentingMixin:
         label_value = int(largest_value(layer.data)) + 1
         plane[free] = label_value
         layer.refresh()
-        self.cells_changed.emit()
-        if self.session is not None and item.image_id is not None:
+        self.signals.cells_changed.emit()
+        if self.state.session is not None and item.image_id is not None:
             image_id = item.image_id
             only = np.where(plane == label_value, label_value, 0).astype(np.int32)
 
@@ -145,18 +208,15 @@ class SegmentingMixin:
                                              pixel_size_um=item.image.pixel_size_um)
                 return image_id, CellTable(session.image_cells(image_id))
 
-            self._session_job("Embedding the new cell", work,
+            self.jobs.run("Embedding the new cell", work,
                               on_returned=lambda r: self._embedded(item, *r))
         return label_value
 
     def segment_at(self, item: OpenImage, key, point, config: SegmentConfig):
         """Segment the cell at ``point`` (row, col) of a plane with a SAM point prompt (a job)."""
-        from cellseek.zoo import weights_available
-
-        ok, hint = weights_available(f"sam_{config.sam_model}", self.config.embed.weights_dir)
-        if not ok:
-            raise CellseekError(
-                f"click-to-segment needs the SAM {config.sam_model} weights. {hint}")
+        missing = sam_missing(config.sam_model, self.state.config.embed.weights_dir)
+        if missing is not None:
+            raise CellseekError(f"click-to-segment needs SAM, but {missing}")
         plane = item.plane(key)
         return self.runner.run("Click-to-segment", self._sam_point_work(plane, point, config),
                                on_returned=lambda mask: self._clicked(item, mask, key))
@@ -168,13 +228,13 @@ class SegmentingMixin:
     def _shared_sam(self, config: SegmentConfig):
         """The process's shared SAM segmenter (one model, one embedding cache for clicks and
         pre-computation), loaded on first use (call it from a worker: it imports torch)."""
-        if self._sam is None:
+        if self.sam is None:
             from cellseek.segment.sam import shared_segmenter
 
-            self._sam = shared_segmenter(config.sam_model,
-                                         weights_dir=self.config.embed.weights_dir,
-                                         device=self.config.embed.device)
-        return self._sam
+            self.sam = shared_segmenter(config.sam_model,
+                                         weights_dir=self.state.config.embed.weights_dir,
+                                         device=self.state.config.embed.device)
+        return self.sam
 
     def _sam_point_work(self, plane, point, config: SegmentConfig):
         """SAM point prompt on the shared segmenter."""
@@ -190,7 +250,8 @@ class SegmentingMixin:
         from cellseek.zoo.sam_choice import choose_sam_model
 
         try:
-            return choose_sam_model(self.config.embed.device, self.config.embed.weights_dir)
+            embed = self.state.config.embed
+            return choose_sam_model(embed.device, embed.weights_dir)
         except Exception as exc:  # noqa: BLE001 - the panel shows why, nothing else depends
             return None, f"SAM: {exc}"
 
@@ -209,11 +270,9 @@ class SegmentingMixin:
             background if no click loaded it yet, so the first click finds its plane encoded.
             Without it, nothing happens until SAM is loaded.
         """
-        item = self.current
-        if item is None or (self._sam is None and config is None):
+        item = self.state.current
+        if item is None or (self.sam is None and config is None):
             return
-        from napari.qt.threading import create_worker
-
         from cellseek.segment.sam import precompute_order
 
         self.stop_precompute()
@@ -224,17 +283,16 @@ class SegmentingMixin:
         order = precompute_order(keys, current)
 
         def work():
-            sam = self._shared_sam(config) if config is not None else self._sam
+            sam = self._shared_sam(config) if config is not None else self.sam
             return (yield from sam.precompute((k, (lambda k=k: item.plane(k))) for k in order))
 
-        self._precompute = create_worker(work, _start_thread=True)
+        self.precompute_job = self.runner.run("Preparing SAM for clicks", work,
+                                              lane="background", key=PRECOMPUTE)
 
     def stop_precompute(self) -> None:
         """Stop a pre-computation under way (the user moved, or the widget closes)."""
-        worker = getattr(self, "_precompute", None)
-        if worker is not None:
-            worker.quit()
-            self._precompute = None
+        self.runner.stop(PRECOMPUTE)
+        self.precompute_job = None
 
     def link_images(self, items=None):
         """Link open images to the store (a job): images it knows get their cells back
@@ -261,7 +319,7 @@ class SegmentingMixin:
                 found.append((item, (restored, CellTable(restored.cells), stack)))
             return found
 
-        return self._session_job("Looking for open images in the reference set", work,
+        return self.jobs.run("Looking for open images in the reference set", work,
                                  on_returned=self._linked)
 
     def _linked(self, found) -> None:
@@ -272,10 +330,24 @@ class SegmentingMixin:
                 self.registry.write_planes(item, stored.planes, stack)
                 item.image_id, item.table = stored.image_id, table
                 restored += len(table)
-                self._show(item)
+                self.view.show(item)
             elif item.cells_layer is not None and item.cells_layer.data.any():
                 self.embed(item)
         if restored:
             info(f"Restored {cells_text(restored)} of the open images from the reference set.")
-            self.cells_changed.emit()
+            self.signals.cells_changed.emit()
 
+
+def _at_step(work, done: int, total: int, where: str):
+    """Run a plane's work, reporting its steps as step ``done`` of the whole job (its own
+    "1 of 1" would read as a finished job); returns what the work returns."""
+    try:
+        while True:
+            try:
+                p = next(work)
+            except StopIteration as stop:
+                return stop.value
+            detail = getattr(p, "message", "")
+            yield Progress(done, total, "segment", f"{where}: {detail}" if detail else where)
+    finally:
+        work.close()  # stopped (Cancel): the plane's work stops too

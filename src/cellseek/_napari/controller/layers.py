@@ -1,25 +1,21 @@
 """The layers the plugin made, kept by reference (never looked up by name).
 
-An :class:`OpenImage` ties a user's image layer to the cells layer the plugin made for it, the
-image's id in the store and its cell table. :class:`LayerRegistry` makes, adopts and colours
-the cells layers: outlines coloured by class and state, with the colours of the cells of the
-plane on screen only (napari draws one plane; a colour table of every cell of a large stack
-would cost a tenth of a second per key press).
+:class:`LayerRegistry` makes, adopts and colours the cells layers of the open images
+(:class:`~cellseek._napari.controller.images.OpenImage`): outlines coloured by class and state,
+with the colours of the cells of the plane on screen only (napari draws one plane; a colour
+table of every cell of a large stack would cost a tenth of a second per key press).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from cellseek.annotation.cells import CellTable
-from cellseek.annotation.colours import cell_colour, unlabelled_colour
-from cellseek.types import ImageData
+from cellseek.annotation.colours import UNLABELLED_ALPHA, cell_colour, unlabelled_colour
 
-PlaneKey = tuple[int, int]
+from .images import OpenImage, image_data_from_layer, layer_axes, meta_of, same_layer
 
 #: Default outline width (data pixels) of the cells layers; 0 draws filled cells.
 OUTLINE_WIDTH = 2
@@ -29,176 +25,6 @@ CELLS_OPACITY = 0.9
 FEATURE_ROWS_IN_PLACE = 64
 #: Slider steps closer than this (ms) are a drag: the colours follow once it pauses.
 SCRUB_PAUSE_MS = 150
-
-
-def _meta(layer) -> dict:
-    return ((getattr(layer, "metadata", None) or {}).get("cellseek") or {})
-
-
-def layer_axes(layer) -> str:
-    """cellseek axes (``TZYX`` + ``S``) of an image layer's data.
-
-    Uses the axes the cellseek reader stored in the layer metadata; otherwise one leading axis
-    is time (``T``), two are ``TZ``.
-    """
-    meta = _meta(layer)
-    axes = meta.get("layer_axes") or meta.get("axes")
-    ndim = np.ndim(layer.data) if not hasattr(layer.data, "ndim") else layer.data.ndim
-    if axes and len(axes) == ndim and axes.endswith(("YX", "YXS")) and set(axes) <= set("TZYXS"):
-        return axes
-    rgb = bool(getattr(layer, "rgb", False))
-    lead = ndim - 2 - int(rgb)
-    if lead < 0 or lead > 2:
-        raise ValueError(
-            f"layer {layer.name!r} has {ndim} dimensions; cellseek handles (time, z,) Y, X "
-            "images (split channels into separate layers first)"
-        )
-    return "TZ"[:lead] + "YX" + ("S" if rgb else "")
-
-
-def image_data_from_layer(layer) -> ImageData:
-    """The :class:`~cellseek.types.ImageData` an image layer shows (the data is not copied).
-
-    Singleton lead axes the reader added for napari are taken away again, so the image has the
-    same axes, shape and content hash as when the command line reads the file.
-    """
-    meta = _meta(layer)
-    path = meta.get("path") or (str(layer.source.path) if layer.source.path else layer.name)
-    axes = layer_axes(layer)
-    data = layer.data
-    image_axes = meta.get("image_axes")
-    if image_axes and image_axes != axes and set(image_axes) <= set(axes):
-        index = tuple(slice(None) if a in image_axes else 0 for a in axes)
-        data, axes = data[index], image_axes
-    return ImageData(
-        data,
-        axes,
-        path=str(path),
-        pixel_size_um=meta.get("pixel_size_um"),
-        device=meta.get("device") or ("rgb" if layer.rgb else "unknown"),
-    )
-
-
-@dataclass
-class OpenImage:
-    """One image under annotation.
-
-    Attributes
-    ----------
-    image_layer : napari.layers.Image
-        The user's layer (read, never changed).
-    image : ImageData
-        Its data with the image's own axes (as the command line reads the file).
-    layer_axes : str
-        Axes of the layer's data (may hold singleton lead axes the reader added).
-    cells_layer : napari.layers.Labels or None
-        The plugin's cells layer (stack-unique label values, the layer's geometry).
-    image_id : int or None
-        Id in the store once the cells are embedded.
-    table : CellTable
-        Store cells of this image by label value.
-    """
-
-    image_layer: object
-    image: ImageData
-    layer_axes: str
-    cells_layer: object = None
-    image_id: int | None = None
-    table: CellTable = field(default_factory=CellTable)
-    coloured_plane: object = None
-    covered: set = field(default_factory=set)
-    neutral: tuple | None = None
-    colour_cache: dict = field(default_factory=dict)
-
-    @property
-    def lead_axes(self) -> str:
-        """The non-spatial axes of the layer (``""``, ``"T"``, ``"Z"`` or ``"TZ"``)."""
-        return self.layer_axes.replace("Y", "").replace("X", "").replace("S", "")
-
-    @property
-    def plane_shape(self) -> tuple[int, int]:
-        """``(Y, X)``."""
-        a = self.image.axes
-        return (self.image.shape[a.index("Y")], self.image.shape[a.index("X")])
-
-    @property
-    def labels_shape(self) -> tuple[int, ...]:
-        """Shape of the cells layer: the layer's shape without ``S``."""
-        shape = self.image_layer.data.shape
-        return tuple(n for n, a in zip(shape, self.layer_axes) if a != "S")
-
-    def neighbours(self, key: PlaneKey) -> list[PlaneKey]:
-        """The plane and the planes one step before and after it along ``t`` and ``z``."""
-        every = set(self.planes())
-        t, z = key
-        near = [key, (t - 1, z), (t + 1, z), (t, z - 1), (t, z + 1)]
-        return [k for k in near if k in every]
-
-    def planes(self) -> list[PlaneKey]:
-        """Every ``(t, z)`` plane."""
-        a, s = self.image.axes, self.image.shape
-        n_t = s[a.index("T")] if "T" in a else 1
-        n_z = s[a.index("Z")] if "Z" in a else 1
-        return [(t, z) for t in range(n_t) for z in range(n_z)]
-
-    def index_of(self, key: PlaneKey) -> tuple[int, ...]:
-        """Index of a plane in the cells layer's leading axes."""
-        t, z = key
-        return tuple(t if ax == "T" else z for ax in self.lead_axes)
-
-    def key_of(self, lead_index) -> PlaneKey:
-        """``(t, z)`` of a leading-axes index (e.g. from ``viewer.dims.current_step``)."""
-        lead = dict(zip(self.lead_axes, (int(i) for i in lead_index)))
-        return lead.get("T", 0), lead.get("Z", 0)
-
-    def plane(self, key: PlaneKey) -> np.ndarray:
-        """The image plane ``(Y, X)`` or ``(Y, X, 3)`` as a NumPy array."""
-        from cellseek.io import get_plane
-
-        return get_plane(self.image, *key)
-
-    def labels_of(self, key: PlaneKey) -> np.ndarray:
-        """The cells layer's labels of one plane (a view)."""
-        return self.cells_layer.data[self.index_of(key)]
-
-    def current_key(self, viewer) -> PlaneKey:
-        """The plane shown in the viewer."""
-        n_lead = len(self.lead_axes)
-        layer = self.cells_layer or self.image_layer
-        point = viewer.dims.point
-        data = layer.world_to_data(point[-layer.ndim:]) if len(point) >= layer.ndim else point
-        lead = [int(round(v)) for v in list(data)[:n_lead]]
-        shape = self.labels_shape
-        lead = [min(max(v, 0), shape[i] - 1) for i, v in enumerate(lead)]
-        return self.key_of(lead)
-
-    def stack_with(self, planes: dict) -> np.ndarray | None:
-        """A new cells stack holding ``planes`` (the other planes copied from the layer), or
-        None when only a few planes change (writing those in place is cheaper).
-
-        Runs in a worker: the GUI then only swaps the layer's data, which costs napari one
-        redraw whatever the stack's size (writing 24 fresh planes of 904 x 1224 in place cost
-        the GUI thread 0.45 s of page faults).
-        """
-        every = self.planes()
-        if 2 * len(planes) < len(every):
-            return None
-        stack = np.zeros(self.labels_shape, np.int32)
-        layer = self.cells_layer
-        for key in every:
-            index = self.index_of(key)
-            if key in planes:
-                stack[index] = planes[key]
-            elif layer is not None:
-                stack[index] = layer.data[index]
-        return stack
-
-    def contains(self, world) -> bool:
-        """Whether a world position lies inside this image (its Y, X extent)."""
-        layer = self.cells_layer or self.image_layer
-        n = len(self.labels_shape)
-        data = np.asarray(layer.world_to_data(tuple(world)[-n:]))[-2:]
-        return bool(np.all(data >= -0.5) and np.all(data < np.asarray(self.plane_shape) - 0.5))
 
 
 class LayerRegistry:
@@ -242,14 +68,14 @@ class LayerRegistry:
     def _on_removed(self, event) -> None:
         layer = event.value
         for item in list(self.images):
-            if item.image_layer is layer:
+            if same_layer(item.image_layer, layer):
                 self.images.remove(item)
-                for hook in [h for h in self._visible_hooks if h[0] is layer]:
+                for hook in [h for h in self._visible_hooks if same_layer(h[0], layer)]:
                     layer.events.visible.disconnect(hook[1])
                     self._visible_hooks.remove(hook)
-            elif item.cells_layer is layer:
+            elif same_layer(item.cells_layer, layer):
                 item.cells_layer = None
-                item.coloured_plane = None
+                item.coloured_plane, item.colour_cache = None, {}
 
     def _on_dims(self, event=None) -> None:
         """The plane on screen changed. Its cells already have their colours when it is next
@@ -283,7 +109,7 @@ class LayerRegistry:
     def for_image_layer(self, layer, *, create: bool = True) -> OpenImage | None:
         """The entry of an image layer (made on first use when ``create``)."""
         for item in self.images:
-            if item.image_layer is layer:
+            if same_layer(item.image_layer, layer):
                 return item
         if not create:
             return None
@@ -305,7 +131,7 @@ class LayerRegistry:
 
         token = str(image_layer.unique_id)
         for layer in self.viewer.layers:
-            if isinstance(layer, Labels) and _meta(layer).get("cells_of_layer") == token:
+            if isinstance(layer, Labels) and meta_of(layer).get("cells_of_layer") == token:
                 return layer
         return None
 
@@ -313,28 +139,22 @@ class LayerRegistry:
         """Entries for every image layer that already has a cellseek cells layer."""
         return [self.for_image_layer(ly) for ly in self.image_layers() if self._adopt(ly)]
 
-    def for_cells_layer(self, layer) -> OpenImage | None:
-        """The entry whose cells layer this is, or None (not ours)."""
-        return next((i for i in self.images if i.cells_layer is layer and layer is not None), None)
-
     def for_image_id(self, image_id: int) -> OpenImage | None:
         """The open image with this store id, or None."""
         return next((i for i in self.images if i.image_id == image_id), None)
 
-    def owns(self, layer) -> bool:
-        """Whether the plugin made this layer."""
-        return any(i.cells_layer is layer for i in self.images)
-
     def at(self, world) -> list[OpenImage]:
         """Open images with a visible cells layer under a world position, top layer first."""
-        order = {id(ly): i for i, ly in enumerate(self.viewer.layers)}
+        order = {ly.unique_id: i for i, ly in enumerate(self.viewer.layers)}
         hits = [i for i in self.images if i.cells_layer is not None and i.cells_layer.visible
                 and i.contains(world)]
-        return sorted(hits, key=lambda i: -order.get(id(i.cells_layer), -1))
+        return sorted(hits, key=lambda i: -order.get(i.cells_layer.unique_id, -1))
 
     # ------------------------------------------------------------------ cells layers
     def ensure_cells_layer(self, item: OpenImage, data: np.ndarray | None = None):
         """The cells layer of an image, made when missing (empty, or holding ``data``)."""
+        if item.cells_layer is not None and item.cells_layer not in self.viewer.layers:
+            item.cells_layer = None  # removed by the user (or by napari) meanwhile
         if item.cells_layer is None:
             src = item.image_layer
             n = len(item.labels_shape)
@@ -353,7 +173,7 @@ class LayerRegistry:
                                        "layer_axes": item.layer_axes.replace("S", "")}},
             )
             item.cells_layer.contour = self.outline_width
-            item.coloured_plane = None
+            item.coloured_plane, item.colour_cache = None, {}
             layers = self.viewer.layers  # right above its image: an image on top hides both
             here, target = layers.index(item.cells_layer), layers.index(src) + 1
             if here != target:
@@ -411,19 +231,18 @@ class LayerRegistry:
         ids = item.table.ids() if planes == "all" else item.table.ids_in_planes(covered)
         if planes != item.coloured_plane or item.neutral is None:
             item.neutral = unlabelled_colour(self._brightness(item, planes))
-        neutral = item.neutral
-        table = {}
+        default = (*item.neutral, UNLABELLED_ALPHA)  # every cell without a class
+        color_dict = {None: default, 0: (0.0, 0.0, 0.0, 0.0)}
         for cid in ids:
             cell = item.table.cell(cid)
-            table[int(cell["label_value"])] = cell_colour(cell, colours, threshold=threshold,
-                                                          unlabelled=neutral)
-        key = (planes, neutral)
-        if item.coloured_plane == planes and item.colour_cache == {"key": key, "table": table}:
-            return
+            colour = cell_colour(cell, colours, threshold=threshold, unlabelled=item.neutral)
+            if colour != default:  # a cell without a class takes the default: no entry, so
+                color_dict[int(cell["label_value"])] = colour  # embedding one changes nothing
         item.coloured_plane = planes
         item.covered = covered
-        item.colour_cache = {"key": key, "table": table}
-        color_dict = {None: (*neutral, 0.8), 0: (0.0, 0.0, 0.0, 0.0), **table}
+        if item.colour_cache == color_dict:
+            return  # napari would re-slice the layer (its outlines) for the same colours
+        item.colour_cache = color_dict
         layer.colormap = DirectLabelColormap(color_dict=color_dict)
 
     def _brightness(self, item: OpenImage, planes) -> float:
@@ -443,8 +262,9 @@ class LayerRegistry:
         return float(np.clip((values.mean() - lo) / max(hi - lo, 1e-12), 0, 1))
 
     def refresh_features(self, item: OpenImage, *, threshold=None, cell_ids=None) -> None:
-        """The hover table of a cells layer (class, state, confidence); only the rows of
-        ``cell_ids`` when given and the table is already there."""
+        """The hover table of a cells layer (class, state, confidence, best guess: see
+        :meth:`CellTable.features`); only the rows of ``cell_ids`` when given and the table is
+        already there. A suggestion below ``threshold`` shows as an uncertain cell."""
         layer = item.cells_layer
         if layer is None:
             return
@@ -456,10 +276,12 @@ class LayerRegistry:
                     states[c["id"]] = {"suggestion": None}
         features = layer.features
         few = cell_ids is not None and len(cell_ids) <= FEATURE_ROWS_IN_PLACE
-        if few and len(features) == len(item.table) + 1 and "cell_id" in features:
+        columns = ("class", "state", "confidence", "best_guess")
+        if few and len(features) == len(item.table) + 1 and \
+                all(c in features for c in ("cell_id", *columns)):
             rows = {int(v): r for r, v in enumerate(features["cell_id"].to_numpy())}
             part = item.table.features(states, cell_ids=[i for i in cell_ids if i in rows])
-            for col in ("class", "state", "confidence"):
+            for col in columns:
                 position = features.columns.get_loc(col)
                 for cid, value in zip(part["cell_id"][1:], part[col][1:]):
                     features.iat[rows[int(cid)], position] = value

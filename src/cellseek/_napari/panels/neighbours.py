@@ -7,6 +7,8 @@ reference cell framed in its class colour, its class and its similarity.
 
 from __future__ import annotations
 
+from html import escape
+
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 from qtpy.QtWidgets import (
@@ -20,10 +22,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek._napari.notify import guarded
+from cellseek._napari.status import lower_first
 from cellseek.annotation.colours import hex_colour
 
-from ._workers import guarded
-
+#: Who confirmed a cell, by its stored source.
+BY = {"user": "by you", "accepted": "accepted", "import": "imported"}
+#: Size (px) of the selected cell's crop beside its description.
+CROP = 144
 #: Default tile size (px) and its range.
 TILE = 96
 TILE_RANGE = (48, 224)
@@ -64,7 +70,7 @@ class _Gallery(QScrollArea):
 
 
 class NeighboursPanel(QWidget):
-    """Shows the selected cell and its k nearest labelled reference cells.
+    """Shows the selected cell and its k nearest reference cells.
 
     Parameters
     ----------
@@ -77,7 +83,7 @@ class NeighboursPanel(QWidget):
         self.gallery = None
         self.tile_size = TILE
         self.crop = QLabel()
-        self.crop.setFixedSize(2 * TILE, 2 * TILE)
+        self.crop.setFixedSize(CROP, CROP)
         self.crop.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.info = QLabel("Click a cell to see its nearest reference cells.")
         self.info.setWordWrap(True)
@@ -111,26 +117,25 @@ class NeighboursPanel(QWidget):
         self.tiles: list[QToolButton] = []
         self._pool: list[QToolButton] = []
         controller.selection_changed.connect(self.show_cell)
+        controller.gallery.connect(self.draw)
 
-    @guarded("Looking up the nearest cells")
     def show_cell(self, cell_id) -> None:
-        """Show a cell (None clears the panel); the look-up runs as a short job."""
+        """A cell was selected (None clears the panel); its gallery follows (:meth:`draw`)."""
         self._clear()
         if cell_id is None or self.controller.session is None:
             self.crop.clear()
             self.info.setText("Click a cell to see its nearest reference cells.")
             return
         runner = self.controller.runner
-        waiting = f" (after {runner.what.lower()})" if runner.running is not None else ""
+        waiting = f" (after {lower_first(runner.what)})" \
+            if runner.running is not None and not runner.running.quiet else ""
         self.info.setText(f"cell {cell_id}: looking up its nearest reference cells{waiting} …")
-        self.controller.neighbours(int(cell_id), self._draw)
 
-    def _draw(self, g) -> None:
-        if g.cell["id"] != self.controller.selected:  # the user has clicked another cell since
-            return
+    def draw(self, g) -> None:
+        """Draw the gallery of the selected cell."""
         self._clear()
         self.gallery = g
-        self.crop.setPixmap(pixmap(g.thumbnail, 2 * TILE))
+        self.crop.setPixmap(pixmap(g.thumbnail, CROP))
         self.info.setText(self._describe(g))
         for i, tile in enumerate(g.tiles):
             b = self._tile(i)
@@ -181,18 +186,25 @@ class NeighboursPanel(QWidget):
         return self._pool[i]
 
     def _describe(self, g) -> str:
+        """The cell's state in the glossary's words, and what its neighbours say."""
         cell, s = g.cell, g.suggestion
         thr = self.controller.threshold
         lines = [f"<b>cell {cell['id']}</b> (t={cell['t']}, z={cell['z']}, {cell['area']} px)"]
         if cell["label"]:
-            lines.append(f"confirmed: <b>{cell['label']}</b> ({cell['label_source']})")
-        if s.best_label is None:
-            lines.append("no suggestion: the reference set has no labelled cells yet")
+            by = BY.get(cell["label_source"], cell["label_source"])
+            lines.append(f"confirmed: <b>{escape(cell['label'])}</b> ({by})")
+        elif s.best_label is None:
+            lines.append("unlabelled: the reference set has no confirmed cells yet")
         else:
-            verdict = "suggested" if s.confidence >= thr else "uncertain, best guess"
-            lines.append(f"{verdict}: <b>{s.best_label}</b> (confidence {s.confidence:.2f})")
+            state, rel = ("suggested", "≥") if s.confidence >= thr else ("uncertain", "&lt;")
+            lines.append(f"{state}: best guess <b>{escape(s.best_label)}</b>, confidence "
+                         f"{s.confidence:.2f} {rel} threshold {thr:.2f}")
+        if s.best_label is not None:
+            share = s.votes.get(s.best_label, 0.0)
             votes = sorted(s.votes.items(), key=lambda kv: -kv[1])[:4]
-            lines.append("votes: " + ", ".join(f"{k} {v:.2f}" for k, v in votes))
+            lines.append("vote shares: " + ", ".join(f"{escape(k)} {v:.0%}" for k, v in votes))
+            lines.append(f"confidence {s.confidence:.2f} = share {share:.2f} × familiarity "
+                         f"{s.familiarity:.2f}")
         return "<br>".join(lines)
 
     @guarded("Going to the cell")

@@ -13,11 +13,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek._napari.notify import guarded
 from cellseek.text import cells_text
 
-from ._workers import guarded
-
-SCOPES = {"plane": "current plane", "stack": "whole stack", "store": "every unlabelled cell"}
+SCOPES = {"plane": "current plane", "stack": "whole stack", "store": "every unconfirmed cell"}
 
 
 class SuggestPanel(QWidget):
@@ -75,20 +74,20 @@ class SuggestPanel(QWidget):
     @guarded("Suggestion")
     def run(self, scope: str | None = None):
         """Suggest classes for the chosen scope (a worker)."""
-        return self.controller.suggest(scope=scope or self.scope.currentData())
+        return self.controller.labelling.suggest(scope=scope or self.scope.currentData())
 
     @guarded("Accepting suggestions")
     def accept_all(self) -> int:
         """Confirm every suggestion at or above the threshold."""
-        return self.controller.accept_all_above()
+        return self.controller.labelling.accept_all_above()
 
     @guarded("Review")
     def step(self, direction: int):
         """Go to the next (+1) or previous (-1) uncertain cell."""
-        return self.controller.review_step(direction)
+        return self.controller.labelling.review_step(direction)
 
     def _on_slider(self, value: int) -> None:
-        self.controller.set_threshold(value / 100)
+        self.controller.labelling.set_threshold(value / 100)
 
     def _sync_threshold(self) -> None:
         self.slider.blockSignals(True)
@@ -102,6 +101,7 @@ class SuggestPanel(QWidget):
         self.threshold_label.setText(f"{c.threshold:.2f}")
         n_sugg = len(c.suggestions)
         self.queue_label.setText(
-            f"{cells_text(n_sugg)} suggested; {len(c.queue)} uncertain left to review"
-            if n_sugg else "No suggestions yet: label a few cells of each class, then Suggest."
+            f"{cells_text(n_sugg)} with a best guess; {len(c.queue)} uncertain left to review"
+            if n_sugg else "No suggestions yet: confirm a few cells of each class (keys 1-9), "
+            "then Suggest."
         )

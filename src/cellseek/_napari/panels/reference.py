@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -20,16 +20,37 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek._napari.notify import guarded
 from cellseek.annotation.colours import hex_colour
 from cellseek.text import cells_text
 
-from ._workers import guarded
-
 STORE_FILTER = "cellseek reference sets (*.cellseek);;All files (*)"
+#: The class table asks for room for this many rows (more scroll): keys 1-9 and a few more.
+ROWS_SHOWN = 12
+
+
+class ClassTable(QTableWidget):
+    """The class table, compact, asking for the height of its rows (up to :data:`ROWS_SHOWN`)
+    so that every class with a key is in sight."""
+
+    def __init__(self, rows: int, columns: int) -> None:
+        super().__init__(rows, columns)
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+
+    def _height(self) -> int:
+        rows = min(max(self.rowCount(), 3), ROWS_SHOWN)
+        return (self.horizontalHeader().sizeHint().height() + 2 * self.frameWidth() + 2
+                + rows * self.verticalHeader().defaultSectionSize())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        return QSize(super().sizeHint().width(), self._height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        return QSize(super().minimumSizeHint().width(), self._height())
 
 
 class ReferencePanel(QWidget):
-    """The reference set of labelled cells and its classes.
+    """The reference set and its classes.
 
     Parameters
     ----------
@@ -49,7 +70,7 @@ class ReferencePanel(QWidget):
             b = QPushButton(text)
             b.clicked.connect(slot)
             buttons.addWidget(b)
-        self.table = QTableWidget(0, 4)
+        self.table = ClassTable(0, 4)
         self.table.setHorizontalHeaderLabels(["key", "", "class", "cells"])
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -60,22 +81,24 @@ class ReferencePanel(QWidget):
         self.table.setToolTip("Key n gives the selected cell class n; adding a class never "
                               "changes the other keys")
         self.name_edit = QLineEdit(placeholderText="class name")
-        edit = QGridLayout()
-        edit.addWidget(self.name_edit, 0, 0, 1, 3)
-        for col, (text, slot, tip) in enumerate((
+        edit = QHBoxLayout()
+        edit.addWidget(self.name_edit, 1)
+        for text, slot, tip in (
             ("Add", self._add, "Add a class with this name"),
             ("Rename", self._rename, "Rename the selected class to this name"),
             ("Merge", self._merge, "Merge the selected classes into this name"),
-        )):
+        ):
             b = QPushButton(text)
             b.setToolTip(tip)
             b.clicked.connect(slot)
-            edit.addWidget(b, 1, col)
+            edit.addWidget(b)
         io_row = QGridLayout()
         for i, (text, slot, tip) in enumerate((
             ("Import set…", self._import_dialog, "Merge another reference set into this one"),
-            ("Import crops…", self._crops_dialog, "Labelled single-cell images (CSV path,label)"),
-            ("Bundled crops", self.add_bundled_crops, "Add the 30 bundled labelled blood cells"),
+            ("Import crops…", self._crops_dialog,
+             "Single-cell images with their classes (a CSV: path,class)"),
+            ("Bundled crops", self.add_bundled_crops,
+             "Add 30 bundled blood-cell crops, confirmed with their classes"),
             ("Export…", self._export_dialog, "Store copy, cells CSV and label images"),
         )):
             b = QPushButton(text)
@@ -98,25 +121,25 @@ class ReferencePanel(QWidget):
     def new_store(self, path) -> None:
         """Create a reference set for the models chosen in the Models tab."""
         preset, models = self.models_panel.selection()
-        self.controller.create_store(path, preset=preset, models=models)
+        self.controller.sets.create(path, preset=preset, models=models)
 
     @guarded("Opening the reference set")
     def open_store(self, path) -> None:
         """Open an existing reference set."""
-        self.controller.open_store(path)
+        self.controller.sets.open(path)
 
     @guarded("Import")
     def import_store(self, path):
         """Merge another reference set into the open one."""
-        return self.controller.import_store(path)
+        return self.controller.sets.import_store(path)
 
-    @guarded("Import of labelled cells")
+    @guarded("Import of crops")
     def import_crops(self, csv_path):
-        """Add labelled single-cell images listed in a CSV."""
-        return self.controller.import_labelled_csv(csv_path)
+        """Add single-cell images listed with their classes in a CSV (confirmed cells)."""
+        return self.controller.sets.import_labelled_csv(csv_path)
 
     def add_bundled_crops(self):
-        """Add the bundled labelled blood cells (a starting reference set for smears)."""
+        """Add the bundled blood-cell crops (a starting reference set for smears)."""
         from cellseek.data import sample_reference_csv
 
         return self.import_crops(sample_reference_csv())
@@ -124,7 +147,7 @@ class ReferencePanel(QWidget):
     @guarded("Export")
     def export(self, folder):
         """Export into a folder."""
-        return self.controller.export(folder)
+        return self.controller.sets.export(folder)
 
     def selected_classes(self) -> list[str]:
         """Names of the selected rows."""
@@ -133,7 +156,7 @@ class ReferencePanel(QWidget):
 
     @guarded("Adding a class")
     def _add(self, *args) -> None:
-        self.controller.add_class(self.name_edit.text())
+        self.controller.sets.add_class(self.name_edit.text())
         self.name_edit.clear()
 
     @guarded("Renaming a class")
@@ -141,7 +164,7 @@ class ReferencePanel(QWidget):
         sel = self.selected_classes()
         if len(sel) != 1:
             raise ValueError("select exactly one class to rename")
-        self.controller.rename_class(sel[0], self.name_edit.text())
+        self.controller.sets.rename_class(sel[0], self.name_edit.text())
 
     @guarded("Merging classes")
     def _merge(self, *args) -> None:
@@ -149,7 +172,7 @@ class ReferencePanel(QWidget):
         into = self.name_edit.text().strip() or (sel[0] if sel else "")
         if len(sel) < 2 and into in sel:
             raise ValueError("select the classes to merge (two or more)")
-        self.controller.merge_classes(sel, into)
+        self.controller.sets.merge_classes(sel, into)
 
     # ------------------------------------------------------------------ dialogs
     def _new_dialog(self) -> None:
@@ -188,10 +211,12 @@ class ReferencePanel(QWidget):
             return
         info = c.session.summary()
         self.path_label.setText(f"{info['path'].name}: {cells_text(info['n_cells'])}, "
-                                f"{info['n_labelled']} labelled; models "
+                                f"{info['n_labelled']} confirmed; models "
                                 f"{', '.join(info['models'])}")
         self.path_label.setToolTip(str(info["path"]))
-        self.table.setRowCount(len(c.classes))
+        if self.table.rowCount() != len(c.classes):
+            self.table.setRowCount(len(c.classes))
+            self.table.updateGeometry()  # it asks for the room of its rows
         for row, cls in enumerate(c.classes):
             key = QTableWidgetItem(str(cls.key) if cls.key else "")
             key.setTextAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -19,9 +19,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek._napari.controller.images import same_layer
+from cellseek._napari.notify import guarded
 from cellseek.config import SegmentConfig
-
-from ._workers import guarded
 
 
 class SegmentPanel(QWidget):
@@ -42,6 +42,7 @@ class SegmentPanel(QWidget):
         names = {f.name for f in fields(SegmentConfig)}
         self.image_combo = QComboBox()
         self.image_combo.currentIndexChanged.connect(self._on_image_changed)
+        self.image_combo.activated.connect(self._on_image_chosen)  # by the user
         self.method = QComboBox()
         self.method.addItems(list(METHODS))
         self.stain = QComboBox()
@@ -169,13 +170,21 @@ class SegmentPanel(QWidget):
     @guarded("Choosing the image")
     def _on_image_changed(self, *args) -> None:
         layer = self.image_layer()
-        if layer is not (self.controller.current.image_layer if self.controller.current else None):
+        current = self.controller.current
+        if not same_layer(layer, current.image_layer if current is not None else None):
             self.controller.set_image_layer(layer)
+
+    @guarded("Choosing the image")
+    def _on_image_chosen(self, *args) -> None:
+        """The user picked an image: it is shown (also when N hid it) and becomes active."""
+        layer = self.image_layer()
+        if layer is not None:
+            self.controller.choose_image(layer)
 
     @guarded("Segmentation")
     def run(self, *, whole_stack: bool = False):
         """Segment the current plane or the whole stack."""
-        return self.controller.segment(self.config(), whole_stack=whole_stack)
+        return self.controller.segmenting.segment(self.config(), whole_stack=whole_stack)
 
     def _show_sam_reason(self, reason: str) -> None:
         """Say which SAM model segments and why (after a SAM segmentation, or clicks on)."""
@@ -185,18 +194,16 @@ class SegmentPanel(QWidget):
     def _on_click_mode(self, on: bool) -> None:
         if not on:
             return
-        from cellseek.zoo import weights_available
+        from cellseek._napari.controller.segmenting import sam_missing
 
-        model = self.config().sam_model
-        ok, hint = weights_available(f"sam_{model}", self.controller.config.embed.weights_dir)
-        if not ok:
-            from napari.utils.notifications import show_warning
+        missing = sam_missing(self.config().sam_model, self.controller.config.embed.weights_dir)
+        if missing is not None:
+            from cellseek._napari.notify import warn
 
-            show_warning(f"Click-to-segment needs the SAM {model} weights, which are not on this "
-                         f"machine. {hint}")
+            warn(f"Click-to-segment needs SAM, but {missing}.")
             self.click_mode.setChecked(False)
             self.click_mode.setEnabled(False)
-            self.click_mode.setToolTip("SAM weights missing: " + hint)
+            self.click_mode.setToolTip("SAM weights missing: " + missing)
             return
-        self._show_sam_reason(self.controller.sam_choice()[1])
-        self.controller.precompute_sam(self.config())
+        self._show_sam_reason(self.controller.segmenting.sam_choice()[1])
+        self.controller.segmenting.precompute_sam(self.config())

@@ -5,6 +5,7 @@ Pure functions; napari is not imported (napari calls :func:`get_reader` and adds
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 
@@ -38,12 +39,22 @@ def _acceptable(path: Path, is_supported) -> bool:
 
 
 def read_layers(path) -> list[tuple]:
-    """Read every stack of every path (:func:`cellseek.io.read_all`) as napari layer data."""
+    """Read every stack of every path (:func:`cellseek.io.read_all`) as napari layer data.
+
+    What the reader had to leave out or doubts (a damaged file of a folder, a constant image)
+    is said in one warning per path, which napari shows as a notification: nothing is skipped
+    without a word.
+    """
     from cellseek.io import image_to_layer_data, read_all
 
     paths = [path] if isinstance(path, str | Path) else list(path)
     layers: list[tuple] = []
     for one in paths:
-        for image in read_all(one):
+        images = read_all(one)
+        said = list(dict.fromkeys(w for image in images
+                                  for w in image.metadata.get("warnings", ())))
+        if said:
+            warnings.warn(f"{Path(one).name}: {'; '.join(said)}", UserWarning, stacklevel=2)
+        for image in images:
             layers.extend(image_to_layer_data(image))
     return layers

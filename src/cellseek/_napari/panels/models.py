@@ -17,9 +17,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cellseek._napari.notify import guarded
+from cellseek._napari.runner import call_work
 from cellseek.config import EmbedConfig
-
-from ._workers import guarded
 
 
 def _weight_report() -> dict[str, tuple[bool, str]]:
@@ -66,7 +66,7 @@ class ModelsPanel(QWidget):
         self.weights_grid = QGridLayout(self.weights_box)
         self.recompute = QPushButton("Recompute weights")
         self.recompute.setToolTip(
-            "Entropy-guided weights from the labelled cells; rebuilds the index")
+            "Entropy-guided weights from the confirmed cells; rebuilds the index")
         self.recompute.clicked.connect(self.recompute_weights)
         layout = QVBoxLayout(self)
         layout.addWidget(choose)
@@ -98,8 +98,8 @@ class ModelsPanel(QWidget):
     def check_weights(self) -> None:
         """Look up which model weights are on this machine (in a worker)."""
         self.check_button.setEnabled(False)
-        self.controller.runner.run_side(
-            "Checking model weights", _weight_report, self._show_presence)
+        self.controller.runner.run("Checking model weights", call_work(_weight_report),
+                                   self._show_presence, lane="side")
 
     def _show_presence(self, presence: dict) -> None:
         self.presence = presence
@@ -144,4 +144,4 @@ class ModelsPanel(QWidget):
     @guarded("Recomputing the model weights")
     def recompute_weights(self):
         """Recompute the entropy-guided weights and rebuild the index (a job)."""
-        return self.controller.recompute_weights(lambda weights: self.show_weights())
+        return self.controller.sets.recompute_weights(lambda weights: self.show_weights())

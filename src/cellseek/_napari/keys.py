@@ -4,11 +4,14 @@ napari looks a key up in the selected layer's key map before the viewer's, so a 
 the viewer loses to the selected layer (``2`` on an image layer enters transform mode). The
 annotator's keys are therefore caught by an event filter on the application, for key presses in
 the napari window that holds the widget, before napari sees them: they work whichever layer is
-selected and whichever part of the window has the focus, except text fields.
+selected and whichever part of the window has the focus, except text fields. A hidden widget (its
+dock hidden, or behind another tab) owns no keys: napari has them back. While the keys are ours,
+napari's own meaning of them is left out of its help line (:func:`help_without`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from qtpy.QtCore import QEvent, QObject, Qt
@@ -35,6 +38,28 @@ _TEXT_INPUTS = (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)
 _DIGITS = {getattr(Qt.Key, f"Key_{i}"): i for i in range(1, 10)}
 _MODIFIERS = (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
               | Qt.KeyboardModifier.MetaModifier)
+
+
+#: napari's help line names keys as ``use <key> for what``, joined by ", ".
+_HELP_ENTRY = re.compile(r"use <([^>]+)> for ")
+#: The keys the annotator owns while its widget is shown, as napari's help line writes them.
+OWN_KEYS = frozenset([*(str(i) for i in range(1, 10)), "a", "n", "u", "shift+n"])
+#: What the help line says about the annotator's keys instead.
+OWN_HELP = "cellseek keys: 1-9 class · A accept · N next uncertain · U undo"
+
+
+def help_without(text: str) -> str:
+    """napari's help line without its entries for the annotator's keys, plus the annotator's.
+
+    Parameters
+    ----------
+    text : str
+        napari's help line (``"use <1> for pan/zoom, use <2> for transform"``).
+    """
+    parts = text.replace(OWN_HELP, "").split(", ")
+    kept = [part for part in parts if part.strip()
+            and not ((m := _HELP_ENTRY.match(part)) and m.group(1).lower() in OWN_KEYS)]
+    return ", ".join([*kept, OWN_HELP])
 
 
 def shortcuts_html() -> str:
@@ -96,8 +121,18 @@ class KeyFilter(QObject):
                 app.removeEventFilter(self)
             self.installed = False
 
+    @property
+    def active(self) -> bool:
+        """Whether the keys are the annotator's now: installed, and the widget shown in its
+        window (not hidden with its dock, nor behind another tab)."""
+        if not self.installed:
+            return False
+        window = main_window_of(self.widget)
+        return self.widget.isVisibleTo(window) if window is not None else \
+            not self.widget.isHidden()
+
     def _ours(self, obj) -> bool:
-        if not isinstance(obj, QWidget) or isinstance(obj, _TEXT_INPUTS):
+        if not isinstance(obj, QWidget) or isinstance(obj, _TEXT_INPUTS) or not self.active:
             return False
         window = main_window_of(self.widget)
         return window is not None and (obj.window() is window or main_window_of(obj) is window)
