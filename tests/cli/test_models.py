@@ -20,6 +20,8 @@ def no_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path / "microsam"))
     monkeypatch.delenv("CELLSEEK_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("CELLSEEK_PINS", str(tmp_path / "pins.json"))
+    # and no packages carrying weights (effnet_lite0, dinov2s_imgfocus ...) are installed
+    monkeypatch.setattr("cellseek.zoo.weights.package_dir", lambda package: None)
     return tmp_path
 
 
@@ -60,7 +62,8 @@ def test_list_models_table_shows_sources_and_licence_warnings(no_weights):
     table = models_cli.list_models_table(weights_dir=no_weights / "w")
     lines = table.splitlines()
     assert lines[0].split()[:6] == ["name", "backend", "dim", "input", "licence", "weights"]
-    rows = {line.split()[0]: line for line in lines[2:]}
+    models_part = lines[2:lines.index("")]
+    rows = {line.split()[0]: line for line in models_part}
     assert "yes" in rows["swin_tiny"] and "model.safetensors (weights_dir)" in rows["swin_tiny"]
     assert " no " in rows["convnext_tiny"]
     assert "would pull hf://timm/convnext_tiny.fb_in22k" in rows["convnext_tiny"]

@@ -105,4 +105,6 @@ def no_weights(tmp_path, monkeypatch):
     for var in ("CELLSEEK_WEIGHTS_DIR", "CELLSEEK_CACHE_DIR", "TORCH_HOME", "MICROSAM_CACHEDIR",
                 "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(empty / var.lower()))
+    # and no packages carrying weights (effnet_lite0, dinov2s_imgfocus ...) are installed
+    monkeypatch.setattr("cellseek.zoo.weights.package_dir", lambda package: None)
     return empty

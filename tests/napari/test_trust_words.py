@@ -96,7 +96,7 @@ def test_new_refuses_a_preset_without_weights_and_keeps_the_open_set(no_weights,
     (message,) = notes.errors
     notes.clear()
     assert "\n" not in message and "paper" in message and "sam_vit_b" in message
-    assert "'offline' preset" in message and "no reference set was created" in message
+    assert "'light' preset" in message and "no reference set was created" in message
     assert message.count(". ") <= 1, message  # one sentence after "... failed:"
 
 

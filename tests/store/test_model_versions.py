@@ -9,7 +9,7 @@ from cellseek.config import Config
 from cellseek.errors import IncompatibleStoreError
 from cellseek.session import Session
 from cellseek.store import ReferenceStore
-from cellseek.store.reference_store import check_versions
+from cellseek.store.meta import check_same_versions
 from cellseek.types import Cell
 from cellseek.zoo import get_spec, model_versions
 
@@ -82,4 +82,5 @@ def test_new_sessions_record_the_versions_they_compute(tmp_path):
     with Session.create(tmp_path / "new.cellseek", Config()) as session:
         assert session.store.model_versions == model_versions(session.models)
     with Session.open(tmp_path / "new.cellseek") as again:
-        check_versions(again.store, model_versions(again.models))
+        check_same_versions(again.store.model_versions, model_versions(again.models),
+                            again.store.path)

@@ -324,5 +324,5 @@ def test_cells_a_spreadsheet_would_run_are_escaped_in_the_csv(tmp_path, text):
     with open(out, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert rows[0]["image"] == "'" + text
-    assert rows[2]["label"] == "'" + text.strip()
+    assert rows[2]["class"] == "'" + text.strip()
     assert rows[0]["centroid_row"] == "2.0"  # numbers are never changed

@@ -93,7 +93,12 @@ def _config_problems(conn: sqlite3.Connection) -> list[str]:
 
 
 def integrity_problems(conn: sqlite3.Connection, version: int) -> list[str]:
-    """Every problem found (empty list: the store is intact). Reads the whole store."""
+    """Every problem found (empty list: the store is intact). Reads the whole store.
+
+    Runs SQLite's integrity and foreign-key checks, the schema and value checks of every open,
+    and checks every embedding (length, finite values), that every cell has one per model, every
+    label image (bounded decompression), every thumbnail header and the saved crop settings.
+    """
     problems = _sqlite_problems(conn)
     problems += schema_problems(conn, version)
     problems += value_problems(conn, version, limit=_MAX_LISTED, history=True)

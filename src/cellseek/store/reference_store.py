@@ -6,19 +6,15 @@ log of every label change with undo. Every write is one SQLite transaction in WA
 ``synchronous=FULL``: a crash, a kill or a full disk never loses or corrupts a confirmed label.
 See ``docs/store.md`` for the schema and the guarantees.
 
-:class:`ReferenceStore` is the public API. It owns the connection and the transactions and
-composes the modules that do the work on a connection: :mod:`~cellseek.store.images`,
-:mod:`~cellseek.store.cells`, :mod:`~cellseek.store.labels`, :mod:`~cellseek.store.classes`,
-:mod:`~cellseek.store.meta`, :mod:`~cellseek.store.labelled_images`,
-:mod:`~cellseek.store.exchange`, checked on open by :mod:`~cellseek.store.trust`.
+:class:`ReferenceStore` is the public API: it owns the connection and the transactions and
+composes the modules of :mod:`cellseek.store` that do the work on a connection.
 
 Examples
 --------
 >>> store = ReferenceStore.create("refs.cellseek", {"classical": 64})  # doctest: +SKIP
 >>> image_id = store.add_image("a.tif", "sha256:...")                   # doctest: +SKIP
 >>> ids = store.add_cells(image_id, cells, {"classical": emb})          # doctest: +SKIP
->>> store.set_label(int(ids[0]), "neutrophil")                          # doctest: +SKIP
->>> store.undo()                                                         # doctest: +SKIP
+>>> store.set_label(int(ids[0]), "neutrophil"); store.undo()            # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -220,10 +216,7 @@ class ReferenceStore:
     def check(self) -> list[str]:
         """Read the whole store and list every problem found (an empty list: intact).
 
-        Runs SQLite's integrity and foreign-key checks, the schema and value checks of every
-        open, and checks every embedding (length, finite values), that every cell has one per
-        model, every label image (bounded decompression), every thumbnail header and the saved
-        crop settings.
+        See :func:`cellseek.store.integrity.integrity_problems` for what is checked.
         """
         with self._tx.read("checking the store") as conn:
             return integrity.integrity_problems(conn, self.schema_version)
@@ -802,9 +795,3 @@ class ReferenceStore:
         return folder_export.export_folder(self, folder, label_images=label_images,
                                            overwrite=overwrite)
 
-
-def check_versions(store: ReferenceStore, versions: Mapping[str, int], *, what: str = "") -> None:
-    """Raise :class:`~cellseek.errors.IncompatibleStoreError` when a model of ``store`` has
-    another embedding-space version than ``versions`` (models not named are not checked)."""
-    meta_ops.check_same_versions(store.model_versions, versions, store.path,
-                                 who=what or "this cellseek")

@@ -513,7 +513,7 @@ def model_versions(models: Iterable[str]) -> dict[str, int]:
     """Model name -> version of its embedding space (:attr:`ModelSpec.version`) in this cellseek.
 
     A reference store records the versions its vectors were computed with; a store of another
-    version is refused (:func:`cellseek.store.reference_store.check_versions`).
+    version is refused (:func:`cellseek.store.meta.check_same_versions`).
     """
     return {m: int(get_spec(m).version) for m in models}
 
