@@ -25,7 +25,7 @@ def test_every_spec_is_complete():
         assert spec.dim > 0 and spec.input_size > 0
         assert len(spec.mean) == 3 and len(spec.std) == 3
         assert spec.licence and spec.source and spec.description
-        assert spec.hub_repo or spec.url, name
+        assert spec.hub_repo or spec.url or spec.package, name
 
 
 def test_expected_models_and_backends():

@@ -470,6 +470,46 @@ class ReferenceStore:
         with self._tx.write(f"deleting {cells_text(len(ids))}") as conn:
             cell_ops.delete_cells(conn, ids, self.path)
 
+    def replace_cells(
+        self,
+        image_id: int,
+        plane: tuple[int, int],
+        labels: np.ndarray,
+        removed: Sequence[int],
+        cells: Sequence[Cell],
+        embeddings: dict[str, np.ndarray],
+        *,
+        thumbnails: Sequence[bytes | None] | None = None,
+        confirmed: Mapping[int, str] | None = None,
+    ) -> np.ndarray:
+        """Replace cells of one plane by new ones in ONE transaction (merge, split).
+
+        The plane's label image is saved, ``removed`` are deleted (audit-logged), ``cells`` are
+        added with their embeddings, and the new cells listed in ``confirmed`` (index into
+        ``cells`` -> class) get that confirmed label (source ``"user"``). Either all of it is
+        saved or nothing is.
+
+        Returns
+        -------
+        ndarray of int64
+            The new cell ids, in the order of ``cells``.
+        """
+        n = len(cells)
+        vectors = cell_ops.check_embeddings(self.models, embeddings, n, self.path)
+        labels = images.check_plane_labels(labels)
+        ids = list(dict.fromkeys(int(i) for i in removed))
+        t, z = (int(v) for v in plane)
+        with self._tx.write(f"replacing {cells_text(len(ids))} by {cells_text(n)}") as conn:
+            images.save_plane_labels(conn, image_id, t, z, labels, self.path)
+            if ids:
+                cell_ops.delete_cells(conn, ids, self.path)
+            new = cell_ops.insert_cells(conn, image_id, cells, vectors, thumbnails, self.path)
+            changes = [(int(new[i]), check_label(lab), "user")
+                       for i, lab in (confirmed or {}).items()]
+            if changes:
+                label_ops.change_labels(conn, "label", changes, self.path)
+            return new
+
     # ------------------------------------------------------------------ labels
 
     def set_label(self, cell_id: int, label: str, *, source: str = "user", note: str = "") -> None:

