@@ -214,18 +214,29 @@ class Session:
         path = image.path
         if path and Path(path).exists():
             path = str(Path(path).resolve())  # the store is shared: record where the file is
-        image_id = self.store.add_image(
-            path,
-            content_hash(image),
-            device=image.device,
-            source=source or image.device,
-            pixel_size_um=image.pixel_size_um,
-            shape=image.shape,
-        )
-        known = {(c["t"], c["z"]) for c in self.store.cells(image_id)}
-        yield from self.pipeline.process(
-            image, labels=labels, skip=known,
-            on_plane=lambda plane: self._save_plane(image_id, plane), **plane_kw)
+        digest = content_hash(image)
+        found = self.store.image_by_hash(digest)
+        image_id = None if found is None else int(found["id"])
+
+        def register() -> int:
+            # a new image is stored with its first plane, so a plane that cannot be segmented
+            # (bad input) leaves the store as it was
+            return self.store.add_image(path, digest, device=image.device,
+                                        source=source or image.device,
+                                        pixel_size_um=image.pixel_size_um, shape=image.shape)
+
+        def save(plane: PlaneCells) -> None:
+            nonlocal image_id
+            if image_id is None:
+                image_id = register()
+            self._save_plane(image_id, plane)
+
+        known = set() if image_id is None else \
+            {(c["t"], c["z"]) for c in self.store.cells(image_id)}
+        yield from self.pipeline.process(image, labels=labels, skip=known, on_plane=save,
+                                         **plane_kw)
+        if image_id is None:  # an image without planes
+            image_id = register()
         return image_id
 
     def add_cells(

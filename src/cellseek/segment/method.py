@@ -120,6 +120,8 @@ def choose_method(config: SegmentConfig, plane: np.ndarray | None = None, *, wei
     if model not in BOX_PROMPT_MODELS:
         return "sam", f"SAM ({model}): its weights are on this machine"
     modality = _modality(config, plane)
+    if modality is None and plane is not None:
+        return "classical", "classical: the plane's modality could not be told"
     if modality is None:
         choices = {m for m, _ in BOX_SAM_BY_MODALITY.values()}
         if len(choices) == 1:
@@ -144,5 +146,5 @@ def _modality(config: SegmentConfig, plane) -> str | None:
 
     try:
         return resolve_modality(plane, config.stain)
-    except CellseekError:
+    except (CellseekError, ValueError, IndexError):
         return None

@@ -175,15 +175,28 @@ class BoxPrompter:
                 out.append((m[a0:a1, b0:b1], (a0, b0), float(q)))
         return out
 
-    def _groups(self, shape, boxes: np.ndarray, input_size: int, scale: float | None = None):
+    def _groups(self, shape, boxes: np.ndarray, input_size: int, scale: float | None = None,
+                *, one_scale: bool = False):
         """Boxes grouped by (scale, tile): ``{(scale, tile index): [box indices]}`` and the
-        tile layouts per scale (each box at its own scale unless ``scale`` is given)."""
+        tile layouts per scale.
+
+        Each box is taken at its own scale, unless ``scale`` is given, or with ``one_scale``
+        (whole planes): every box at the scale of the plane's median box, except boxes too large
+        to fit whole in a tile of that scale, which keep their own. One scale means one set of
+        tiles to encode instead of one per cell size (debris and fragments would each add
+        their own small tiles).
+        """
         layouts: dict[float, list[Tile]] = {}
         groups: dict[tuple[float, int], list[int]] = {}
+        sizes = np.sqrt(np.maximum(boxes[:, 2] - boxes[:, 0], 1)
+                        * np.maximum(boxes[:, 3] - boxes[:, 1], 1)) / (1 + 2 * BOX_MARGIN)
+        if scale is None and one_scale and len(boxes):
+            scale = scale_for(float(np.median(sizes)))
         fixed = scale
         for i, (r0, c0, r1, c1) in enumerate(boxes):
-            size = math.sqrt(max(r1 - r0, 1) * max(c1 - c0, 1)) / (1 + 2 * BOX_MARGIN)
-            scale = fixed if fixed is not None else scale_for(size)
+            scale = fixed if fixed is not None else scale_for(sizes[i])
+            if one_scale and max(r1 - r0, c1 - c0) * scale > 0.35 * input_size:
+                scale = scale_for(sizes[i])  # does not fit a tile's overlap at the plane scale
             tiles = layouts.setdefault(scale, tiles_at_scale(shape, scale, input_size))
             centre = (min(int((r0 + r1) / 2), shape[0] - 1), min(int((c0 + c1) / 2), shape[1] - 1))
             groups.setdefault((scale, tile_for_point(tiles, centre)), []).append(i)
@@ -246,7 +259,8 @@ class BoxPrompter:
             boxes = grid_boxes(image.shape, DEFAULT_DIAMETER)
         else:
             boxes = np.stack([grow_box(b, BOX_MARGIN, image.shape) for b in objects.boxes])
-        groups, layouts = self._groups(image.shape, boxes, self.segmenter.input_size)
+        groups, layouts = self._groups(image.shape, boxes, self.segmenter.input_size,
+                                       one_scale=True)
         total = sum(1 + math.ceil(len(v) / BATCH) for v in groups.values())
         done = 0
         found = []  # (area, score, row0, col0, mask)
