@@ -207,10 +207,13 @@ def tile_counts(labels: np.ndarray, tile: int, occupied: np.ndarray) -> dict:
             "median_area": float(np.median(areas[areas > 0])) if (areas > 0).any() else 0.0}
 
 
-def bf293_montage(data: Path, cols: int = 20) -> np.ndarray:
-    """All 200 293A / HT1080 images (224 x 224) side by side, row by row in file order."""
+def bf293_montage(data: Path, cols: int = 20, limit: int = 0) -> np.ndarray:
+    """All 200 293A / HT1080 images (224 x 224) side by side, row by row in file order
+    (``limit``: every ``200 // limit``-th image only, both cell lines)."""
     root = data / "labelfree" / "brightfield_293A_HT1080"
     rows = list(csv.DictReader(open(root / "labels.csv", newline="")))
+    if limit:
+        rows = rows[:: max(len(rows) // limit, 1)][:limit]
     imgs = [np.asarray(Image.open(root / r["path"]).convert("L")) for r in rows]
     side = imgs[0].shape[0]
     n_rows = -(-len(imgs) // cols)
@@ -221,11 +224,13 @@ def bf293_montage(data: Path, cols: int = 20) -> np.ndarray:
     return out
 
 
-def eval_bf293_montage(data: Path, overlays: Path | None = None) -> dict:
-    img = bf293_montage(data)
-    side, cols = 224, 20
+def eval_bf293_montage(data: Path, overlays: Path | None = None, limit: int = 0) -> dict:
+    n = limit or 200
+    cols = 20 if n >= 100 else int(np.ceil(np.sqrt(n)))
+    img = bf293_montage(data, cols, limit)
+    side = 224
     occupied = np.zeros((img.shape[0] // side, cols), bool)
-    occupied.flat[:200] = True
+    occupied.flat[:n] = True
     t0 = time.perf_counter()
     labels = segment(img)
     ms = 1000 * (time.perf_counter() - t0)
@@ -277,6 +282,8 @@ def main(argv=None) -> None:
     ap.add_argument("--overlays", type=Path, default=None)
     ap.add_argument("--method", choices=["classical", "sam", "auto"], default="classical")
     ap.add_argument("--sam-model", default="litemedsam")
+    ap.add_argument("--crop", type=int, default=0, help="montage: top-left crop (px) only")
+    ap.add_argument("--limit", type=int, default=0, help="bf293montage: this many cells only")
     args = ap.parse_args(argv)
     global CONFIG
     CONFIG = SegmentConfig(method=args.method, sam_model=args.sam_model)
@@ -285,14 +292,15 @@ def main(argv=None) -> None:
             print("fixtures", k, {a: round(b, 3) if isinstance(b, float) else b
                                   for a, b in v.items()})
     if args.what in ("montage", "all"):
-        for k, v in eval_montages(args.data, args.overlays).items():
+        for k, v in eval_montages(args.data, args.overlays, args.crop).items():
             print("montage", k, {a: round(b, 3) if isinstance(b, float) else b
                                  for a, b in v.items()})
     if args.what in ("bf293", "all"):
         print("bf293", eval_bf293(args.data, args.overlays))
     if args.what in ("bf293montage", "all"):
         print("bf293montage", {a: round(b, 3) if isinstance(b, float) else b
-                               for a, b in eval_bf293_montage(args.data, args.overlays).items()})
+                               for a, b in eval_bf293_montage(args.data, args.overlays,
+                                                              args.limit).items()})
     if args.what in ("zheng", "all"):
         print("zheng", eval_zheng(args.data, args.every, args.overlays))
     if args.what in ("pbc", "all"):
