@@ -154,3 +154,21 @@ def test_split_by_a_sam_click_with_the_packaged_model(session, tmp_path, monkeyp
     got = parts == session.store.cell(first)["label_value"]
     assert (got & (truth == b)).sum() / (got | (truth == b)).sum() > 0.7
     assert session.store.cell(second)["area"] > 0.8 * (truth == a).sum()
+
+
+def test_the_cli_bulk_accept_skips_them_and_says_how_many(session, capsys):
+    from cellseek.cli.main import main
+
+    img, labels, frag_value, blob_value = _pieces(1)
+    image_id = run_work(session.add_image(img, labels={(0, 0): labels}))
+    by_value = {c["label_value"]: c["id"] for c in session.store.cells(image_id)}
+    path = session.store.path
+    session.close()
+    assert main(["suggest", "--store", str(path), "--accept-above", "0", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 cells far from a cell's size (1 fragment, 1 oversized)" in out
+    with Session.open(path) as again:
+        assert again.store.cell(by_value[frag_value])["label"] is None
+        assert again.store.cell(by_value[blob_value])["label"] is None
+        others = [c for v, c in by_value.items() if v not in (frag_value, blob_value)]
+        assert all(again.store.cell(c)["label"] for c in others)

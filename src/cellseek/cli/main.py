@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=fraction,
                    help="confidence below which a cell is uncertain")
     p.add_argument("-o", "--output", help="write the cells table (CSV) here")
+    p.add_argument("--accept-above", type=fraction, metavar="CONFIDENCE",
+                   help="confirm every suggestion with at least this confidence (objects far "
+                   "from a cell's size are skipped and counted)")
     p.add_argument("--workers", type=at_least(1), help="embed the images on a local Dask cluster")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
     p.add_argument("--pca", type=at_least(0), metavar="N",
