@@ -52,6 +52,16 @@ def test_found_in_the_installed_package_without_importing_it():
     assert spec.checksum == f"sha256:{DIGEST}"
 
 
+def test_models_list_shows_it_present_with_its_licence(capsys):
+    from cellseek.cli.main import main
+
+    assert main(["models", "list"]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines()
+               if r.startswith("sam_litemedsam "))
+    assert " yes " in row and "Apache-2.0" in row and "256px" in row
+    assert "lite_medsam.pth (package)" in row
+
+
 def test_it_is_the_cpu_default_and_other_sam_models_keep_working(tmp_path):
     name, reason = choose_sam_model("cpu")
     assert name == "litemedsam" and "ship" in reason and "lite_medsam.pth" in reason
