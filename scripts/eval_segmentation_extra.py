@@ -13,11 +13,18 @@
   (by centroid), through ``segment_plane`` with ``SegmentConfig(method="classical")``.
 * ``bf293``: ``central_cell_mask`` on the 200 single-cell 293A / HT1080 brightfield images (no
   ground truth: mask area and overlays with ``--overlays`` to check by eye).
+* ``bf293montage``: all 200 293A / HT1080 images pasted side by side into one 20 x 10 montage
+  (one cell per 224 x 224 tile) and segmented as one field through ``segment_plane``: objects per
+  tile and the share of tiles with exactly one object (issue 20: 56 objects for 16 cells).
+
+``--method`` (``classical``, ``sam``, ``auto``) picks the segmenter of ``fixtures``, ``montage``
+and ``bf293montage`` (``SegmentConfig(method=...)``; SAM is LiteMedSAM unless ``--sam-model``).
 
 Usage::
 
-    PYTHONPATH=src python scripts/eval_segmentation_extra.py [zheng|pbc|fixtures|montage|bf293|all]
-        [--data ../shared/data] [--every N] [--overlays DIR]
+    PYTHONPATH=src python scripts/eval_segmentation_extra.py \
+        [zheng|pbc|fixtures|montage|bf293|bf293montage|all] [--data ../shared/data] [--every N]
+        [--overlays DIR] [--method classical|sam|auto] [--sam-model litemedsam]
 """
 
 from __future__ import annotations
@@ -30,8 +37,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cellseek.segment.classical import central_cell_mask, segment
+from cellseek.config import SegmentConfig
+from cellseek.segment import segment_plane
+from cellseek.segment.classical import central_cell_mask
+from cellseek.segment.classical import segment as classical_segment
 from cellseek.segment.modality import detect_modality
+from cellseek.types import run_work
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -69,7 +80,7 @@ def eval_pbc(data: Path, every: int = 1, overlays: Path | None = None) -> dict:
         t0 = time.perf_counter()
         mask = central_cell_mask(img)
         times.append(time.perf_counter() - t0)
-        labels = segment(img, stain="stained", target="auto",
+        labels = classical_segment(img, stain="stained", target="auto",
                          min_area=max(30, int(0.002 * img.shape[0] * img.shape[1])))
         h, w = labels.shape
         cy, cx = h // 2, w // 2
@@ -118,6 +129,17 @@ def _read_tiff(path: Path) -> np.ndarray:
         return np.asarray(Image.open(path))
 
 
+#: The segmenter settings of the label-free evaluations (``--method``, ``--sam-model``).
+CONFIG = SegmentConfig(method="classical")
+
+
+def segment(img, **kw):
+    """``segment_plane`` with :data:`CONFIG` and the given overrides (area filter included)."""
+    from dataclasses import replace
+
+    return run_work(segment_plane(img, replace(CONFIG, **kw)))
+
+
 def eval_fixtures(data: Path, overlays: Path | None = None) -> dict:
     root = data / "fixtures"
     out = {}
@@ -147,39 +169,75 @@ def eval_fixtures(data: Path, overlays: Path | None = None) -> dict:
     return out
 
 
-def eval_montages(data: Path, overlays: Path | None = None) -> dict:
-    from scipy import ndimage as ndi
-
-    from cellseek.config import SegmentConfig
-    from cellseek.segment import segment_plane
-    from cellseek.types import run_work
-
+def eval_montages(data: Path, overlays: Path | None = None, crop: int = 0) -> dict:
     out = {}
     for path in sorted((data / "labelfree" / "jurkat_ifc_cellcycle" / "fields").glob("*.png")):
         img = np.asarray(Image.open(path))
+        if crop:  # the top-left crop x crop pixels only (a whole number of tiles)
+            img = img[: crop // 40 * 40, : crop // 40 * 40]
         t0 = time.perf_counter()
-        labels = run_work(segment_plane(img, SegmentConfig(method="classical")))
+        labels = segment(img)
         ms = 1000 * (time.perf_counter() - t0)
-        tile, n = 40, img.shape[0] // 40
-        ids = np.arange(1, labels.max() + 1)
-        centres = np.array(ndi.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
-        count = np.zeros((n, n), int)
-        for r, c in (centres // tile).astype(int):
-            count[min(r, n - 1), min(c, n - 1)] += 1
-        tiles = img[: n * tile, : n * tile].reshape(n, tile, n, tile).transpose(0, 2, 1, 3)
-        occupied = tiles.std(axis=(2, 3)) > 10
-        areas = np.bincount(labels.ravel())[1:]
-        out[path.stem] = {
-            "modality": detect_modality(img), "occupied_tiles": int(occupied.sum()),
-            "exactly_one": float((count[occupied] == 1).mean()),
-            "none": int((count[occupied] == 0).sum()),
-            "two_or_more": int((count[occupied] > 1).sum()),
-            "objects_in_empty_tiles": int(count[~occupied].sum()),
-            "median_area": float(np.median(areas)) if areas.size else 0.0, "ms": ms,
-        }  # fmt: skip
+        tiles = img[: img.shape[0] // 40 * 40, : img.shape[1] // 40 * 40]
+        n = img.shape[0] // 40
+        occupied = tiles.reshape(n, 40, n, 40).transpose(0, 2, 1, 3).std(axis=(2, 3)) > 10
+        out[path.stem] = {"modality": detect_modality(img),
+                          **tile_counts(labels, 40, occupied), "ms": ms}
         if overlays is not None:
             _overlay(overlays / f"{path.stem}.png", img, labels > 0, None, labels=labels)
     return out
+
+
+def tile_counts(labels: np.ndarray, tile: int, occupied: np.ndarray) -> dict:
+    """Objects per ``tile`` x ``tile`` tile of a montage (by centroid), over the occupied tiles."""
+    from scipy import ndimage as ndi
+
+    rows, cols = occupied.shape
+    ids = np.arange(1, labels.max() + 1)
+    centres = np.array(ndi.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
+    count = np.zeros((rows, cols), int)
+    for r, c in (centres // tile).astype(int):
+        count[min(r, rows - 1), min(c, cols - 1)] += 1
+    areas = np.bincount(labels.ravel())[1:]
+    return {"occupied_tiles": int(occupied.sum()), "objects": int(labels.max()),
+            "exactly_one": float((count[occupied] == 1).mean()),
+            "none": int((count[occupied] == 0).sum()),
+            "two_or_more": int((count[occupied] > 1).sum()),
+            "max_per_tile": int(count.max()) if count.size else 0,
+            "objects_in_empty_tiles": int(count[~occupied].sum()),
+            "median_area": float(np.median(areas[areas > 0])) if (areas > 0).any() else 0.0}
+
+
+def bf293_montage(data: Path, cols: int = 20, limit: int = 0) -> np.ndarray:
+    """All 200 293A / HT1080 images (224 x 224) side by side, row by row in file order
+    (``limit``: every ``200 // limit``-th image only, both cell lines)."""
+    root = data / "labelfree" / "brightfield_293A_HT1080"
+    rows = list(csv.DictReader(open(root / "labels.csv", newline="")))
+    if limit:
+        rows = rows[:: max(len(rows) // limit, 1)][:limit]
+    imgs = [np.asarray(Image.open(root / r["path"]).convert("L")) for r in rows]
+    side = imgs[0].shape[0]
+    n_rows = -(-len(imgs) // cols)
+    out = np.full((n_rows * side, cols * side), int(np.median(imgs[0])), np.uint8)
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, cols)
+        out[r * side : (r + 1) * side, c * side : (c + 1) * side] = img[:side, :side]
+    return out
+
+
+def eval_bf293_montage(data: Path, overlays: Path | None = None, limit: int = 0) -> dict:
+    n = limit or 200
+    cols = 20 if n >= 100 else int(np.ceil(np.sqrt(n)))
+    img = bf293_montage(data, cols, limit)
+    side = 224
+    occupied = np.zeros((img.shape[0] // side, cols), bool)
+    occupied.flat[:n] = True
+    t0 = time.perf_counter()
+    labels = segment(img)
+    ms = 1000 * (time.perf_counter() - t0)
+    if overlays is not None:
+        _overlay(overlays / "bf293_montage.png", img, labels > 0, None, labels=labels)
+    return {"modality": detect_modality(img), **tile_counts(labels, side, occupied), "ms": ms}
 
 
 def eval_bf293(data: Path, overlays: Path | None = None) -> dict:
@@ -218,21 +276,32 @@ def _overlay(path: Path, img, mask, gt, labels=None) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["zheng", "pbc", "fixtures", "montage", "bf293", "all"])
+                    choices=["zheng", "pbc", "fixtures", "montage", "bf293", "bf293montage",
+                             "all"])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--every", type=int, default=1)
     ap.add_argument("--overlays", type=Path, default=None)
+    ap.add_argument("--method", choices=["classical", "sam", "auto"], default="classical")
+    ap.add_argument("--sam-model", default="litemedsam")
+    ap.add_argument("--crop", type=int, default=0, help="montage: top-left crop (px) only")
+    ap.add_argument("--limit", type=int, default=0, help="bf293montage: this many cells only")
     args = ap.parse_args(argv)
+    global CONFIG
+    CONFIG = SegmentConfig(method=args.method, sam_model=args.sam_model)
     if args.what in ("fixtures", "all"):
         for k, v in eval_fixtures(args.data, args.overlays).items():
             print("fixtures", k, {a: round(b, 3) if isinstance(b, float) else b
                                   for a, b in v.items()})
     if args.what in ("montage", "all"):
-        for k, v in eval_montages(args.data, args.overlays).items():
+        for k, v in eval_montages(args.data, args.overlays, args.crop).items():
             print("montage", k, {a: round(b, 3) if isinstance(b, float) else b
                                  for a, b in v.items()})
     if args.what in ("bf293", "all"):
         print("bf293", eval_bf293(args.data, args.overlays))
+    if args.what in ("bf293montage", "all"):
+        print("bf293montage", {a: round(b, 3) if isinstance(b, float) else b
+                               for a, b in eval_bf293_montage(args.data, args.overlays,
+                                                              args.limit).items()})
     if args.what in ("zheng", "all"):
         print("zheng", eval_zheng(args.data, args.every, args.overlays))
     if args.what in ("pbc", "all"):

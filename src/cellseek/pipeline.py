@@ -121,6 +121,9 @@ class Pipeline:
         self.models = tuple(models) if models is not None else resolve_models(config)
         self._embedders = dict(embedders or {})
         self.target_pixel_size_um = config.crop.target_pixel_size_um
+        #: method -> why, for every segmenter this pipeline has used (``method="auto"`` may
+        #: pick SAM for some planes and the classical segmenter for others).
+        self.segment_choices: dict[str, str] = {}
 
     # ------------------------------------------------------------------ models
     @property
@@ -139,18 +142,33 @@ class Pipeline:
         return {name: self._embedders[name] for name in self.models}
 
     def segment_method(self) -> str:
-        """The segmenter in use: ``"sam"`` or ``"classical"`` (``"auto"`` resolved)."""
+        """The segmenter in use: ``"sam"``, ``"classical"`` or ``"classical+sam"`` when
+        ``method="auto"`` chose by plane; before any plane, what the settings say
+        (``"auto"`` when it depends on the plane)."""
         from cellseek.segment import resolve_method
 
+        if self.segment_choices:
+            return "+".join(sorted(self.segment_choices))
         return resolve_method(self.config.segment, weights_dir=self.weights_dir)
+
+    def segment_reason(self) -> str:
+        """Why: one line per segmenter used (what the Segment panel shows)."""
+        return "; ".join(self.segment_choices.values())
 
     # ------------------------------------------------------------------ segmentation
     def segment_plane(self, plane: np.ndarray) -> Work[np.ndarray]:
-        """Instance labels of one plane (see :func:`cellseek.segment.segment_plane`)."""
-        from cellseek.segment import segment_plane
+        """Instance labels of one plane (see :func:`cellseek.segment.segment_plane`); the
+        segmenter ``method="auto"`` chose and why are kept in :attr:`segment_choices`."""
+        from dataclasses import replace
 
-        labels = yield from segment_plane(np.asarray(plane), self.config.segment,
-                                          weights_dir=self.weights_dir)
+        from cellseek.segment import choose_method, segment_plane
+
+        plane = np.asarray(plane)
+        method, reason = choose_method(self.config.segment, plane, weights_dir=self.weights_dir,
+                                       device=self.config.embed.device)
+        self.segment_choices[method] = reason
+        config = replace(self.config.segment, method=method)
+        labels = yield from segment_plane(plane, config, weights_dir=self.weights_dir)
         return np.asarray(labels, np.int32)
 
     def segment(self, image: ImageData, keys: Iterable[PlaneKey] | None = None,

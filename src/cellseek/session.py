@@ -219,18 +219,29 @@ class Session:
         path = image.path
         if path and Path(path).exists():
             path = str(Path(path).resolve())  # the store is shared: record where the file is
-        image_id = self.store.add_image(
-            path,
-            content_hash(image),
-            device=image.device,
-            source=source or image.device,
-            pixel_size_um=image.pixel_size_um,
-            shape=image.shape,
-        )
-        known = {(c["t"], c["z"]) for c in self.store.cells(image_id)}
-        yield from self.pipeline.process(
-            image, labels=labels, skip=known,
-            on_plane=lambda plane: self._save_plane(image_id, plane), **plane_kw)
+        digest = content_hash(image)
+        found = self.store.image_by_hash(digest)
+        image_id = None if found is None else int(found["id"])
+
+        def register() -> int:
+            # a new image is stored with its first plane, so a plane that cannot be segmented
+            # (bad input) leaves the store as it was
+            return self.store.add_image(path, digest, device=image.device,
+                                        source=source or image.device,
+                                        pixel_size_um=image.pixel_size_um, shape=image.shape)
+
+        def save(plane: PlaneCells) -> None:
+            nonlocal image_id
+            if image_id is None:
+                image_id = register()
+            self._save_plane(image_id, plane)
+
+        known = set() if image_id is None else \
+            {(c["t"], c["z"]) for c in self.store.cells(image_id)}
+        yield from self.pipeline.process(image, labels=labels, skip=known, on_plane=save,
+                                         **plane_kw)
+        if image_id is None:  # an image without planes
+            image_id = register()
         return image_id
 
     def add_cells(
@@ -582,7 +593,9 @@ class Session:
         cells = self.cell_set(cell_ids)
         if not self.suggester().knows(cells.sources):
             self._suggester = None  # cells of a source added since the fit
-        return self.suggester().suggest(cells, k)
+        found = self.suggester().suggest(cells, k)
+        flags = self.size_flags(cell_ids, [s.best_label for s in found])
+        return [replace(s, size_flag=flags.get(int(c))) for c, s in zip(cell_ids, found)]
 
     def suggest(self, cell_ids: Sequence[int] | None = None, *, batch: int = 4096) -> Work[dict]:
         """Suggest labels for cells (default: every unlabelled cell) and store the suggestions
@@ -612,7 +625,10 @@ class Session:
         self._index_stamp = self._labels_stamp  # predict used the label cache
         self.index_origin = "built"
         self._save_suggester()
-        out = dict(zip(cell_ids, result.suggestions))
+        flags = self.size_flags(cell_ids, [s.best_label for s in result.suggestions],
+                                cells=self.store.cells())
+        out = {c: replace(s, size_flag=flags.get(c))
+               for c, s in zip(cell_ids, result.suggestions)}
         self._predicted.update((c, s.best_label) for c, s in out.items() if s.best_label)
         yield Progress(1, 2, "suggest", "saving")
         for start in range(0 if not self.store.readonly else len(cell_ids), len(cell_ids), batch):
@@ -750,16 +766,98 @@ class Session:
         -------
         dict
             Cell id -> confirmed class, for the cells that were accepted. Cells already
-            confirmed and cells without any suggestion are left alone.
+            confirmed and cells without any suggestion are left alone; with a ``threshold``
+            (a bulk accept), so are objects whose size is flagged (``Suggestion.size_flag``:
+            fragments, merged blobs; :meth:`accept_above` says how many).
+        """
+        return self.accept_above(suggestions, threshold)[0]
+
+    def accept_above(self, suggestions: Mapping[int, Suggestion], threshold: float | None
+                     ) -> tuple[dict[int, str], dict[int, str]]:
+        """:meth:`accept_suggestions`, also returning the objects skipped for their size.
+
+        Returns
+        -------
+        (dict, dict)
+            Cell id -> confirmed class; and cell id -> size flag (``"fragment"``,
+            ``"oversized"``) of the cells that cleared the threshold but were not accepted.
         """
         labelled = self._id_to_label()
-        chosen = {
-            int(c): s.best_label for c, s in suggestions.items()
+        eligible = {
+            int(c): s for c, s in suggestions.items()
             if s.best_label and int(c) not in labelled
             and (threshold is None or s.confidence >= threshold)
         }
+        skipped = {c: s.size_flag for c, s in eligible.items()
+                   if threshold is not None and s.size_flag}
+        chosen = {c: s.best_label for c, s in eligible.items() if c not in skipped}
         self.label(list(chosen), list(chosen.values()), source="accepted")
-        return chosen
+        if skipped:
+            logger.info("bulk accept skipped %s far from a cell's size",
+                        count_text(len(skipped), "object"))
+        return chosen, skipped
+
+    def size_flags(self, cell_ids: Sequence[int], best_labels: Sequence[str | None], *,
+                   cells: Sequence[Mapping] | None = None) -> dict[int, str]:
+        """Cell id -> ``"fragment"`` / ``"oversized"`` for objects far from a cell's size.
+
+        See :mod:`cellseek.search.sizes`: the reference is the median area of the confirmed
+        cells of the object's best class, else its image's typical object. ``cells``: every
+        cell of the store when the caller has read them already.
+        """
+        from cellseek.search.sizes import class_areas, size_flag, typical_area
+
+        ids = [int(c) for c in cell_ids]
+        if not ids:
+            return {}
+        if cells is None:
+            mine = [self.store.cell(c) for c in ids]
+            images = {c["image_id"] for c in mine}
+            cells = [c for i in images for c in self.store.cells(i)]
+            cells += self.store.cells(labelled=True)
+        by_id = {int(c["id"]): c for c in cells}
+        confirmed = [(c["label"], c["area"]) for c in by_id.values() if c["label"]]
+        per_class = class_areas(*zip(*confirmed)) if confirmed else {}
+        per_image: dict[int, list[float]] = {}
+        for c in by_id.values():
+            per_image.setdefault(int(c["image_id"]), []).append(float(c["area"]))
+        typical = {i: typical_area(a) for i, a in per_image.items()}
+        out = {}
+        for c, label in zip(ids, best_labels):
+            cell = by_id.get(c)
+            if cell is None:
+                continue
+            flag = size_flag(float(cell["area"]), label, per_class, typical.get(cell["image_id"]))
+            if flag:
+                out[c] = flag
+        return out
+
+    # ------------------------------------------------------------------ object edits
+    def merge_cells(self, cell_ids: Sequence[int], plane: np.ndarray) -> int:
+        """Merge objects of one plane into one cell (see :mod:`cellseek.cell_edits`)."""
+        return self._edits().merge(cell_ids, plane)
+
+    def split_cell(self, cell_id: int, plane: np.ndarray, point_rc=None, *, mask=None,
+                   segmenter=None) -> list[int]:
+        """Split one object by a SAM click inside it (or a given mask); see
+        :meth:`cellseek.cell_edits.CellEdits.split`."""
+        return self._edits().split(cell_id, plane, point_rc, mask=mask, segmenter=segmenter)
+
+    def _edits(self):
+        from cellseek.cell_edits import CellEdits
+
+        return CellEdits(self.store, self.pipeline, plane_labels=self.plane_labels,
+                         on_change=self._after_edit)
+
+    def _after_edit(self, image_id: int, removed: dict[int, str | None],
+                    added: dict[int, str | None]) -> None:
+        """Keep caches and the suggester in step after cells were replaced."""
+        self._cell_sources = None
+        self._plane_labels.pop(int(image_id), None)
+        for c in removed:
+            self._predicted.pop(int(c), None)
+        self._after_label_change({**{c: None for c, lab in removed.items() if lab},
+                                  **{c: lab for c, lab in added.items() if lab}})
 
     def accept_best(self, cell_ids: Sequence[int]) -> dict[int, str]:
         """Confirm the current best guess for cells (fresh from the index, as the neighbour

@@ -169,6 +169,10 @@ class Suggestion:
         What decided the label: ``"knn"`` (the neighbours' vote), ``"lda"`` / ``"logistic"``
         (a head learned from the confirmed cells) or ``"blend-lda"`` / ``"blend-logistic"``
         (the vote and a head); see :mod:`cellseek.search.choice`.
+    size_flag : str or None
+        ``"fragment"`` or ``"oversized"`` when the object's area is far from the confirmed cells
+        of its best class (or from its image's typical cell); such objects are never accepted
+        in bulk (:mod:`cellseek.search.sizes`). None otherwise, or when not checked.
     """
 
     label: str | None
@@ -179,6 +183,7 @@ class Suggestion:
     best_label: str | None = None
     familiarity: float = 1.0
     predictor: str = "knn"
+    size_flag: str | None = None
 
     @property
     def uncertain(self) -> bool:

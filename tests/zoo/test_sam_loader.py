@@ -22,6 +22,7 @@ pytest.importorskip("segment_anything")
 from cellseek.cli import models as models_cli  # noqa: E402
 from cellseek.errors import MissingWeightsError  # noqa: E402
 from cellseek.zoo import sam_loader as L  # noqa: E402
+from cellseek.zoo import weights as W  # noqa: E402
 from cellseek.zoo.sam_arch import build_sam_model  # noqa: E402
 from cellseek.zoo.sam_choice import choose_sam_model  # noqa: E402
 from cellseek.zoo.sam_instance_decoder import build_instance_decoder  # noqa: E402
@@ -41,6 +42,7 @@ def _homes(tmp_path, monkeypatch):
     monkeypatch.setenv("CELLSEEK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path / "microsam"))
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(W, "package_dir", lambda name: None)  # hide the packaged LiteMedSAM
     L.clear_model_cache()
     yield
     L.clear_model_cache()

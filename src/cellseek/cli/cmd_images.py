@@ -252,6 +252,13 @@ def cmd_suggest(args) -> int:
         print(f"{cells_text(len(sugg))}: {len(sugg) - n_uncertain} suggested, "
               f"{n_uncertain} uncertain (threshold {session.config.suggest.threshold})")
         print("model weights: " + ", ".join(f"{m}={w:.3f}" for m, w in weights.items()))
+        if getattr(args, "accept_above", None) is not None:
+            accepted, skipped = session.accept_above(sugg, args.accept_above)
+            kinds = ", ".join(f"{sum(v == k for v in skipped.values())} {k}"
+                              for k in ("fragment", "oversized") if k in skipped.values())
+            print(f"accepted {cells_text(len(accepted))} at confidence >= {args.accept_above}"
+                  + (f"; skipped {cells_text(len(skipped))} far from a cell's size ({kinds}): "
+                     "confirm them one by one" if skipped else ""))
         if args.output:
             session.store.export_cells_csv(args.output,
                                            suggestions=sugg if args.read_only else None)

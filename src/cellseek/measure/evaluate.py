@@ -178,7 +178,8 @@ def ablations(
 
 # ---------------------------------------------------------------------------- embedding sets
 #: Modules whose source is part of the embedding cache key: the pipeline, the central-cell
-#: segmenter and the classical features (foundation models are identified by their spec).
+#: segmenter and the classical features; foundation models add their spec and their factory's
+#: module.
 _CROP_CODE = ("cellseek.pipeline", "cellseek.crops", "cellseek.io.planes",
               "cellseek.segment.classical", "cellseek.segment.stain",
               "cellseek.segment.label_free", "cellseek.segment.modality", "cellseek.zoo.classical",
@@ -196,7 +197,11 @@ def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
     specs = [repr(get_spec(m)) for m in models]
     h.update(json.dumps([specs, repr(config.crop), repr(config.embed.weights_dir)]).encode())
     h.update(__version__.encode())
-    for module in _CROP_CODE:  # a change to the segmenter or the features invalidates the cache
+    # the code that builds and runs each foundation model (its layer, pooling, preprocessing)
+    factories = sorted({get_spec(m).factory.split(":")[0] for m in models
+                        if getattr(get_spec(m), "factory", "")})
+    for module in (*_CROP_CODE, *factories, "cellseek.zoo._torch_utils"):
+        # a change to the segmenter, the features or a model's code invalidates the cache
         source = Path(importlib.import_module(module).__file__)
         h.update(source.read_bytes())
         for data in sorted(source.parent.glob(f"{source.stem}_*.json")):  # e.g. the scaling table

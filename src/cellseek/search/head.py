@@ -48,6 +48,47 @@ def stratified_cap(labels: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
                                    for c in classes]))
 
 
+def shrinkage_lda(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shrinkage LDA as scikit-learn fits it (``solver="lsqr", shrinkage="auto"``), solved by a
+    Cholesky factorisation instead of an SVD.
+
+    The pooled covariance is scikit-learn's: per class, the Ledoit-Wolf estimate of the class's
+    standardised vectors, scaled back and weighted by the class's share. It is symmetric positive
+    definite (shrinkage adds to its diagonal), so ``cov @ coef.T = means.T`` is solved with
+    ``cho_solve`` rather than scikit-learn's ``lstsq`` (an SVD): the same coefficients, about ten
+    times faster at the 2,275 dimensions of the default preset (a least-squares solve is the
+    fallback for a singular covariance, e.g. a constant feature in every class).
+
+    Returns
+    -------
+    classes, coef, intercept
+        Sorted class names; ``(C, d)`` and ``(C,)``, or ``(1, d)`` and ``(1,)`` for two classes
+        (the second class's logit), as scikit-learn's ``LinearDiscriminantAnalysis``.
+    """
+    from scipy import linalg
+    from sklearn.covariance import ledoit_wolf
+
+    classes, y = np.unique(labels, return_inverse=True)
+    x64 = np.asarray(x, np.float64)
+    priors = np.bincount(y, minlength=len(classes)) / len(y)
+    means = np.stack([x64[y == k].mean(axis=0) for k in range(len(classes))])
+    cov = np.zeros((x64.shape[1], x64.shape[1]))
+    for k in range(len(classes)):
+        xk = x64[y == k]
+        sd = xk.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)  # scikit-learn's StandardScaler keeps constant columns
+        shrunk = ledoit_wolf((xk - xk.mean(axis=0)) / sd)[0]
+        cov += priors[k] * (sd[:, None] * shrunk * sd[None, :])
+    try:
+        coef = linalg.cho_solve(linalg.cho_factor(cov), means.T).T
+    except linalg.LinAlgError:
+        coef = linalg.lstsq(cov, means.T)[0].T
+    intercept = -0.5 * np.sum(means * coef, axis=1) + np.log(priors)
+    if len(classes) == 2:
+        coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
+    return classes, coef, intercept
+
+
 @dataclass
 class LinearHead:
     """Class probabilities ``softmax(((x - mean) / scale) @ coef.T + intercept)``.
@@ -88,7 +129,6 @@ class LinearHead:
         """
         import warnings
 
-        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
         from sklearn.linear_model import LogisticRegression
 
         if kind not in HEADS:
@@ -103,14 +143,17 @@ class LinearHead:
         scale = x.std(axis=0, dtype=np.float64)
         scale = np.where(scale > 1e-9, scale, 1.0)
         z = ((x - mean) / scale).astype(np.float32)
-        model = (LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto") if kind == "lda"
-                 else LogisticRegression(max_iter=1000))
-        with warnings.catch_warnings():  # classes with one cell; a slow convergence
-            warnings.simplefilter("ignore")
-            model.fit(z, labels)
-        return cls([str(c) for c in model.classes_], mean.astype(np.float32),
-                   scale.astype(np.float32), np.atleast_2d(model.coef_).astype(np.float32),
-                   np.atleast_1d(model.intercept_).astype(np.float32), kind)
+        if kind == "lda":
+            classes, coef, intercept = shrinkage_lda(z, labels)
+        else:
+            model = LogisticRegression(max_iter=1000)
+            with warnings.catch_warnings():  # a slow convergence
+                warnings.simplefilter("ignore")
+                model.fit(z, labels)
+            classes, coef, intercept = model.classes_, model.coef_, model.intercept_
+        return cls([str(c) for c in classes], mean.astype(np.float32),
+                   scale.astype(np.float32), np.atleast_2d(coef).astype(np.float32),
+                   np.atleast_1d(intercept).astype(np.float32), kind)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """``(n, C)`` class scores."""

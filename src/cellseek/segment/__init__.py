@@ -16,66 +16,39 @@ from collections.abc import Iterable
 import numpy as np
 
 from cellseek.config import SegmentConfig
-from cellseek.errors import CellseekError
 from cellseek.segment.filters import filter_labels
+from cellseek.segment.method import METHODS, choose_method
 from cellseek.types import Progress, Work
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "filter_labels", "resolve_method", "segment_plane", "segment_planes"]
-
-#: Accepted values of :attr:`SegmentConfig.method`.
-METHODS = ("auto", "sam", "classical")
+__all__ = ["METHODS", "choose_method", "filter_labels", "resolve_method", "segment_plane",
+           "segment_planes"]
 
 
-def _sam_weights_available(model_type: str, weights_dir=None) -> bool:
-    """Whether SAM weights are on this machine (any SAM model for ``"auto"``).
-
-    The lookup is :mod:`cellseek.zoo.sam_loader`'s, the one ``cellseek models list`` and the
-    SAM loader use; it reads no weights and imports no torch.
-    """
-    from cellseek.zoo import sam_loader
-
-    try:
-        names = sam_loader.SAM_MODELS if model_type == "auto" else (model_type,)
-        return any(sam_loader.sam_weights_available(m, weights_dir=weights_dir) for m in names)
-    except Exception as exc:  # noqa: BLE001 - an unusable lookup means "no SAM"
-        logger.warning("could not check for SAM %s weights (%s); using classical", model_type, exc)
-        return False
-
-
-def resolve_method(config: SegmentConfig, *, weights_dir=None) -> str:
+def resolve_method(config: SegmentConfig, *, weights_dir=None, plane=None) -> str:
     """The segmenter :func:`segment_plane` will use: ``"sam"`` or ``"classical"``.
 
     Parameters
     ----------
     config : SegmentConfig
-        ``method="auto"`` resolves to ``"sam"`` when the weights of ``config.sam_model`` (any
-        SAM model for ``sam_model="auto"``) are in ``weights_dir`` or the standard places,
-        else ``"classical"``.
+        ``method="auto"`` is resolved by :func:`cellseek.segment.method.choose_method`: SAM
+        when weights of a point-prompted SAM are here, else (LiteMedSAM, which ships with
+        cellseek) SAM or classical by the plane's modality, as measured.
     weights_dir : path-like, optional
         Local weights folder handed to the SAM weight lookup (default
         ``$CELLSEEK_WEIGHTS_DIR``).
+    plane : ndarray, optional
+        The plane; without it, ``"auto"`` is returned when the choice depends on the plane.
 
     Returns
     -------
     str
     """
-    method = config.method
-    if method not in METHODS:
-        raise CellseekError(
-            f"unknown segmentation method {method!r}; choose one of {', '.join(METHODS)}"
-        )
-    if method != "auto":
-        return method
-    if _sam_weights_available(config.sam_model, weights_dir=weights_dir):
-        logger.info("segmentation: SAM %s weights found, using SAM", config.sam_model)
-        return "sam"
-    logger.info(
-        "segmentation: no SAM %s weights on this machine, using the classical segmenter",
-        config.sam_model,
-    )
-    return "classical"
+    method, reason = choose_method(config, plane, weights_dir=weights_dir)
+    if config.method == "auto":
+        logger.info("segmentation: %s", reason)
+    return method
 
 
 def segment_plane(
@@ -109,7 +82,7 @@ def segment_plane(
         Unusable plane (wrong shape, all NaN) or unknown option.
     """
     config = config or SegmentConfig()
-    method = resolve_method(config, weights_dir=weights_dir)
+    method = resolve_method(config, weights_dir=weights_dir, plane=plane)
     yield Progress(0, 1, "segment", f"{method} segmentation")
     if method == "sam":
         from cellseek.segment.sam import segment_plane_sam

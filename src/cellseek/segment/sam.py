@@ -42,13 +42,13 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from contextlib import contextmanager
 
 import numpy as np
 
 from cellseek.config import SegmentConfig, default_cache_dir
 from cellseek.errors import CellseekError
 from cellseek.segment.sam_cache import EmbeddingCache, SamEmbedding, embedding_signature
+from cellseek.segment.sam_fast_decoder import torch_threads
 from cellseek.segment.tiling import masks_to_labels, stitch_tiles, tile_for_point, tile_layout
 from cellseek.types import Progress, Work
 
@@ -237,6 +237,19 @@ class SamSegmenter:
         self._decoder_lock = threading.Lock()
         self._generator = None
         self._weights = None
+        from cellseek.zoo.sam_loader import BOX_PROMPT_MODELS
+
+        self._boxes = None
+        if name in BOX_PROMPT_MODELS:
+            from cellseek.segment.sam_boxes import BoxPrompter
+
+            self._boxes = BoxPrompter(self)
+
+    @property
+    def box_prompts(self) -> bool:
+        """Whether the model is prompted with boxes (LiteMedSAM), not points (see
+        :mod:`cellseek.segment.sam_boxes`)."""
+        return self._boxes is not None
 
     def __repr__(self) -> str:
         return (f"SamSegmenter({self.model_type!r}, checkpoint={str(self.checkpoint)!r}, "
@@ -267,7 +280,13 @@ class SamSegmenter:
                                 weights_dir=self.weights_dir, device=self.device)
 
     def resolved_auto_mode(self) -> str:
-        """The automatic mode :meth:`segment_auto` will use (``"auto"`` resolved)."""
+        """The automatic mode :meth:`segment_auto` will use (``"auto"`` resolved).
+
+        A box-prompted model has no instance decoder: ``"auto"`` and ``"decoder"`` are
+        ``"seeds"`` (detected boxes), ``"grid"`` a grid of boxes.
+        """
+        if self.box_prompts:
+            return "grid" if self.auto_mode == "grid" else "seeds"
         if self.auto_mode != "auto":
             return self.auto_mode
         return "decoder" if self.instance_decoder is not None else "seeds"
@@ -298,12 +317,29 @@ class SamSegmenter:
         return self._weights
 
     # -- embeddings --------------------------------------------------------------------------
-    def signature(self, image: np.ndarray) -> dict:
+    def signature(self, image: np.ndarray, scale: float | None = None) -> dict:
         """The cache signature of a uint8 RGB image (see :mod:`cellseek.segment.sam_cache`)."""
         return embedding_signature(image, model_type=self.model_type,
-                                   weights=self.weights_fingerprint, input_size=self.input_size)
+                                   weights=self.weights_fingerprint, input_size=self.input_size,
+                                   scale=scale)
 
-    def _encode(self, image: np.ndarray, signature: dict) -> SamEmbedding:
+    def _resized(self, image: np.ndarray, scale: float | None) -> np.ndarray:
+        """The image as the encoder sees it before padding: SAM's longest-side resize to the
+        input size, or (box models) resized by ``scale`` and at most the input size."""
+        if scale is None:
+            return self.predictor.transform.apply_image(image)
+        from PIL import Image
+        from torchvision.transforms.functional import resize
+
+        size = self.input_size
+        h, w = image.shape[:2]
+        target = tuple(min(max(int(round(n * scale)), 1), size) for n in (h, w))
+        if target == (h, w):
+            return np.array(image)
+        return np.array(resize(Image.fromarray(image), list(target)))
+
+    def _encode(self, image: np.ndarray, signature: dict, scale: float | None = None
+                ) -> SamEmbedding:
         """Run the image encoder on a uint8 RGB image (as ``SamPredictor.set_image`` does).
 
         Touches no shared state, so a background worker can encode while clicks are decoded.
@@ -311,8 +347,7 @@ class SamSegmenter:
         import torch
 
         model = self.model
-        transform = self.predictor.transform
-        resized = transform.apply_image(image)
+        resized = self._resized(image, scale)
         x = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).contiguous()[None]
         with torch.inference_mode():
             features = model.image_encoder(model.preprocess(x.float()))
@@ -323,14 +358,15 @@ class SamSegmenter:
             signature=signature,
         )
 
-    def _embedding(self, image: np.ndarray) -> SamEmbedding:
+    def _embedding(self, image: np.ndarray, scale: float | None = None) -> SamEmbedding:
         """Embedding of a uint8 RGB image: from the cache, else encoded once and cached.
 
         When another thread is encoding the same image, waits for it instead of encoding twice.
+        ``scale``: see :meth:`_resized`.
         """
         from cellseek.segment.sam_cache import signature_key
 
-        signature = self.signature(image)
+        signature = self.signature(image, scale)
         key = signature_key(signature)
         while True:
             with self._lock:
@@ -343,7 +379,7 @@ class SamSegmenter:
                     break
             pending.wait()  # another thread is encoding this image; then read the cache
         try:
-            emb = self._encode(image, signature)
+            emb = self._encode(image, signature, scale)
             with self._lock:
                 self.cache.put(emb)
             return emb
@@ -387,13 +423,21 @@ class SamSegmenter:
         """
         return self._embedding(plane_to_uint8_rgb(plane)).features
 
-    def is_embedded(self, plane: np.ndarray) -> bool:
-        """Whether every tile of ``plane`` is already in the cache (memory or disk)."""
-        image = plane_to_uint8_rgb(plane)
-        tiles = tile_layout(image.shape, self.tile_size, self.tile_overlap)
+    def has_embedding(self, image: np.ndarray, scale: float | None = None) -> bool:
+        """Whether the embedding of a uint8 RGB image (at ``scale``) is in the cache."""
         with self._lock:
-            return all(self.cache.get(self.signature(image[t.slices])) is not None
-                       for t in tiles)
+            return self.cache.get(self.signature(image, scale)) is not None
+
+    def is_embedded(self, plane: np.ndarray) -> bool:
+        """Whether every tile of ``plane`` is already in the cache (memory or disk).
+
+        For a box-prompted model: every tile a click on the plane's detected cells needs.
+        """
+        image = plane_to_uint8_rgb(plane)
+        if self.box_prompts:
+            return self._boxes.tiles_needed(image, plane, missing_only=True) == []
+        tiles = tile_layout(image.shape, self.tile_size, self.tile_overlap)
+        return all(self.has_embedding(image[t.slices]) for t in tiles)
 
     def precompute(self, planes: Iterable) -> Work[int]:
         """Embed planes ahead of the user (a cancellable generator).
@@ -423,6 +467,9 @@ class SamSegmenter:
             yield Progress(i, len(items), "sam:precompute", f"plane {key}")
             plane = plane() if callable(plane) else plane
             image = plane_to_uint8_rgb(plane)
+            if self.box_prompts:
+                encoded += self._boxes.precompute(image, plane)
+                continue
             for tile in tile_layout(image.shape, self.tile_size, self.tile_overlap):
                 sub = image[tile.slices]
                 with self._lock:
@@ -458,6 +505,8 @@ class SamSegmenter:
         r, c = float(point_rc[0]), float(point_rc[1])
         if not (0 <= r < rows and 0 <= c < cols):
             raise CellseekError(f"point {tuple(point_rc)} lies outside the plane {(rows, cols)}")
+        if self.box_prompts:  # the box of the cell under the click, at that cell's scale
+            return self._boxes.click(image, plane, (r, c))
         tiles = tile_layout(image.shape, self.tile_size, self.tile_overlap)
         tile = tiles[tile_for_point(tiles, (int(r), int(c)))]
         emb = self._embedding(image[tile.slices])
@@ -469,6 +518,30 @@ class SamSegmenter:
         out = np.zeros((rows, cols), bool)
         out[tile.slices] = mask
         return out
+
+    def segment_box(self, plane: np.ndarray, box, *, scale: float | None = None) -> np.ndarray:
+        """The object in a box, for a box-prompted model (LiteMedSAM).
+
+        Parameters
+        ----------
+        plane : ndarray
+            ``(Y, X)`` or ``(Y, X, 3)``.
+        box : sequence of float
+            ``(row0, col0, row1, col1)`` in plane pixels.
+        scale : float, optional
+            Encode the plane at this scale; default: the one that makes the box about
+            :data:`cellseek.segment.sam_prompts.TARGET_DIAMETER` px wide.
+
+        Returns
+        -------
+        ndarray
+            bool ``(Y, X)``.
+        """
+        if not self.box_prompts:
+            raise CellseekError(f"SAM {self.model_type} is prompted with points; use "
+                                "segment_point")
+        image = plane_to_uint8_rgb(plane)
+        return self._boxes.box_mask(image, box, scale)
 
     def _fast_decoder(self, emb: SamEmbedding):
         """The fast point decoder, prepared for ``emb`` (call with ``_decoder_lock`` held)."""
@@ -633,8 +706,11 @@ class SamSegmenter:
             int32 ``(Y, X)`` labels, 0 background, cells 1..n.
         """
         image = plane_to_uint8_rgb(plane)
-        tiles = tile_layout(image.shape, self.tile_size, self.tile_overlap)
         mode = self.resolved_auto_mode()
+        if self.box_prompts:
+            return (yield from self._boxes.segment_auto(image, plane, grid_only=mode == "grid",
+                                                        stage=STAGE))
+        tiles = tile_layout(image.shape, self.tile_size, self.tile_overlap)
         seeds_by_tile: list[list] = [[] for _ in tiles]
         if mode == "seeds":
             yield Progress(0, 1, STAGE, "classical seeds")
@@ -800,16 +876,3 @@ def segment_plane_sam(plane: np.ndarray, config: SegmentConfig | None = None, *,
     args.update(kw)
     segmenter = shared_segmenter(config.sam_model, weights_dir=weights_dir, **args)
     return (yield from segmenter.segment_auto(plane))
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Run a block with ``n`` torch intra-op threads, then restore the previous number."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -60,7 +60,8 @@ class SamEmbedding:
 
 
 def embedding_signature(
-    image: np.ndarray, *, model_type: str, weights: str, input_size: int
+    image: np.ndarray, *, model_type: str, weights: str, input_size: int,
+    scale: float | None = None,
 ) -> dict:
     """What an embedding depends on.
 
@@ -74,6 +75,9 @@ def embedding_signature(
         Fingerprint of the weights file (:func:`cellseek.zoo.sam_backend.weights_fingerprint`).
     input_size : int
         Encoder input side in pixels.
+    scale : float, optional
+        The image was resized by this factor (box-prompted models encode each tile at the scale
+        its cells need) instead of SAM's longest-side resize to ``input_size``.
 
     Returns
     -------
@@ -83,7 +87,7 @@ def embedding_signature(
     from cellseek import __version__
 
     image = np.ascontiguousarray(image)
-    return {
+    signature = {
         "format": CACHE_FORMAT,
         "image_sha256": hashlib.sha256(image.tobytes()).hexdigest(),
         "image_shape": list(image.shape),
@@ -93,6 +97,9 @@ def embedding_signature(
         "input_size": int(input_size),
         "cellseek": __version__,
     }
+    if scale is not None:
+        signature["scale"] = round(float(scale), 6)
+    return signature
 
 
 def signature_key(signature: dict) -> str:

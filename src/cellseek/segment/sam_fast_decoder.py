@@ -21,15 +21,18 @@ the tokens has rank ``H * T = 56 < 128``. :class:`FastPointDecoder` uses that:
 
 Every step is the same function as the original, re-associated: the low-resolution mask logits
 agree with ``SamPredictor.predict`` to float32 rounding (tested at random initialisation on the
-real architecture). Used by :meth:`cellseek.segment.sam.SamSegmenter.segment_point`.
+real architecture). A box prompt also has two sparse tokens (its corners), so boxes take the
+same path (``boxes=``): the prompts box-trained models such as LiteMedSAM understand. Used by
+:meth:`cellseek.segment.sam.SamSegmenter.segment_point` and the automatic modes.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import NamedTuple
 
-__all__ = ["FastPointDecoder"]
+__all__ = ["FastPointDecoder", "torch_threads"]
 
 
 def _heads(x, num_heads: int):
@@ -211,15 +214,23 @@ class FastPointDecoder:
         logits = x @ hyper  # (h, w, a1, c1, a2, c2)
         return logits.permute(0, 2, 4, 1, 3, 5).reshape(4 * gh, 4 * gw)
 
-    def predict(self, points, labels, *, multimask: bool = True):
-        """Low-resolution logits of the best mask for point prompts.
+    def _sparse(self, points, labels, boxes):
+        """SAM's sparse prompt embeddings of points and/or boxes."""
+        pts = None if points is None else (points, labels)
+        sparse, _ = self.model.prompt_encoder(points=pts, boxes=boxes, masks=None)
+        return sparse
+
+    def predict(self, points, labels, *, multimask: bool = True, boxes=None):
+        """Low-resolution logits of the best mask for point and/or box prompts.
 
         Parameters
         ----------
-        points : torch.Tensor
+        points : torch.Tensor or None
             ``(1, P, 2)`` point coordinates in the model's input frame (``x, y``).
-        labels : torch.Tensor
+        labels : torch.Tensor or None
             ``(1, P)``: 1 foreground, 0 background.
+        boxes : torch.Tensor, optional
+            ``(1, 4)`` box ``(x0, y0, x1, y1)`` in the model's input frame.
         multimask : bool
             As ``SamPredictor.predict(multimask_output=...)``; the kept mask is the one with
             the highest predicted IoU among the returned candidates.
@@ -237,8 +248,7 @@ class FastPointDecoder:
             raise RuntimeError("set_image() must be called before predict()")
         dec = self.decoder
         with torch.inference_mode():
-            sparse, _ = self.model.prompt_encoder(points=(points, labels), boxes=None,
-                                                  masks=None)
+            sparse = self._sparse(points, labels, boxes)
             output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
             tokens = torch.cat((output_tokens.unsqueeze(0), sparse), dim=1)
             hs, keys = self._transformer(tokens)
@@ -249,7 +259,7 @@ class FastPointDecoder:
             logits = self._upscaled_mask(keys, hyper)
         return logits[None, None], float(iou[best])
 
-    def predict_batch(self, points, labels, *, multimask: bool = True, windows=None):
+    def predict_batch(self, points, labels, *, multimask: bool = True, windows=None, boxes=None):
         """Low-resolution logits of the best mask of each of ``B`` independent prompts.
 
         The same function as :meth:`predict` applied to every prompt (the image-side matrices
@@ -257,10 +267,12 @@ class FastPointDecoder:
 
         Parameters
         ----------
-        points : torch.Tensor
+        points : torch.Tensor or None
             ``(B, P, 2)`` point coordinates in the model's input frame (``x, y``).
-        labels : torch.Tensor
+        labels : torch.Tensor or None
             ``(B, P)``.
+        boxes : torch.Tensor, optional
+            ``(B, 4)`` boxes ``(x0, y0, x1, y1)`` in the model's input frame.
         multimask : bool
             As in :meth:`predict`.
         windows : sequence of (r0, r1, c0, c1), optional
@@ -282,10 +294,9 @@ class FastPointDecoder:
             raise RuntimeError("set_image() must be called before predict_batch()")
         dec = self.decoder
         gh, gw = self._image.grid
-        n = points.shape[0]
+        n = (points if points is not None else boxes).shape[0]
         with torch.inference_mode():
-            sparse, _ = self.model.prompt_encoder(points=(points, labels), boxes=None,
-                                                  masks=None)
+            sparse = self._sparse(points, labels, boxes)
             output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
             tokens = torch.cat((output_tokens.unsqueeze(0).expand(n, -1, -1), sparse), dim=1)
             hs, keys = self._transformer(tokens)
@@ -310,3 +321,16 @@ class FastPointDecoder:
         logits = x @ hyper
         h, w = r1 - r0, c1 - c0
         return logits.permute(0, 2, 4, 1, 3, 5).reshape(4 * h, 4 * w)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` torch intra-op threads, then restore the previous number."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

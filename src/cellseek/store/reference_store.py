@@ -31,7 +31,15 @@ import numpy as np
 from cellseek.errors import IncompatibleStoreError, StoreError
 from cellseek.store import cells as cell_ops
 from cellseek.store import classes as class_ops
-from cellseek.store import exchange, folder_export, images, integrity, lifecycle, search_state
+from cellseek.store import (
+    exchange,
+    folder_export,
+    images,
+    integrity,
+    lifecycle,
+    plane_edits,
+    search_state,
+)
 from cellseek.store import labelled_images as labelled_ops
 from cellseek.store import labels as label_ops
 from cellseek.store import meta as meta_ops
@@ -361,21 +369,8 @@ class ReferenceStore:
         self, items: Sequence[LabelledImage], *, source: str = "import", note: str = ""
     ) -> dict:
         """Add labelled images with their cells, embeddings, thumbnails AND confirmed labels
-        (with audit rows) in ONE transaction; what is already stored is completed, not
-        duplicated.
-
-        Every item is checked before anything is written. An image already stored keeps its
-        cells; those without a label get the item's label (so a rerun of an interrupted import
-        completes it). A cell already labelled differently keeps its label (counted as a
-        conflict). The labels form one audit batch (action ``import``, not undoable).
-
-        Parameters
-        ----------
-        items : sequence of LabelledImage
-        source : {"import", "user", "accepted"}
-            Label source of the new labels.
-        note : str
-            Kept in the audit log.
+        (``source``, audit rows with ``note``) in ONE transaction; what is already stored is
+        completed, not duplicated (see :func:`cellseek.store.labelled_images.add_labelled_images`).
 
         Returns
         -------
@@ -423,18 +418,8 @@ class ReferenceStore:
             return cell_ops.count_cells(conn, labelled)
 
     def embeddings(self, model: str, cell_ids: Sequence[int] | None = None) -> np.ndarray:
-        """Embeddings of one model as float32.
-
-        Parameters
-        ----------
-        model : str
-            A model of the store.
-        cell_ids : sequence of int, optional
-            Rows in this order (repeats allowed); all cells ordered by id when None.
-
-        Returns
-        -------
-        ndarray of float32, shape (n, dim)
+        """Embeddings of one ``model`` as float32, shape (n, dim): rows of ``cell_ids`` in that
+        order (repeats allowed), or of all cells ordered by id when None.
 
         Raises
         ------
@@ -480,6 +465,20 @@ class ReferenceStore:
             return
         with self._tx.write(f"deleting {cells_text(len(ids))}") as conn:
             cell_ops.delete_cells(conn, ids, self.path)
+
+    def replace_cells(self, image_id: int, plane: tuple[int, int], labels: np.ndarray,
+                      removed: Sequence[int], cells: Sequence[Cell],
+                      embeddings: dict[str, np.ndarray], *,
+                      thumbnails: Sequence[bytes | None] | None = None,
+                      confirmed: Mapping[int, str] | None = None) -> np.ndarray:
+        """Replace cells of one plane by new ones in ONE transaction (merge, split); returns the
+        new ids. See :func:`cellseek.store.plane_edits.replace_plane_cells`."""
+        vectors = cell_ops.check_embeddings(self.models, embeddings, len(cells), self.path)
+        labels = images.check_plane_labels(labels)
+        doing = f"replacing {cells_text(len(set(removed)))} by {cells_text(len(cells))}"
+        with self._tx.write(doing) as conn:
+            return plane_edits.replace_plane_cells(conn, image_id, plane, labels, removed, cells,
+                                                   vectors, thumbnails, confirmed, self.path)
 
     # ------------------------------------------------------------------ labels
 

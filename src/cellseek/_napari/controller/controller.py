@@ -18,6 +18,7 @@ import numpy as np
 
 from cellseek._napari.runner import Runner, call_work
 
+from .editing import Editing
 from .images import same_layer
 from .jobs import SessionJobs
 from .labelling import Labelling
@@ -67,7 +68,7 @@ class AnnotationController:
         self.signals = signals = Signals(parent)
         for name in ("session_changed", "cells_changed", "labels_changed", "classes_changed",
                      "selection_changed", "current_changed", "gallery", "message",
-                     "sam_reason"):
+                     "sam_reason", "edit_armed"):
             setattr(self, name, getattr(signals, name))
         self.runner = Runner(parent)
         self.registry = LayerRegistry(viewer)
@@ -79,6 +80,7 @@ class AnnotationController:
         self.labelling = Labelling(jobs, state, signals, self.registry, view, select=self.select,
                                    refresh_classes=self.sets.refresh_classes,
                                    current_plane=self.segmenting.current_plane)
+        self.editing = Editing(jobs, state, signals, self.registry, view, select=self.select)
         self.marker = SelectionMarker(viewer)
         signals.cells_changed.connect(self._mark_selected)
         self.registry.on_plane_changed = view.recolour
@@ -187,6 +189,10 @@ class AnnotationController:
         """
         item, cell_id, label_value, key = self.cell_at(position)
         if item is None or key is None:
+            return None
+        if self.editing.armed is not None:
+            data = item.cells_layer.world_to_data(position[-item.cells_layer.ndim:])
+            self.editing.on_click(item, cell_id, key, (float(data[-2]), float(data[-1])))
             return None
         if label_value == 0 and segment_config is not None:
             data = item.cells_layer.world_to_data(position[-item.cells_layer.ndim:])

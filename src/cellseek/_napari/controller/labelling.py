@@ -11,7 +11,7 @@ from dataclasses import replace
 from cellseek._napari.notify import info, warn
 from cellseek.annotation.review import ReviewQueue, shown_label, uncertain_first
 from cellseek.errors import CellseekError
-from cellseek.text import cells_text
+from cellseek.text import cells_text, count_text
 from cellseek.types import Progress
 
 
@@ -93,12 +93,15 @@ class Labelling:
 
         def work(session):
             yield Progress(0, 1, "accept", f"{len(suggestions)} suggestions")
-            accepted = session.accept_suggestions(suggestions, threshold=threshold)
-            return [session.cell(c) for c in accepted]
+            accepted, skipped = session.accept_above(suggestions, threshold)
+            return [session.cell(c) for c in accepted], skipped
 
-        def done(cells):
+        def done(result):
+            cells, skipped = result
             self._labels_done(cells)
-            info(f"Accepted {len(cells)} suggestions at confidence >= {threshold:.2f}.")
+            left = (f"; left out {count_text(len(skipped), 'object')} far from a cell's size "
+                    "(fragments or clumps: check them one by one)") if skipped else ""
+            info(f"Accepted {len(cells)} suggestions at confidence >= {threshold:.2f}{left}.")
 
         return self.jobs.run("Accepting suggestions", work, on_returned=done)
 

@@ -64,3 +64,4 @@ class Signals(QObject):
     gallery = Signal(object)  # the Gallery of the selected cell, once looked up
     message = Signal(str)  # a line for the widget's status
     sam_reason = Signal(str)  # which SAM model segmented and why
+    edit_armed = Signal(object)  # "merge" / "split" while the next click edits an object, or None

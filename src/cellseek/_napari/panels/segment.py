@@ -78,6 +78,18 @@ class SegmentPanel(QWidget):
         self.click_mode.setToolTip(
             "Click an unsegmented cell to segment it with a SAM point prompt")
         self.click_mode.toggled.connect(self._on_click_mode)
+        self.merge_button = QPushButton("Merge with…")
+        self.merge_button.setToolTip("Merge the selected cell with the next object you click "
+                                     "(a cell cut into pieces)")
+        self.split_button = QPushButton("Split at…")
+        self.split_button.setToolTip("Split the selected cell: click inside it on the part to "
+                                     "cut off (SAM segments that part)")
+        edits = QHBoxLayout()
+        for kind, b in (("merge", self.merge_button), ("split", self.split_button)):
+            b.setCheckable(True)
+            b.toggled.connect(lambda on, kind=kind: self._on_edit(kind, on))
+            edits.addWidget(b)
+        controller.edit_armed.connect(self._show_armed)
         self.sam_model = QLabel()  # which SAM model clicks use, and why (once switched on: the
         self.sam_model.setWordWrap(True)  # choice looks for a GPU, which loads torch)
         self.sam_model.setVisible(False)
@@ -101,6 +113,7 @@ class SegmentPanel(QWidget):
         layout.addLayout(form)
         layout.addLayout(row)
         layout.addWidget(self.click_mode)
+        layout.addLayout(edits)
         layout.addWidget(self.sam_model)
         layout.addLayout(shown)
         layout.addStretch(1)
@@ -207,3 +220,24 @@ class SegmentPanel(QWidget):
             return
         self._show_sam_reason(self.controller.segmenting.sam_choice()[1])
         self.controller.segmenting.precompute_sam(self.config())
+
+    def _on_edit(self, kind: str, on: bool) -> None:
+        """Arm (or cancel) a merge or a split for the next click."""
+        editing = self.controller.editing
+        if on and editing.armed != kind:
+            try:
+                editing.arm(kind)
+            except Exception as exc:  # noqa: BLE001 - said in one line, the button goes back
+                from cellseek._napari.notify import warn
+
+                warn(f"Cannot {kind}: {exc}")
+                self._show_armed(editing.armed)
+        elif not on and editing.armed == kind:
+            editing.arm(None)
+
+    def _show_armed(self, kind) -> None:
+        """Check the button of the armed edit only (the click was used, or the other armed)."""
+        for name, b in (("merge", self.merge_button), ("split", self.split_button)):
+            b.blockSignals(True)
+            b.setChecked(kind == name)
+            b.blockSignals(False)
