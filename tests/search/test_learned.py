@@ -153,16 +153,17 @@ def test_combine(name):
     assert combine(name, knn, {}).tolist() == [[1, 0, 0]]  # no head fitted: the vote
 
 
-@pytest.mark.parametrize("n_classes", [2, 5])
-def test_the_lda_head_equals_scikit_learns_shrinkage_lda(n_classes):
-    """The Cholesky-solved LDA gives scikit-learn's ``solver="lsqr", shrinkage="auto"`` fit."""
+@pytest.mark.parametrize("n_classes, dims", [(2, 60), (5, 60), (2, 700), (5, 700)])
+def test_the_lda_head_equals_scikit_learns_shrinkage_lda(n_classes, dims):
+    """The LDA solved by Cholesky (more cells than dimensions) or by the Woodbury identity
+    (fewer) gives scikit-learn's ``solver="lsqr", shrinkage="auto"`` fit."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     from cellseek.search.head import shrinkage_lda
 
     rng = np.random.default_rng(n_classes)
     y = np.array([f"c{i % n_classes}" for i in range(240)])
-    x = rng.normal(size=(240, 60)).astype(np.float32)
+    x = rng.normal(size=(240, dims)).astype(np.float32)
     x[:, :3] += np.arange(240)[:, None] % n_classes  # class signal in three features
     x[:, 7] = 2.0  # a constant feature
     ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)

@@ -49,15 +49,21 @@ def stratified_cap(labels: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
 
 
 def shrinkage_lda(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shrinkage LDA as scikit-learn fits it (``solver="lsqr", shrinkage="auto"``), solved by a
-    Cholesky factorisation instead of an SVD.
+    """Shrinkage LDA as scikit-learn fits it (``solver="lsqr", shrinkage="auto"``), solved
+    without an SVD of the ``d x d`` covariance.
 
-    The pooled covariance is scikit-learn's: per class, the Ledoit-Wolf estimate of the class's
-    standardised vectors, scaled back and weighted by the class's share. It is symmetric positive
-    definite (shrinkage adds to its diagonal), so ``cov @ coef.T = means.T`` is solved with
-    ``cho_solve`` rather than scikit-learn's ``lstsq`` (an SVD): the same coefficients, about ten
-    times faster at the 2,275 dimensions of the default preset (a least-squares solve is the
-    fallback for a singular covariance, e.g. a constant feature in every class).
+    The pooled covariance is scikit-learn's: per class k, the Ledoit-Wolf estimate of the
+    class's standardised vectors ``z_k`` (shrinkage ``a_k``, mean variance ``mu_k``) scaled back
+    by the class's spreads ``D_k`` and weighted by its share ``p_k``. It is a positive diagonal
+    plus a matrix of rank at most n (the cells)::
+
+        cov = sum_k p_k a_k mu_k D_k^2  +  U U^T,   U = [sqrt(p_k (1 - a_k) / n_k) D_k z_k^T]
+
+    so ``cov @ coef.T = means.T`` is solved with the Woodbury identity (an ``n x n`` system) when
+    there are fewer cells than half the dimensions — the usual case with the 2,275 dimensions of
+    the default preset and a few hundred confirmed cells — and by a Cholesky factorisation
+    otherwise; scikit-learn's ``lstsq`` (an SVD of the full covariance) took minutes over the
+    folds of a validation. The coefficients are scikit-learn's (``tests/search/test_learned.py``).
 
     Returns
     -------
@@ -66,23 +72,39 @@ def shrinkage_lda(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
         (the second class's logit), as scikit-learn's ``LinearDiscriminantAnalysis``.
     """
     from scipy import linalg
-    from sklearn.covariance import ledoit_wolf
+    from sklearn.covariance import ledoit_wolf_shrinkage
 
     classes, y = np.unique(labels, return_inverse=True)
     x64 = np.asarray(x, np.float64)
-    priors = np.bincount(y, minlength=len(classes)) / len(y)
+    n, d = x64.shape
+    priors = np.bincount(y, minlength=len(classes)) / n
     means = np.stack([x64[y == k].mean(axis=0) for k in range(len(classes))])
-    cov = np.zeros((x64.shape[1], x64.shape[1]))
+    diagonal = np.zeros(d)
+    blocks = []
     for k in range(len(classes)):
-        xk = x64[y == k]
+        xk = x64[y == k] - means[k]
         sd = xk.std(axis=0)
         sd = np.where(sd > 0, sd, 1.0)  # scikit-learn's StandardScaler keeps constant columns
-        shrunk = ledoit_wolf((xk - xk.mean(axis=0)) / sd)[0]
-        cov += priors[k] * (sd[:, None] * shrunk * sd[None, :])
-    try:
-        coef = linalg.cho_solve(linalg.cho_factor(cov), means.T).T
-    except linalg.LinAlgError:
-        coef = linalg.lstsq(cov, means.T)[0].T
+        zk = xk / sd
+        shrink = float(ledoit_wolf_shrinkage(zk, assume_centered=True))
+        mu = float(np.sum(zk * zk)) / (len(zk) * d)
+        diagonal += priors[k] * shrink * mu * sd**2
+        blocks.append(np.sqrt(priors[k] * (1.0 - shrink) / len(zk)) * (zk * sd).T)
+    u = np.hstack(blocks)  # (d, n)
+    rhs = means.T
+    if n < d // 2 and diagonal.min() > 1e-12 * max(diagonal.max(), 1e-300):
+        scaled_u = u / diagonal[:, None]
+        small = np.eye(u.shape[1]) + u.T @ scaled_u
+        solved = rhs / diagonal[:, None]
+        solved -= scaled_u @ linalg.solve(small, u.T @ solved, assume_a="pos")
+        coef = solved.T
+    else:
+        cov = u @ u.T
+        cov.flat[:: d + 1] += diagonal
+        try:
+            coef = linalg.cho_solve(linalg.cho_factor(cov), rhs).T
+        except linalg.LinAlgError:  # singular: e.g. no shrinkage and a constant feature
+            coef = linalg.lstsq(cov, rhs)[0].T
     intercept = -0.5 * np.sum(means * coef, axis=1) + np.log(priors)
     if len(classes) == 2:
         coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
