@@ -15,10 +15,10 @@ def _pos(item, cell_id):
     return tuple(item.cells_layer.data_to_world([*lead, *cell["centroid"]]))
 
 
-def _two_far_cells(item, store):
-    """Two cells of plane (0, 0), the largest and the one farthest from it."""
+def _two_far_cells(item, store, key):
+    """Two cells of the plane ``key``, the largest and the one farthest from it."""
     cells = [store.cell(i) for i in item.table.ids()]
-    cells = [c for c in cells if (c["t"], c["z"]) == (0, 0)]
+    cells = [c for c in cells if (c["t"], c["z"]) == key]
     assert len(cells) >= 2, "the first smear field should hold several cells (target=cells)"
     first = max(cells, key=lambda c: c["area"])
     far = max(cells, key=lambda c: np.hypot(*np.subtract(c["centroid"], first["centroid"])))
@@ -39,7 +39,8 @@ def test_merge_then_split_through_the_window(widget, wait, tmp_path, notes):
     wait(widget)
     item, store = c.current, c.session.store
     n_before = store.n_cells()
-    first, far = _two_far_cells(item, store)
+    key = c.segmenting.current_plane()
+    first, far = _two_far_cells(item, store, key)
 
     # nothing selected: the button says why and goes back up
     c.select(None)
@@ -58,7 +59,7 @@ def test_merge_then_split_through_the_window(widget, wait, tmp_path, notes):
     assert store.n_cells() == n_before - 1
     merged = store.cell(c.selected)
     assert merged["area"] == first["area"] + far["area"]
-    plane = np.asarray(item.cells_layer.data[item.index_of((0, 0))])
+    plane = np.asarray(item.cells_layer.data[item.index_of(key)])
     assert (plane == merged["label_value"]).sum() == merged["area"]  # redrawn from the store
     assert first["id"] not in item.table and far["id"] not in item.table
 
@@ -67,12 +68,13 @@ def test_merge_then_split_through_the_window(widget, wait, tmp_path, notes):
     assert c.editing.armed == "split"
     widget.handle_click(_far_point(item, far))  # far is no cell of the table any more
     wait(widget, timeout=300_000)
-    assert store.n_cells() == n_before
+    # the part, the first cell, and a leftover of the far cell SAM's mask left out, if large
+    assert n_before <= store.n_cells() <= n_before + 1
     part = store.cell(c.selected)  # the part under the click comes first
     assert abs(part["area"] - far["area"]) < 0.5 * far["area"]
     assert np.hypot(*np.subtract(part["centroid"], far["centroid"])) < 10
-    plane = np.asarray(item.cells_layer.data[item.index_of((0, 0))])
-    assert len(np.unique(plane[plane > 0])) == len(item.table.ids_in_plane((0, 0)))
+    plane = np.asarray(item.cells_layer.data[item.index_of(key)])
+    assert len(np.unique(plane[plane > 0])) == len(item.table.ids_in_plane(key))
 
 
 def _far_point(item, far):

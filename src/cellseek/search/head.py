@@ -165,14 +165,13 @@ class LinearHead:
         scale = x.std(axis=0, dtype=np.float64)
         scale = np.where(scale > 1e-9, scale, 1.0)
         z = ((x - mean) / scale).astype(np.float32)
-        if kind == "lda":
-            classes, coef, intercept = shrinkage_lda(z, labels)
-        else:
-            model = LogisticRegression(max_iter=1000)
-            with warnings.catch_warnings():  # a slow convergence
-                warnings.simplefilter("ignore")
-                model.fit(z, labels)
-            classes, coef, intercept = model.classes_, model.coef_, model.intercept_
+        with warnings.catch_warnings():  # classes with one cell; a slow convergence
+            warnings.simplefilter("ignore")
+            if kind == "lda":
+                classes, coef, intercept = shrinkage_lda(z, labels)
+            else:
+                model = LogisticRegression(max_iter=1000).fit(z, labels)
+                classes, coef, intercept = model.classes_, model.coef_, model.intercept_
         return cls([str(c) for c in classes], mean.astype(np.float32),
                    scale.astype(np.float32), np.atleast_2d(coef).astype(np.float32),
                    np.atleast_1d(intercept).astype(np.float32), kind)

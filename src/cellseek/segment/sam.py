@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -822,6 +823,8 @@ def shared_segmenter(model: str = "auto", *, weights_dir=None, device="auto",
     **options
         Any other :class:`SamSegmenter` argument.
     """
+    if weights_dir is None:  # the folder the lookup will use: a changed variable, a new model
+        weights_dir = os.environ.get("CELLSEEK_WEIGHTS_DIR")
     key = (str(model), str(weights_dir), str(device),
            tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _SEGMENTERS_LOCK:
