@@ -285,10 +285,12 @@ class IndexConfig:
         HNSW and IVF-PQ mark removed cells and skip them at search; the index is rebuilt
         without them once they exceed this fraction of its size.
     pca_components : int
-        0 (default): index the full fused vector. Otherwise each model's embedding is projected
-        on its leading principal components (fitted on the reference cells whenever the index is
-        built; :mod:`cellseek.search.reduce`) before fusion, so the index holds at most
-        ``pca_components`` dims per model: less memory and faster search for very large sets.
+        Each model wider than this many dims is projected on its leading principal components
+        (fitted on the reference cells whenever the index is built, at most one fewer than
+        their count; :mod:`cellseek.search.reduce`) before fusion; narrower models (the 227
+        classical features) pass through. 256 (default): the default preset's 2,275 dims become
+        739, which keeps the learned head's refit and the search fast at the same accuracy
+        (docs/benchmarks.md); 0: index the full fused vector.
     """
 
     exact_max: int = 50_000
@@ -304,7 +306,7 @@ class IndexConfig:
     ivf_refine_k_factor: int = 8
     ivf_train_size: int = 100_000
     compact_fraction: float = 0.1
-    pca_components: int = 0
+    pca_components: int = 256
 
 
 @dataclass(frozen=True)

@@ -251,8 +251,10 @@ def test_suggest_pca_option_reaches_the_index_config():
 
     args = build_parser().parse_args(["suggest", "--store", "s.cellseek", "--pca", "32"])
     assert _config(args).index.pca_components == 32
+    args = build_parser().parse_args(["suggest", "--store", "s.cellseek", "--pca", "0"])
+    assert _config(args).index.pca_components == 0  # off
     args = build_parser().parse_args(["suggest", "--store", "s.cellseek"])
-    assert _config(args).index.pca_components == 0
+    assert _config(args).index.pca_components == 256  # the default
 
 
 @pytest.mark.parametrize("which", [["--merge", "--cells", "300"],

@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=at_least(1), help="embed the images on a local Dask cluster")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
     p.add_argument("--pca", type=at_least(0), metavar="N",
-                   help="index at most N principal components "
-                   "per model (smaller, faster index for very large reference sets; default: off)")
+                   help="index at most N principal components per model wider than N "
+                   f"(default {defaults.index.pca_components}; 0: the full embeddings)")
     add_common(p, models=False)
     p.set_defaults(func=cmd_suggest)
 

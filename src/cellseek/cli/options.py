@@ -78,7 +78,7 @@ def config_from_args(args):
     if getattr(args, "threshold", None) is not None:
         suggest = replace(suggest, threshold=args.threshold)
     index = cfg.index
-    if getattr(args, "pca", None):
+    if getattr(args, "pca", None) is not None:
         index = replace(index, pca_components=args.pca)
     weighting = cfg.weighting
     if getattr(args, "weighting", None):

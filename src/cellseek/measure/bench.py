@@ -430,7 +430,8 @@ def run_benchmarks(
 
     config = config or Config()
     models = resolve_models(config.embed.preset, config.embed.models)
-    dims = {m: get_spec(m).dim for m in models}
+    pca = int(config.index.pca_components)  # the index and the head see the reduced models
+    dims = {m: min(get_spec(m).dim, pca) if pca else get_spec(m).dim for m in models}
     rows = bench_embedding(config, n_crops, random_weights=random_weights)
     rows += bench_search(sum(dims.values()), n_reference, n_queries)
     rows += bench_store(n_reference, dims)
