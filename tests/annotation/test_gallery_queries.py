@@ -61,7 +61,9 @@ def test_the_gallery_reads_the_store_a_constant_number_of_times(session):
             k, neighbour_gallery(s, q, k=k)))
         counts[k] = len(statements)
     assert [len(galleries[k].tiles) for k in (3, 25)] == [3, 25]
-    assert counts[3] == counts[25] <= 16, counts
+    # constant in k; the size flag of the suggestion reads the cell, its image's cells and the
+    # confirmed cells (three statements), the rest is the suggestion and one batched read
+    assert counts[3] == counts[25] <= 22, counts
     # what the tiles show comes from the store: each neighbour's own image, plane, thumbnail
     for tile in galleries[25].tiles:
         stored = s.store.cell(tile.cell_id)
