@@ -285,12 +285,14 @@ class IndexConfig:
         HNSW and IVF-PQ mark removed cells and skip them at search; the index is rebuilt
         without them once they exceed this fraction of its size.
     pca_components : int
-        Each model wider than this many dims is projected on its leading principal components
-        (fitted on the reference cells whenever the index is built, at most one fewer than
-        their count; :mod:`cellseek.search.reduce`) before fusion; narrower models (the 227
-        classical features) pass through. 256 (default): the default preset's 2,275 dims become
-        739, which keeps the learned head's refit and the search fast at the same accuracy
-        (docs/benchmarks.md); 0: index the full fused vector.
+        0 (default): index the full fused vector. Otherwise each model wider than this many
+        dims is projected on its leading principal components (fitted on the reference cells
+        whenever the index is built, at most one fewer than their count;
+        :mod:`cellseek.search.reduce`) before fusion; narrower models (the 227 classical
+        features) pass through. 256 turns the default preset's 2,275 dims into 739: the learned
+        head's refit at 5,000 confirmed cells takes 0.13 s instead of 3.6 s, at a cost of up to
+        0.8 points on the label-free sets (docs/benchmarks.md), so it is an option for large
+        reference sets, not the default.
     """
 
     exact_max: int = 50_000
@@ -306,7 +308,7 @@ class IndexConfig:
     ivf_refine_k_factor: int = 8
     ivf_train_size: int = 100_000
     compact_fraction: float = 0.1
-    pca_components: int = 256
+    pca_components: int = 0
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,7 @@ def test_suggest_pca_option_reaches_the_index_config():
     args = build_parser().parse_args(["suggest", "--store", "s.cellseek", "--pca", "0"])
     assert _config(args).index.pca_components == 0  # off
     args = build_parser().parse_args(["suggest", "--store", "s.cellseek"])
-    assert _config(args).index.pca_components == 256  # the default
+    assert _config(args).index.pca_components == 0  # the default: the full embeddings
 
 
 @pytest.mark.parametrize("which", [["--merge", "--cells", "300"],

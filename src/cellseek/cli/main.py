@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
     p.add_argument("--pca", type=at_least(0), metavar="N",
                    help="index at most N principal components per model wider than N "
-                   f"(default {defaults.index.pca_components}; 0: the full embeddings)")
+                   "(faster learned heads and search for large reference sets; default 0: the "
+                   "full embeddings)")
     add_common(p, models=False)
     p.set_defaults(func=cmd_suggest)
 
