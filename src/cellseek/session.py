@@ -120,6 +120,8 @@ class Session:
         self._labels_stamp: int | None = None
         self._index_stamp: int | None = None
         self._predicted: dict[int, str] = {}
+        #: ``(label stamp, class -> median area of its confirmed cells)`` (see size_flags).
+        self._class_areas: tuple[int, dict[str, float]] | None = None
         self._cell_sources: dict[int, str] | None = None
         self._plane_labels: dict[int, dict[PlaneKey, np.ndarray]] = {}
 
@@ -805,19 +807,18 @@ class Session:
         cells of the object's best class, else its image's typical object. ``cells``: every
         cell of the store when the caller has read them already.
         """
-        from cellseek.search.sizes import class_areas, size_flag, typical_area
+        from cellseek.search.sizes import size_flag, typical_area
 
         ids = [int(c) for c in cell_ids]
         if not ids:
             return {}
-        if cells is None:
-            mine = [self.store.cell(c) for c in ids]
-            images = {c["image_id"] for c in mine}
+        if cells is None:  # a click: the cells' images, and the class sizes cached per stamp
+            images = {self.store.cell(c)["image_id"] for c in ids}
             cells = [c for i in images for c in self.store.cells(i)]
-            cells += self.store.cells(labelled=True)
+            per_class = self._confirmed_areas()
+        else:
+            per_class = self._confirmed_areas(cells)
         by_id = {int(c["id"]): c for c in cells}
-        confirmed = [(c["label"], c["area"]) for c in by_id.values() if c["label"]]
-        per_class = class_areas(*zip(*confirmed)) if confirmed else {}
         per_image: dict[int, list[float]] = {}
         for c in by_id.values():
             per_image.setdefault(int(c["image_id"]), []).append(float(c["area"]))
@@ -831,6 +832,21 @@ class Session:
             if flag:
                 out[c] = flag
         return out
+
+    def _confirmed_areas(self, cells: Sequence[Mapping] | None = None) -> dict[str, float]:
+        """Class -> median area of its confirmed cells, read once per label stamp (a click
+        does not read every confirmed cell of a large reference set again)."""
+        from cellseek.search.sizes import class_areas
+
+        stamp = self.store.label_stamp()
+        if self._class_areas is not None and self._class_areas[0] == stamp:
+            return self._class_areas[1]
+        if cells is None:
+            cells = self.store.cells(labelled=True)
+        confirmed = [(c["label"], c["area"]) for c in cells if c["label"]]
+        per_class = class_areas(*zip(*confirmed)) if confirmed else {}
+        self._class_areas = (stamp, per_class)
+        return per_class
 
     # ------------------------------------------------------------------ object edits
     def merge_cells(self, cell_ids: Sequence[int], plane: np.ndarray) -> int:
@@ -853,6 +869,7 @@ class Session:
                     added: dict[int, str | None]) -> None:
         """Keep caches and the suggester in step after cells were replaced."""
         self._cell_sources = None
+        self._class_areas = None
         self._plane_labels.pop(int(image_id), None)
         for c in removed:
             self._predicted.pop(int(c), None)
