@@ -36,6 +36,13 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture
+def no_packaged_weights(monkeypatch):
+    """As if no package carrying weights were installed (effnet_lite0, dinov2s_imgfocus,
+    LiteMedSAM ...): ``cellseek.zoo.weights.package_dir`` finds none of them."""
+    monkeypatch.setattr("cellseek.zoo.weights.package_dir", lambda package: None)
+
+
 def pytest_configure(config):
     """New reference sets use the ``light`` preset (classical features only) in this suite,
     module- and session-scoped fixtures included: most tests check machinery, not models, and

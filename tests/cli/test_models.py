@@ -11,7 +11,7 @@ from cellseek.zoo import get_spec
 
 
 @pytest.fixture
-def no_weights(tmp_path, monkeypatch):
+def no_weights(tmp_path, monkeypatch, no_packaged_weights):
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
@@ -20,8 +20,6 @@ def no_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path / "microsam"))
     monkeypatch.delenv("CELLSEEK_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("CELLSEEK_PINS", str(tmp_path / "pins.json"))
-    # and no packages carrying weights (effnet_lite0, dinov2s_imgfocus ...) are installed
-    monkeypatch.setattr("cellseek.zoo.weights.package_dir", lambda package: None)
     return tmp_path
 
 

@@ -99,12 +99,10 @@ def plugin_widget(make_napari_viewer, qtbot):
 
 
 @pytest.fixture
-def no_weights(tmp_path, monkeypatch):
+def no_weights(tmp_path, monkeypatch, no_packaged_weights):
     """An empty weights folder and empty caches: no model's weights are on this machine."""
     empty = tmp_path / "no-weights"
     for var in ("CELLSEEK_WEIGHTS_DIR", "CELLSEEK_CACHE_DIR", "TORCH_HOME", "MICROSAM_CACHEDIR",
                 "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(empty / var.lower()))
-    # and no packages carrying weights (effnet_lite0, dinov2s_imgfocus ...) are installed
-    monkeypatch.setattr("cellseek.zoo.weights.package_dir", lambda package: None)
     return empty

@@ -17,7 +17,7 @@ pytest.importorskip("segment_anything")
 
 
 @pytest.fixture
-def small_sam(tmp_path, monkeypatch):
+def small_sam(tmp_path, monkeypatch, no_packaged_weights):
     import torch
 
     import cellseek.segment.sam as sam_module
@@ -31,8 +31,6 @@ def small_sam(tmp_path, monkeypatch):
     torch.save(model.state_dict(), folder / "sam_vit_b_01ec64.pth")
     monkeypatch.setenv("CELLSEEK_WEIGHTS_DIR", str(folder))
     monkeypatch.setenv("CELLSEEK_CACHE_DIR", str(tmp_path / "cache"))
-    # the only SAM: the packaged LiteMedSAM is hidden (test_object_edits.py uses it)
-    monkeypatch.setattr("cellseek.zoo.weights.package_dir", lambda package: None)
     monkeypatch.setattr("cellseek.segment.sam._SEGMENTERS", type(sam_module._SEGMENTERS)())
     return folder
 

@@ -41,12 +41,10 @@ def sam_weights_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def sam_env(sam_weights_dir, tmp_path, monkeypatch):
+def sam_env(sam_weights_dir, tmp_path, monkeypatch, no_packaged_weights):
     """``$CELLSEEK_WEIGHTS_DIR`` at the small SAM (the only SAM: the packaged LiteMedSAM is
     hidden); caches and homes inside ``tmp_path``."""
-    from cellseek.zoo import weights
 
-    monkeypatch.setattr(weights, "package_dir", lambda name: None)
     monkeypatch.setenv("CELLSEEK_WEIGHTS_DIR", str(sam_weights_dir))
     monkeypatch.setenv("CELLSEEK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

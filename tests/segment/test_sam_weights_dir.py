@@ -21,7 +21,7 @@ from .conftest import SAM_FILE, save_small_sam  # noqa: E402
 
 
 @pytest.fixture
-def folder(tmp_path, monkeypatch):
+def folder(tmp_path, monkeypatch, no_packaged_weights):
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.delenv("CELLSEEK_WEIGHTS_DIR", raising=False)
@@ -30,9 +30,7 @@ def folder(tmp_path, monkeypatch):
     monkeypatch.setenv("CELLSEEK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path / "microsam"))
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    from cellseek.zoo import weights
 
-    monkeypatch.setattr(weights, "package_dir", lambda name: None)  # no packaged LiteMedSAM
     sam_loader.clear_model_cache()
     save_small_sam(tmp_path / "lab-weights" / SAM_FILE)
     return tmp_path / "lab-weights"

@@ -152,8 +152,7 @@ def test_an_edited_weights_file_is_refused_in_one_line(name, tmp_path, no_weight
 
 
 def test_mobilenet_without_its_package_says_how_to_get_it(tmp_path, monkeypatch,
-                                                          no_weights_dir):
-    monkeypatch.setattr(W, "package_dir", lambda package: None)
+                                                          no_weights_dir, no_packaged_weights):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     ok, why = weights_available("mobilenet_v2", weights_dir=tmp_path)
     assert not ok

@@ -22,7 +22,6 @@ pytest.importorskip("segment_anything")
 from cellseek.cli import models as models_cli  # noqa: E402
 from cellseek.errors import MissingWeightsError  # noqa: E402
 from cellseek.zoo import sam_loader as L  # noqa: E402
-from cellseek.zoo import weights as W  # noqa: E402
 from cellseek.zoo.sam_arch import build_sam_model  # noqa: E402
 from cellseek.zoo.sam_choice import choose_sam_model  # noqa: E402
 from cellseek.zoo.sam_instance_decoder import build_instance_decoder  # noqa: E402
@@ -32,7 +31,7 @@ SMALL_VIT = dict(img_size=128, depth=2, embed_dim=128, num_heads=2, global_attn_
 
 
 @pytest.fixture(autouse=True)
-def _homes(tmp_path, monkeypatch):
+def _homes(tmp_path, monkeypatch, no_packaged_weights):
     """No weights anywhere but where a test puts them."""
     import huggingface_hub.constants as hf_constants
 
@@ -42,7 +41,6 @@ def _homes(tmp_path, monkeypatch):
     monkeypatch.setenv("CELLSEEK_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MICROSAM_CACHEDIR", str(tmp_path / "microsam"))
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(W, "package_dir", lambda name: None)  # hide the packaged LiteMedSAM
     L.clear_model_cache()
     yield
     L.clear_model_cache()

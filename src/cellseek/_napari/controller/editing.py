@@ -74,26 +74,22 @@ class Editing:
     def merge(self, item, key, cell_ids):
         """Merge objects of one plane of ``item`` into one cell (a job)."""
         plane = item.plane(key)
-
-        def work(session):
-            yield Progress(0, 1, "merge", f"{len(cell_ids)} objects")
-            new = session.merge_cells(cell_ids, plane)
-            return [new], *self._restored(session, item)
-
-        return self.jobs.run("Merging objects", work,
-                             on_returned=lambda r: self._done(item, *r, "Merged into"))
+        return self._edit(item, "Merging objects", "Merged into", "merge",
+                          lambda session: [session.merge_cells(cell_ids, plane)])
 
     def split(self, item, key, cell_id, point_rc):
         """Split cell ``cell_id`` of ``item`` by a SAM click at ``point_rc`` (a job)."""
         plane = item.plane(key)
+        return self._edit(item, "Splitting the object", "Split into", "split",
+                          lambda session: session.split_cell(cell_id, plane, point_rc))
 
+    def _edit(self, item, what: str, how: str, step: str, change):
+        """A job that runs ``change(session)`` (the new cell ids), then shows what was saved."""
         def work(session):
-            yield Progress(0, 1, "split", "SAM click inside the object")
-            new = session.split_cell(cell_id, plane, point_rc)
-            return new, *self._restored(session, item)
+            yield Progress(0, 1, step, what)
+            return change(session), *self._restored(session, item)
 
-        return self.jobs.run("Splitting the object", work,
-                             on_returned=lambda r: self._done(item, *r, "Split into"))
+        return self.jobs.run(what, work, on_returned=lambda r: self._done(item, *r, how))
 
     @staticmethod
     def _restored(session, item):

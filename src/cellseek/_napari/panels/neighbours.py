@@ -205,11 +205,10 @@ class NeighboursPanel(QWidget):
             lines.append("vote shares: " + ", ".join(f"{escape(k)} {v:.0%}" for k, v in votes))
             lines.append(f"confidence {s.confidence:.2f} = share {share:.2f} × familiarity "
                          f"{s.familiarity:.2f}")
-        flag = getattr(s, "size_flag", None)
-        if flag and not cell["label"]:
-            size = "smaller" if flag == "fragment" else "larger"
-            lines.append(f"<b>{flag}?</b> far {size} than a cell of its class or image: never "
-                         "accepted in bulk (merge or split it in the Segment tab)")
+        if s.size_flag and not cell["label"]:
+            size = "smaller" if s.size_flag == "fragment" else "larger"
+            lines.append(f"<b>{s.size_flag}?</b> far {size} than a cell of its class or "
+                         "image: never accepted in bulk (merge or split it in the Segment tab)")
         return "<br>".join(lines)
 
     @guarded("Going to the cell")

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 from cellseek._napari.controller.images import same_layer
 from cellseek._napari.notify import guarded
 from cellseek.config import SegmentConfig
+from cellseek.errors import CellseekError
 
 
 class SegmentPanel(QWidget):
@@ -227,7 +228,7 @@ class SegmentPanel(QWidget):
         if on and editing.armed != kind:
             try:
                 editing.arm(kind)
-            except Exception as exc:  # noqa: BLE001 - said in one line, the button goes back
+            except CellseekError as exc:  # said in one line, the button goes back
                 from cellseek._napari.notify import warn
 
                 warn(f"Cannot {kind}: {exc}")
